@@ -1,0 +1,19 @@
+# The two commands. Both set up .venv (and missing system packages) first; both are idempotent.
+.PHONY: demo test build setup bench
+
+demo: setup
+	.venv/bin/autograder demo
+
+test:
+	scripts/setup.sh --test
+	.venv/bin/python -m pytest -n 2 tests
+
+setup:
+	scripts/setup.sh
+
+build: setup
+	.venv/bin/autograder build
+
+bench: setup
+	.venv/bin/python benchmarks/build_time.py
+	.venv/bin/python benchmarks/grading_overhead.py

@@ -1,0 +1,127 @@
+"""Reference observations: run the instructor's solution and record what every check sees.
+
+The source notebook runs in a trusted kernel (the instructor's own code, no sandbox) with
+checks in record mode. Each observation is attributed to the cell that produced it, which
+fixes the check's grade cell, and to the line of its call, which says whether it is public
+or hidden. The build fails here, naming the cell, when the solution raises, when a test
+cell records nothing, when a check name repeats, or when the solution fails a check's own
+declared expectation (a declared shape, an `expected=` value).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+from ..checks.checker import MODE_VARIABLE
+from ..checks.compare import verify_declared
+from ..checks.observation import Observation, encode, observations_in_outputs, decode
+from .source_rules import SourceError, hidden_lines, is_test_cell, nbgrader_meta
+
+REFERENCES_VERSION = 1
+
+
+@dataclass
+class Reference:
+    """A check as the build recorded it: the solution's observation and where it belongs."""
+
+    observation: Observation
+    notebook: str       # notebook name without .ipynb
+    grade_id: str       # the test cell it was recorded in
+    cell_index: int
+    hidden: bool
+
+    @property
+    def name(self) -> str:
+        return self.observation.name
+
+    @property
+    def weight(self) -> float:
+        return float(self.observation.params.get("weight", 1.0))
+
+
+def run_trusted(nb, cwd: Path, timeout: int = 1800):
+    """Execute an instructor notebook in a plain kernel, checks in record mode. Returns it executed."""
+    env = {**os.environ, MODE_VARIABLE: "record", "PYTHONHASHSEED": "0"}
+    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
+                            resources={"metadata": {"path": str(cwd)}})
+    client.execute(env=env)
+    return nb
+
+
+def record_references(nb, path: Path) -> dict[str, Reference]:
+    """Reference per check name from an executed source notebook; SourceError on any problem."""
+    notebook = path.stem
+    references: dict[str, Reference] = {}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code":
+            continue
+        grade_id = nbgrader_meta(cell).get("grade_id")
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                raise SourceError(path, index, f"the solution raised {output['ename']}: {output['evalue']}", grade_id)
+        observations, rejected = observations_in_outputs(cell.get("outputs", []))
+        if rejected:
+            raise SourceError(path, index, f"an observation was malformed: {rejected[0]}", grade_id)
+        if is_test_cell(cell) and not observations:
+            raise SourceError(path, index, "this test cell records no check: call check.close/shape/equal in it",
+                              grade_id)
+        hidden = hidden_lines(cell.source)
+        for obs in observations:
+            if not is_test_cell(cell):
+                raise SourceError(path, index, f"check {obs.name!r} is called outside a test cell "
+                                  "(nbgrader.grade = true): it would never be graded", grade_id)
+            if obs.name in references:
+                other = references[obs.name]
+                raise SourceError(path, index, f"check name {obs.name!r} repeats: cell {other.cell_index} "
+                                  f"of {other.notebook} records it too", grade_id)
+            if obs.problem:
+                raise SourceError(path, index, f"check {obs.name!r} could not record the solution's value: "
+                                  f"it was {obs.problem}", grade_id)
+            declared = verify_declared(obs)
+            if declared is not None and not declared.passed:
+                raise SourceError(path, index, f"the solution fails its own check:\n{declared.message}", grade_id)
+            references[obs.name] = Reference(obs, notebook, grade_id, index, hidden=obs.line in hidden)
+    return references
+
+
+# --------------------------------------------------------------------------- files
+
+
+def save_references(references: dict[str, Reference], file: Path, *, public_only: bool = False) -> None:
+    """Write references as JSON (observation payloads, safetensors inside).
+
+    The public file ships beside the release notebook and holds public checks only, with no
+    grade_id or notebook fields (students need nothing else).
+    """
+    checks = {}
+    for name, ref in sorted(references.items()):
+        if public_only and ref.hidden:
+            continue
+        entry = encode(ref.observation)
+        if not public_only:
+            entry.update(notebook=ref.notebook, grade_id=ref.grade_id, cell_index=ref.cell_index, hidden=ref.hidden)
+        checks[name] = entry
+    file.parent.mkdir(parents=True, exist_ok=True)
+    file.write_text(json.dumps({"version": REFERENCES_VERSION, "checks": checks}, indent=1, sort_keys=True) + "\n")
+
+
+def load_references(file: Path) -> dict[str, Reference]:
+    document = json.loads(Path(file).read_text())
+    references = {}
+    for name, entry in document["checks"].items():
+        references[name] = Reference(decode(entry), entry["notebook"], entry["grade_id"],
+                                     entry["cell_index"], entry["hidden"])
+    return references
+
+
+def read_notebook(path: Path):
+    try:
+        return nbformat.read(path, as_version=4)
+    except Exception as err:  # nbformat raises several types for broken files
+        raise SourceError(path, None, f"not a readable notebook: {err}") from None

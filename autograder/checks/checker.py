@@ -1,0 +1,127 @@
+"""`check`: the object test cells call.
+
+Two modes, chosen by the environment the kernel was started with, never by the notebook:
+
+- **student** (the default): a check compares at once with the public reference shipped
+  beside the release notebook (`public_references.json`) and raises AssertionError with a
+  message that explains the mistake. A check without a public reference (a hidden one, or
+  any check while an instructor drafts a source notebook) just says so.
+- **record** (`AUTOGRADER_MODE=record`, set by the build and by the grader): a check only
+  records an observation as a display output. Nothing is compared in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from .compare import DEFAULT_ATOL, DEFAULT_RTOL, compare
+from .observation import MIME_TYPE, Observation, Unrecordable, decode, encode, to_array, to_json_value
+
+MODE_VARIABLE = "AUTOGRADER_MODE"
+PUBLIC_REFERENCES = "public_references.json"
+_PACKAGE_DIR = str(Path(__file__).resolve().parent)
+
+
+class Checker:
+    """Test-cell API. `references`: the public references file (default: in the working folder)."""
+
+    def __init__(self, references: str | os.PathLike | None = None):
+        self.mode = "record" if os.environ.get(MODE_VARIABLE) == "record" else "student"
+        self._references: dict[str, Observation] | None = None
+        self._references_path = Path(references) if references else Path.cwd() / PUBLIC_REFERENCES
+
+    # ------------------------------------------------------------------ the API
+
+    def close(self, name: str, value: Any, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, *,
+              check_dtype: bool = True, hint: str | None = None, weight: float = 1, expected: Any = None) -> None:
+        """`value` matches the reference in shape, then dtype, then values within rtol/atol."""
+        params = {"rtol": float(rtol), "atol": float(atol), "check_dtype": bool(check_dtype)}
+        self._run(name, "close", value, _array_or_problem, params, hint, weight, expected)
+
+    def shape(self, name: str, value: Any, shape: tuple, *, hint: str | None = None, weight: float = 1) -> None:
+        """`value.shape` equals `shape` (use None for a dimension that may be anything)."""
+        declared = [None if s is None else int(s) for s in shape]
+        self._run(name, "shape", value, _shape_or_problem, {"shape": declared}, hint, weight, None)
+
+    def equal(self, name: str, value: Any, *, hint: str | None = None, weight: float = 1, expected: Any = None) -> None:
+        """`value` equals the reference exactly (ints, bools, strings, tuples, integer tensors)."""
+        self._run(name, "equal", value, _json_or_problem, {}, hint, weight, expected)
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _run(self, name, kind, value, convert, params, hint, weight, expected) -> None:
+        if not isinstance(name, str) or not name:
+            raise TypeError("a check needs a non-empty name (a string)")
+        if hint:
+            params["hint"] = str(hint)
+        params["weight"] = float(weight)
+        if expected is not None:
+            params["expected"] = _json_expected(expected)
+        recorded, problem = convert(value)
+        obs = Observation(name=name, kind=kind, value=recorded, params=params, line=_caller_line(), problem=problem)
+        if self.mode == "record":
+            _emit(obs)
+        else:
+            self._judge_now(obs)
+
+    def _judge_now(self, obs: Observation) -> None:
+        reference = self._public_references().get(obs.name)
+        if reference is None:
+            print(f"check {obs.name!r}: no public reference here; the autograder checks it when you submit.")
+            return
+        outcome = compare(reference, obs, reveal=True)
+        if not outcome.passed:
+            raise AssertionError(outcome.message)
+        print(f"\u2713 {outcome.message}")
+
+    def _public_references(self) -> dict[str, Observation]:
+        if self._references is None:
+            self._references = {}
+            if self._references_path.is_file():
+                document = json.loads(self._references_path.read_text())
+                self._references = {name: decode(p) for name, p in document.get("checks", {}).items()}
+        return self._references
+
+
+def _array_or_problem(value):
+    try:
+        return to_array(value), None
+    except Unrecordable as err:
+        return None, str(err)
+
+
+def _json_or_problem(value):
+    try:
+        return to_json_value(value), None
+    except Unrecordable as err:
+        return None, str(err)
+
+
+def _shape_or_problem(value):
+    shape = getattr(value, "shape", None)
+    if shape is None:
+        return None, f"a {type(value).__qualname__}, which has no .shape"
+    return {"shape": [int(s) for s in shape], "dtype": str(getattr(value, "dtype", ""))}, None
+
+
+def _json_expected(expected):
+    value = to_json_value(expected)
+    return value.tolist() if hasattr(value, "tolist") else value
+
+
+def _caller_line() -> int | None:
+    """Line of the call in the test cell: the first frame outside this package."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back
+    return frame.f_lineno if frame is not None else None
+
+
+def _emit(obs: Observation) -> None:
+    from IPython.display import display  # only record mode runs in a kernel for sure
+
+    display({MIME_TYPE: encode(obs), "text/plain": f"<observation {obs.name}>"}, raw=True)

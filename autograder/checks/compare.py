@@ -1,0 +1,176 @@
+"""Compare an observation with its reference: the one place a check's outcome is decided.
+
+The same functions serve a student's own Jupyter (public checks, at once) and the
+coordinator (every check, after grading). Messages say what was expected, what came and,
+where the numbers suggest one, the likely cause. With `reveal=False` (hidden checks) the
+message never shows the reference's values, only shapes, dtypes and the likely cause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .hints import likely_cause_for_shape, likely_cause_for_values
+from .observation import Observation
+
+DEFAULT_RTOL = 1e-5
+DEFAULT_ATOL = 1e-8
+
+
+@dataclass
+class Outcome:
+    passed: bool
+    message: str
+
+
+def compare(reference: Observation, got: Observation, *, reveal: bool = True) -> Outcome:
+    """Judge `got` against `reference`; tolerances and hints come from the reference's params."""
+    if got.problem:
+        return _fail(reference, f"could not be recorded: the value was {got.problem}")
+    if reference.kind != got.kind:
+        return _fail(reference, f"was recorded as a {got.kind!r} check, expected {reference.kind!r}")
+    judge = {"close": _close, "shape": _shape, "equal": _equal}[reference.kind]
+    return judge(reference, got, reveal)
+
+
+def verify_declared(obs: Observation) -> Outcome | None:
+    """Check a solution's observation against what its call declared (build time).
+
+    A shape check declares its shape; any check may declare `expected=`. Returns None when
+    nothing was declared.
+    """
+    if obs.kind == "shape":
+        return _shape(obs, obs, reveal=True)
+    if "expected" in obs.params:
+        # A declared value is typed by hand (Python floats): compare values, not dtypes.
+        declared = Observation(obs.name, obs.kind, _as_value(obs.params["expected"]),
+                               {**obs.params, "check_dtype": False})
+        return compare(declared, obs)
+    return None
+
+
+# --------------------------------------------------------------------------- kinds
+
+
+def _close(ref: Observation, got: Observation, reveal: bool) -> Outcome:
+    expected, value = np.asarray(ref.value), got.value
+    if not isinstance(value, np.ndarray):
+        return _fail(ref, f"expected a tensor of shape {_shape_text(expected.shape)}, got {_describe(value)}")
+    if value.shape != expected.shape:
+        cause = likely_cause_for_shape(expected.shape, value.shape)
+        return _fail(ref, f"expected shape {_shape_text(expected.shape)}, got {_shape_text(value.shape)}", cause)
+    if ref.params.get("check_dtype", True) and value.dtype != expected.dtype:
+        cause = _dtype_cause(expected.dtype, value.dtype)
+        return _fail(ref, f"expected dtype {expected.dtype}, got {value.dtype}", cause)
+    rtol = float(ref.params.get("rtol", DEFAULT_RTOL))
+    atol = float(ref.params.get("atol", DEFAULT_ATOL))
+    exp64, val64 = expected.astype(np.float64), value.astype(np.float64)
+    if not np.all(np.isfinite(val64)) and np.all(np.isfinite(exp64)):
+        bad = int(np.sum(~np.isfinite(val64)))
+        return _fail(ref, f"{bad} of {val64.size} values are NaN or infinite",
+                     "an overflow? exp() of a large number is inf in float32: subtract the maximum first")
+    ok = np.isclose(val64, exp64, rtol=rtol, atol=atol, equal_nan=True)
+    if ok.all():
+        return _pass(ref)
+    cause = likely_cause_for_values(exp64, val64, rtol=rtol, atol=atol)
+    wrong = int(np.sum(~ok))
+    if not reveal:
+        return _fail(ref, f"{wrong} of {ok.size} values differ from the reference (rtol={rtol:g}, atol={atol:g})", cause)
+    where = np.unravel_index(int(np.argmax(np.where(ok, 0.0, np.abs(val64 - exp64)))), ok.shape)
+    at = f" at index {tuple(int(i) for i in where)}" if ok.ndim else ""
+    detail = (f"{wrong} of {ok.size} values differ (rtol={rtol:g}, atol={atol:g}); "
+              f"worst{at}: expected {exp64[where]:.6g}, got {val64[where]:.6g}")
+    if ok.size <= 12:
+        detail += f"\n  expected: {_array_text(expected)}\n  got:      {_array_text(value)}"
+    return _fail(ref, detail, cause)
+
+
+def _shape(ref: Observation, got: Observation, reveal: bool) -> Outcome:
+    declared = ref.params.get("shape")
+    value = got.value
+    if not isinstance(value, dict) or "shape" not in value:
+        return _fail(ref, f"expected something of shape {_shape_text(declared)}, got {_describe(value)}")
+    shape = tuple(value["shape"])
+    if len(shape) == len(declared) and all(d is None or d == s for d, s in zip(declared, shape)):
+        return _pass(ref)
+    cause = likely_cause_for_shape(tuple(d if d is not None else s for d, s in zip(declared, shape)), shape) \
+        if len(shape) == len(declared) else likely_cause_for_shape(tuple(declared), shape)
+    return _fail(ref, f"expected shape {_shape_text(declared)}, got {_shape_text(shape)}", cause)
+
+
+def _equal(ref: Observation, got: Observation, reveal: bool) -> Outcome:
+    expected, value = ref.value, got.value
+    if isinstance(expected, np.ndarray) or isinstance(value, np.ndarray):
+        if not (isinstance(expected, np.ndarray) and isinstance(value, np.ndarray)):
+            return _fail(ref, f"expected {_describe(expected, reveal)}, got {_describe(value)}")
+        if value.shape != expected.shape:
+            return _fail(ref, f"expected shape {_shape_text(expected.shape)}, got {_shape_text(value.shape)}",
+                         likely_cause_for_shape(expected.shape, value.shape))
+        if np.array_equal(expected, value):
+            return _pass(ref)
+        wrong = int(np.sum(expected != value))
+        detail = f"{wrong} of {expected.size} entries differ"
+        if reveal and expected.size <= 12:
+            detail += f"\n  expected: {_array_text(expected)}\n  got:      {_array_text(value)}"
+        return _fail(ref, detail)
+    if expected == value and type(expected) is type(value):
+        return _pass(ref)
+    if reveal:
+        return _fail(ref, f"expected {expected!r}, got {value!r}")
+    return _fail(ref, f"got {value!r}, which is not the expected value")
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _pass(ref: Observation) -> Outcome:
+    return Outcome(True, f"check {ref.name!r} passed")
+
+
+def _fail(ref: Observation, detail: str, cause: str | None = None) -> Outcome:
+    lines = [f"check {ref.name!r} failed: {detail}"]
+    if cause:
+        lines.append(f"  likely cause: {cause}")
+    hint = ref.params.get("hint")
+    if hint:
+        lines.append(f"  hint: {hint}")
+    return Outcome(False, "\n".join(lines))
+
+
+def _dtype_cause(expected: np.dtype, got: np.dtype) -> str:
+    if expected.kind == "f" and got.kind in "iub":
+        return "integer arithmetic where floats are expected: start from float tensors (e.g. .float())"
+    if expected.kind in "iu" and got.kind == "f":
+        return "floats where integers (class indices) are expected: argmax gives integer indices"
+    if expected == np.float32 and got == np.float64:
+        return "float64 crept in (numpy and Python floats default to float64): keep tensors float32"
+    if expected == np.float64 and got == np.float32:
+        return "float32 where float64 is expected: use dtype=torch.float64 for this computation"
+    return "convert the result to the expected dtype"
+
+
+def _shape_text(shape) -> str:
+    if shape is None:
+        return "?"
+    parts = ["N" if s is None else str(s) for s in shape]
+    return "(" + ", ".join(parts) + ("," if len(parts) == 1 else "") + ")" if parts else "() (a scalar)"
+
+
+def _array_text(a: np.ndarray) -> str:
+    return np.array2string(np.asarray(a), precision=5, separator=", ", threshold=12).replace("\n", " ")
+
+
+def _describe(value, reveal: bool = True) -> str:
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of shape {_shape_text(value.shape)}"
+    if value is None:
+        return "nothing (None)"
+    if isinstance(value, dict) and "shape" in value:
+        return f"something of shape {_shape_text(value['shape'])}"
+    return repr(value) if reveal else f"a {type(value).__name__}"
+
+
+def _as_value(expected):
+    return np.asarray(expected) if isinstance(expected, (int, float, list)) and not isinstance(expected, bool) else expected

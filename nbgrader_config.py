@@ -1,0 +1,28 @@
+"""Course configuration: nbgrader's own file, read by nbgrader and by `autograder`.
+
+nbgrader's settings configure the build (generate_assignment) and the sanitize step of
+grading. Ours live in the `Grading` section (see autograder/settings.py for every option).
+"""
+
+c = get_config()  # noqa: F821  (provided by traitlets when this file is loaded)
+
+c.CourseDirectory.course_id = "deep-learning-labs"
+# The gradebook: SQLite beside this file by default. For PostgreSQL use an explicit driver,
+# e.g. "postgresql+psycopg2://user:password@host/dbname".
+# c.CourseDirectory.db_url = "sqlite:///gradebook.db"
+
+# What students see where a solution was.
+c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
+# Re-insert graded test cells a student deleted, so that they still count.
+c.OverwriteCells.add_missing_cells = True
+
+# Our grader. Timeouts are generous on purpose: honest training cells must not be cut on a
+# loaded machine; the sandbox's CPU-time limit and the notebook limit stop runaway code.
+c.Grading.cell_timeout = 300          # seconds for one cell (wall clock)
+c.Grading.notebook_timeout = 1200     # seconds for the whole notebook (wall clock)
+c.Grading.cpu_seconds = 3600          # RLIMIT_CPU of the kernel
+c.Grading.memory_gib = 8              # RLIMIT_AS on CPU-only jobs (never on GPU jobs)
+c.Grading.max_processes = 256         # cgroup pids.max where cgroups are writable
+c.Grading.tmpfs_mib = 1024            # the sandbox's private /tmp
+c.Grading.threads_per_job = 1         # OMP/MKL threads in each kernel
+c.Grading.require_sandbox = False     # True: refuse to grade where bubblewrap cannot run
