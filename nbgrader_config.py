@@ -26,3 +26,7 @@ c.Grading.max_processes = 256         # cgroup pids.max where cgroups are writab
 c.Grading.tmpfs_mib = 1024            # the sandbox's private /tmp
 c.Grading.threads_per_job = 1         # OMP/MKL threads in each kernel
 c.Grading.require_sandbox = False     # True: refuse to grade where bubblewrap cannot run
+
+# `autograder collect`: LMS downloads named <student>_<notebook>.ipynb (inside zips or not).
+# nbgrader matches this against the absolute path, hence the leading ".*/".
+c.FileNameCollectorPlugin.named_regexp = r".*/(?P<student_id>[A-Za-z0-9.-]+)_(?P<file_id>[^/]+\.ipynb)$"

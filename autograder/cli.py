@@ -1,0 +1,145 @@
+"""The `autograder` command line (typer): build, grade, feedback, export, collect, demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .build.source_rules import SourceError
+from .course import Course, CourseError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Build the course's labs, grade submissions in a sandbox, write feedback.")
+console = Console()
+
+CourseOption = Annotated[Path, typer.Option("--course", help="The course folder (holds nbgrader_config.py).")]
+
+
+def _load(course: Path) -> Course:
+    try:
+        return Course.load(course)
+    except CourseError as err:
+        _fail(str(err))
+
+
+def _fail(message: str):
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def build(labs: Annotated[Optional[list[str]], typer.Argument(help="Labs to build (default: all).")] = None,
+          course: CourseOption = Path(".")):
+    """Build labs: release notebooks, public references, solutions, private references."""
+    from .build.pipeline import build_lab
+
+    c = _load(course)
+    try:
+        for lab in labs or c.labs():
+            with console.status(f"building {lab} (running the solution)..."):
+                report = build_lab(c, lab)
+            console.print(f"[green]built[/] {report.summary()}")
+            console.print(f"  release/{lab}/  solutions/{lab}/  build/{lab}/references.json (private)")
+    except (SourceError, CourseError) as err:
+        _fail(str(err))
+
+
+@app.command()
+def grade(lab: str, student: Annotated[Optional[list[str]], typer.Option(help="Only these students.")] = None,
+          force: Annotated[bool, typer.Option(help="Regrade submissions already graded.")] = False,
+          workers: Annotated[int, typer.Option(help="Submissions at once (0: from config).")] = 0,
+          course: CourseOption = Path(".")):
+    """Grade every submission in submitted/<student>/LAB/ (resumes where a batch stopped)."""
+    from .grading.runner import grade_lab, submitted_students
+    from .grading.sandbox import probe
+
+    c = _load(course)
+    status = probe()
+    if not status.available:
+        console.print(f"[bold red]WARNING: no sandbox:[/] {status.reason}. Student code will run UNSANDBOXED "
+                      "and results are marked so.", highlight=False)
+    students = student or submitted_students(c, lab)
+    if not students:
+        _fail(f"no submissions for {lab} in {c.submitted}")
+    counts: dict[str, int] = {}
+    columns = (TextColumn("grading {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TextColumn("{task.fields[counts]}"))
+    with Progress(*columns, console=console, transient=False) as progress:
+        task = progress.add_task(lab, total=len(students), counts="")
+
+        def on_result(result, reused):
+            key = "reused" if reused else result.status
+            counts[key] = counts.get(key, 0) + 1
+            progress.update(task, advance=1, counts="  ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
+
+        try:
+            results = grade_lab(c, lab, students, force=force, workers=workers or None, on_result=on_result)
+        except CourseError as err:
+            _fail(str(err))
+    print_results(results)
+
+
+def print_results(results) -> None:
+    table = Table(title="Grades")
+    for column in ("student", "score", "status", "seconds"):
+        table.add_column(column, justify="right" if column in ("score", "seconds") else "left")
+    for r in results:
+        style = "green" if r.status == "graded" and r.sandboxed else "red"
+        table.add_row(r.student, f"{r.score:g} / {r.max_score:g}", f"[{style}]{r.status_text}[/]", f"{r.seconds:.1f}")
+    console.print(table)
+
+
+@app.command()
+def feedback(lab: str, student: Annotated[Optional[list[str]], typer.Option(help="Only these students.")] = None,
+             course: CourseOption = Path(".")):
+    """Write feedback/<student>/LAB/<notebook>.html for graded students."""
+    from .grading.feedback import write_feedback
+    from .grading.runner import submitted_students
+
+    c = _load(course)
+    written = write_feedback(c, lab, student or submitted_students(c, lab))
+    console.print(f"wrote {len(written)} feedback file(s) under {c.feedback}")
+
+
+@app.command()
+def export(output: Annotated[Path, typer.Option(help="CSV file to write.")] = Path("grades.csv"),
+           lab: Annotated[Optional[list[str]], typer.Option(help="Only these labs.")] = None,
+           course: CourseOption = Path(".")):
+    """Write a CSV: student, lab, status (graded / failed: reason / missing), score."""
+    from .grading.export import export_csv
+
+    c = _load(course)
+    rows = export_csv(c, output, lab)
+    console.print(f"wrote {rows} row(s) to {output}")
+
+
+@app.command()
+def collect(lab: str, archive_dir: Annotated[Path, typer.Argument(help="Folder of LMS downloads (zip files).")],
+            course: CourseOption = Path(".")):
+    """Unpack LMS downloads into submitted/ with nbgrader's zip_collect."""
+    from .grading.collect import collect_zips
+
+    c = _load(course)
+    try:
+        count = collect_zips(c, lab, archive_dir)
+    except CourseError as err:
+        _fail(str(err))
+    console.print(f"collected {count} submission(s) into {c.submitted}")
+
+
+@app.command()
+def demo(course: CourseOption = Path("."),
+         lab: Annotated[str, typer.Option(help="The lab the demo class submits.")] = "lab1_cross_entropy"):
+    """Build the course, grade a demo class (honest, buggy and malicious students), write feedback."""
+    from .demo import run_demo
+
+    c = _load(course)
+    try:
+        run_demo(c, lab, console)
+    except (SourceError, CourseError) as err:
+        _fail(str(err))

@@ -1,0 +1,184 @@
+"""`autograder demo` (`make demo`): build the course, grade a demo class, print the table, write feedback.
+
+The class is made from the release notebook: an honest student, a blank one, two typical
+bugs, two cheaters and two broken files. Expected: full marks for the honest student,
+nothing for wrong answers however the checks are patched, the course files and gradebook
+untouched by student code, the infinite loop and the garbage file recorded as failed
+with their reasons.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import shutil
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+from rich.console import Console
+from traitlets.config import Config
+
+from .build.pipeline import build_course
+from .build.source_rules import BEGIN_SOLUTION, END_SOLUTION, is_solution_cell
+from .course import Course
+
+# Buggy versions of lab 1's functions (by the function each cell defines).
+NO_BATCH_MEAN = '''
+def cross_entropy_batch(logits, targets):
+    """Sums the per-sample losses instead of averaging them (a typical bug)."""
+    log_probs = logits - torch.logsumexp(logits, dim=-1, keepdim=True)
+    return -log_probs[torch.arange(len(targets)), targets].sum()
+'''
+UNSTABLE_SOFTMAX = '''
+def softmax(z):
+    """exp() without subtracting the max first: overflows to inf/nan for large logits."""
+    e = torch.exp(z)
+    return e / e.sum(dim=-1, keepdim=True)
+'''
+PATCH_ALLCLOSE = '''
+# "Every comparison passes": what scores full marks on nbgrader and otter-grader.
+import numpy, torch
+numpy.allclose = lambda *a, **k: True
+numpy.testing.assert_allclose = lambda *a, **k: None
+torch.allclose = lambda *a, **k: True
+torch.testing.assert_close = lambda *a, **k: None
+'''
+READ_COURSE = '''
+# Try to read the instructor's source and references, and to overwrite the gradebook.
+import os
+for path in {paths!r}:
+    try:
+        with open(path, "rb") as f:
+            print("READ", path, len(f.read()), "bytes")
+    except OSError as err:
+        print("cannot read", path, "-", type(err).__name__)
+try:
+    with open({gradebook!r}, "w") as f:
+        f.write("pwned")
+    print("WROTE the gradebook")
+except OSError as err:
+    print("cannot write the gradebook -", type(err).__name__)
+print("visible at /:", sorted(os.listdir("/")))
+'''
+INFINITE_LOOP = "while True:\n    pass\n"
+
+
+@dataclass
+class DemoStudent:
+    name: str
+    story: str
+    answers: str = "solution"                  # "solution", "blank" or "wrong"
+    replace: dict[str, str] = field(default_factory=dict)   # function name → code
+    extra_cell: str | None = None              # a cell the student added after the setup cell
+    raw_file: str | None = None                # the whole file, for broken submissions
+
+
+def demo_class(course: Course) -> list[DemoStudent]:
+    gradebook = str(course.root / "gradebook.db")
+    secrets = [str(p) for p in sorted(course.source.rglob("*.ipynb"))[:1]] + \
+        [str(p) for p in sorted(course.private.rglob("references.json"))[:1]]
+    return [
+        DemoStudent("ada", "correct answers"),
+        DemoStudent("ben", "handed in the blank release", answers="blank"),
+        DemoStudent("carl", "cross-entropy without the batch mean", replace={"cross_entropy_batch": NO_BATCH_MEAN}),
+        DemoStudent("dana", "softmax without the max shift (overflows)", replace={"softmax": UNSTABLE_SOFTMAX}),
+        DemoStudent("eve", "patches torch/numpy allclose, wrong answers", answers="wrong", extra_cell=PATCH_ALLCLOSE),
+        DemoStudent("mallory", "reads source/, writes gradebook.db", answers="blank",
+                    extra_cell=READ_COURSE.format(paths=secrets, gradebook=gradebook)),
+        DemoStudent("lenny", "an infinite loop", extra_cell=INFINITE_LOOP),
+        DemoStudent("gary", "a file that is not valid JSON", raw_file='{"cells": [ this is not json'),
+    ]
+
+
+def make_submission(course: Course, lab: str, student: DemoStudent) -> None:
+    folder = course.submitted / student.name / lab
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    for source_path in course.source_notebooks(lab):
+        target = folder / source_path.name
+        if student.raw_file is not None:
+            target.write_text(student.raw_file)
+            continue
+        release = nbformat.read(course.release / lab / source_path.name, as_version=4)
+        source = nbformat.read(source_path, as_version=4)
+        answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in source.cells if is_solution_cell(c)}
+        for cell in release.cells:
+            if not is_solution_cell(cell):
+                continue
+            if student.answers != "blank":
+                cell.source = _strip_markers(answers[cell.metadata["nbgrader"]["grade_id"]])
+            if student.answers == "wrong":
+                cell.source = re.sub(r"(?m)^(\s+)return .*$", r"\1return torch.zeros(1)", cell.source)
+            for function, code in student.replace.items():
+                if re.search(rf"(?m)^def {function}\(", cell.source):
+                    cell.source = code.strip()
+        if student.extra_cell:
+            release.cells.insert(2, nbformat.v4.new_code_cell(student.extra_cell.strip()))
+        nbformat.write(release, target)
+
+
+def run_demo(course: Course, lab: str, console: Console) -> None:
+    from .cli import print_results
+    from .grading.feedback import write_feedback
+    from .grading.runner import grade_lab
+    from .grading.sandbox import probe
+
+    with console.status("building the course (running every solution)..."):
+        for report in build_course(course):
+            console.print(f"[green]built[/] {report.summary()}")
+    course.check_lab(lab)
+    students = demo_class(course)
+    for student in students:
+        make_submission(course, lab, student)
+    console.print(f"demo class: {len(students)} students in {course.submitted.relative_to(course.root)}/*/{lab}")
+    for student in students:
+        console.print(f"  {student.name:8} {student.story}")
+
+    sandbox = probe()
+    console.print(f"sandbox: {'bubblewrap' if sandbox.available else 'UNAVAILABLE - ' + sandbox.reason}")
+    before = _digest(course, ("source", "release", "build", "solutions"))
+    # Short limits so the infinite loop ends quickly in a demo; real courses keep the generous defaults.
+    demo_course = Course(course.root, _with_demo_limits(course.config))
+    with console.status(f"grading {len(students)} submissions in sandboxed kernels..."):
+        results = grade_lab(demo_course, lab, [s.name for s in students], force=True)
+    print_results(results)
+
+    written = write_feedback(course, lab, [s.name for s in students])
+    after = _digest(course, ("source", "release", "build", "solutions"))
+    console.print(f"feedback: {len(written)} HTML file(s) in {course.feedback.relative_to(course.root)}/<student>/{lab}/")
+    console.print(f"course files unchanged by student code: {'yes' if before == after else '[red]NO[/]'}")
+    console.print(f"gradebook.db intact: {_gradebook_ok(course.root / 'gradebook.db')}")
+
+
+def _with_demo_limits(config: Config) -> Config:
+    config = Config(config)
+    config.Grading.cell_timeout = 20
+    config.Grading.notebook_timeout = 120
+    return config
+
+
+def _strip_markers(source: str) -> str:
+    return "\n".join(line for line in source.splitlines() if BEGIN_SOLUTION not in line and END_SOLUTION not in line)
+
+
+def _digest(course: Course, folders) -> str:
+    digest = hashlib.sha256()
+    for folder in folders:
+        for path in sorted((course.root / folder).rglob("*")):
+            if path.is_file():
+                digest.update(str(path.relative_to(course.root)).encode())
+                digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def _gradebook_ok(path: Path) -> str:
+    if not path.is_file():
+        return "missing"
+    try:
+        with sqlite3.connect(path) as db:
+            check = db.execute("PRAGMA integrity_check").fetchone()[0]
+        return "yes (SQLite integrity check ok)" if check == "ok" else f"NO ({check})"
+    except sqlite3.DatabaseError as err:
+        return f"NO ({err})"

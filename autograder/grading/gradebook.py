@@ -1,0 +1,53 @@
+"""Write a submission's outcome into nbgrader's gradebook; the coordinator is its only writer.
+
+A graded submission gets an auto_score on every test cell. A failed one gets no score
+(auto_score None, needs_manual_grade) on every cell and its notebooks flagged, so that
+formgrader and `nbgrader export` never show it as an honest 0; the reason is in the
+result file and in our export's status column.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from nbgrader.api import Gradebook, MissingEntry
+
+from ..course import Course
+from .results import Result
+
+
+def max_scores(course: Course, lab: str) -> dict[str, dict[str, float]]:
+    """notebook → grade_id → points, as the build stored them."""
+    with Gradebook(course.db_url, course.coursedir().course_id) as gb:
+        try:
+            assignment = gb.find_assignment(lab)
+        except MissingEntry:
+            return {}
+        return {nb.name: {cell.name: float(cell.max_score) for cell in nb.grade_cells} for nb in assignment.notebooks}
+
+
+def record_result(course: Course, result: Result, timestamp: datetime | None = None) -> None:
+    with Gradebook(course.db_url, course.coursedir().course_id) as gb:
+        gb.update_or_create_student(result.student)
+        extra = {"timestamp": timestamp} if timestamp else {}
+        submission = gb.update_or_create_submission(result.lab, result.student, **extra)
+        scores = {(c["notebook"], c["grade_id"]): c["score"] for c in result.cells}
+        for notebook in submission.notebooks:
+            notebook.flagged = result.status != "graded"
+            for grade in notebook.grades:
+                if grade.cell.__class__.__name__ != "GradeCell":
+                    continue
+                score = scores.get((notebook.name, grade.name)) if result.status == "graded" else None
+                grade.auto_score = score
+                grade.needs_manual_grade = score is None or grade.manual_score is not None
+        gb.db.commit()
+
+
+def recorded_scores(course: Course, lab: str) -> dict[str, tuple[float, float]]:
+    """student → (score, max_score) as the gradebook has them."""
+    with Gradebook(course.db_url, course.coursedir().course_id) as gb:
+        try:
+            assignment = gb.find_assignment(lab)
+        except MissingEntry:
+            return {}
+        return {s.student.id: (float(s.score), float(s.max_score)) for s in assignment.submissions}

@@ -1,0 +1,66 @@
+"""One grading outcome per student and lab, kept in `autograded/<student>/<lab>/result.json`.
+
+The file is written last and atomically, so a batch killed at any moment leaves either a
+complete result or none; a rerun skips submissions whose result matches the same
+submission file and the same references (resume), and `--force` regrades them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+RESULT_FILE = "result.json"
+
+
+@dataclass
+class Result:
+    student: str
+    lab: str
+    status: str                  # "graded" or "failed"
+    reason: str | None = None    # why it failed (or a warning, such as "unsandboxed")
+    score: float = 0.0
+    max_score: float = 0.0
+    sandboxed: bool = True
+    cells: list[dict] = field(default_factory=list)   # CellScore.to_dict() of every test cell
+    fingerprint: str = ""        # hash of the submission files and the references it was judged with
+    seconds: float = 0.0
+
+    @property
+    def status_text(self) -> str:
+        text = self.status if self.status == "graded" else f"failed: {self.reason}"
+        return text if self.sandboxed else f"{text} (UNSANDBOXED)"
+
+
+def result_path(autograded: Path, student: str, lab: str) -> Path:
+    return autograded / student / lab / RESULT_FILE
+
+
+def save_result(autograded: Path, result: Result) -> Path:
+    path = result_path(autograded, result.student, result.lab)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(".tmp")
+    temporary.write_text(json.dumps(asdict(result), indent=1) + "\n")
+    os.replace(temporary, path)
+    return path
+
+
+def load_result(autograded: Path, student: str, lab: str) -> Result | None:
+    path = result_path(autograded, student, lab)
+    if not path.is_file():
+        return None
+    try:
+        return Result(**json.loads(path.read_text()))
+    except (json.JSONDecodeError, TypeError):
+        return None  # a damaged result is regraded, not trusted
+
+
+def fingerprint(files: list[Path], references_file: Path) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(files) + [references_file]:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+    return digest.hexdigest()

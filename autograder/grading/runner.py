@@ -1,0 +1,181 @@
+"""`autograder grade LAB`: every submission through sanitize → sandbox → verdicts → gradebook.
+
+The coordinator (this process) is the trusted side: it reads the references, sanitizes,
+judges and writes the gradebook. Only `execute.execute_notebook` touches student code, in
+a sandboxed kernel that sees the checks package, the virtualenv and the public data alone.
+A problem with one submission becomes that submission's failed result, never a crash of
+the batch.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import nbformat
+
+from ..build.references import Reference, load_references
+from ..checks.checker import MODE_VARIABLE
+from ..checks.observation import MIME_TYPE
+from ..course import Course, CourseError
+from ..settings import Grading
+from .execute import execute_notebook
+from .gradebook import max_scores, record_result
+from .results import Result, fingerprint, load_result, save_result
+from .sandbox import Limits
+from .sanitize import SubmissionError, sanitize
+from .verdicts import judge_notebook
+
+CHECKS_PACKAGE = Path(__file__).resolve().parent.parent / "checks"
+SANDBOX_LIBRARY = "/opt/autograder-lib"   # PYTHONPATH inside: holds autograder/checks only
+SANDBOX_DATA = "/course-data"
+
+
+@dataclass
+class LabContext:
+    """What every submission of one lab is judged against (loaded once per batch)."""
+
+    course: Course
+    lab: str
+    references: dict[str, Reference]
+    references_file: Path
+    max_scores: dict[str, dict[str, float]]
+    settings: Grading
+
+    @classmethod
+    def load(cls, course: Course, lab: str) -> "LabContext":
+        course.check_lab(lab)
+        file = course.references_file(lab)
+        scores = max_scores(course, lab)
+        if not file.is_file() or not scores:
+            raise CourseError(f"lab {lab!r} is not built here (no references or gradebook entry): "
+                              f"run `autograder build {lab}` first")
+        return cls(course, lab, load_references(file), file, scores, course.grading)
+
+
+def submitted_students(course: Course, lab: str) -> list[str]:
+    if not course.submitted.is_dir():
+        return []
+    return sorted(p.name for p in course.submitted.iterdir() if (p / lab).is_dir())
+
+
+def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, force: bool = False,
+              workers: int | None = None, on_result: Callable[[Result, bool], None] | None = None) -> list[Result]:
+    """Grade the lab for `students` (default: every submission). Returns results in student order.
+
+    on_result(result, reused) is called as each finishes (progress display).
+    """
+    context = LabContext.load(course, lab)
+    students = students or submitted_students(course, lab)
+    workers = workers or context.settings.workers or max(1, (os.cpu_count() or 2) // 2)
+    results: dict[str, Result] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {pool.submit(grade_submission, context, student, force): student for student in students}
+        for future in as_completed(futures):
+            result, reused = future.result()
+            results[futures[future]] = result
+            if on_result:
+                on_result(result, reused)
+    return [results[s] for s in students]
+
+
+def grade_submission(context: LabContext, student: str, force: bool = False) -> tuple[Result, bool]:
+    """Grade one student's submission; returns (result, reused_previous_result)."""
+    course, lab = context.course, context.lab
+    folder = course.submitted / student / lab
+    notebooks = sorted(context.max_scores)
+    files = [folder / f"{name}.ipynb" for name in notebooks]
+    stamp = fingerprint([f for f in files if f.exists()], context.references_file)
+    previous = None if force else load_result(course.autograded, student, lab)
+    if previous is not None and previous.fingerprint == stamp:
+        return previous, True
+
+    start = time.perf_counter()
+    result = Result(student=student, lab=lab, status="graded", fingerprint=stamp,
+                    max_score=sum(sum(cells.values()) for cells in context.max_scores.values()))
+    try:
+        for name, path in zip(notebooks, files):
+            if not path.is_file():
+                found = ", ".join(sorted(p.name for p in folder.glob("*.ipynb"))) or "no notebooks"
+                raise SubmissionError(f"{name}.ipynb is missing from the submission (found: {found})")
+            _grade_notebook(context, student, name, path, result)
+    except SubmissionError as err:
+        result.status, result.reason = "failed", str(err)
+    except Exception as err:  # a bug on our side must not stop the batch either
+        result.status, result.reason = "failed", f"internal error while grading: {type(err).__name__}: {err}"
+    if result.status == "graded":
+        result.score = round(sum(c["score"] for c in result.cells), 6)
+    result.seconds = round(time.perf_counter() - start, 3)
+    record_result(course, result, timestamp=course.coursedir().get_existing_timestamp(str(folder)))
+    save_result(course.autograded, result)
+    return result, False
+
+
+def _grade_notebook(context: LabContext, student: str, name: str, path: Path, result: Result) -> None:
+    nb = sanitize(context.course, context.lab, path)
+    job_dir = Path(tempfile.mkdtemp(prefix=f"autograder-{context.lab}-{student}-"))
+    try:
+        execution = execute_notebook(nb, job_dir=job_dir, limits=limits_from(context.settings),
+                                     env=kernel_environment(context.settings), read_only=read_only_binds(context),
+                                     sandbox=True if context.settings.require_sandbox else None)
+    finally:
+        shutil.rmtree(job_dir, ignore_errors=True)
+    result.sandboxed = result.sandboxed and execution.sandboxed
+    stopped = execution.reason if execution.status != "completed" else None
+    scores = judge_notebook(name, execution.notebook, context.references, context.max_scores[name],
+                            cell_errors=execution.cell_errors, stopped=stopped)
+    result.cells.extend(score.to_dict() for score in scores)
+    write_autograded_notebook(context.course, student, context.lab, name, execution.notebook, scores)
+    if stopped:
+        raise SubmissionError(stopped)
+
+
+def limits_from(settings: Grading) -> Limits:
+    return Limits(cell_timeout=settings.cell_timeout, notebook_timeout=settings.notebook_timeout,
+                  cpu_seconds=settings.cpu_seconds,
+                  memory_bytes=int(settings.memory_gib * 2**30) if settings.memory_gib else None,
+                  max_processes=settings.max_processes, tmpfs_bytes=settings.tmpfs_mib * 2**20)
+
+
+def kernel_environment(settings: Grading) -> dict[str, str]:
+    threads = str(settings.threads_per_job)
+    return {
+        MODE_VARIABLE: "record",
+        "PYTHONPATH": SANDBOX_LIBRARY,
+        "AUTOGRADER_DATA": SANDBOX_DATA,
+        "PYTHONHASHSEED": "0",
+        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
+    }
+
+
+def read_only_binds(context: LabContext) -> list[tuple[Path, str]]:
+    """The checks package alone (not the course: source/ and build/ hold the answers) and data."""
+    binds = [(CHECKS_PACKAGE, f"{SANDBOX_LIBRARY}/autograder/checks")]
+    if context.course.data.is_dir():
+        binds.append((context.course.data, SANDBOX_DATA))
+    return binds
+
+
+def write_autograded_notebook(course: Course, student: str, lab: str, name: str, executed, scores) -> Path:
+    """nbgrader's autograded/ copy for formgrader: observations replaced by the check messages."""
+    by_id = {s.grade_id: s for s in scores}
+    for cell in executed.cells:
+        if cell.get("cell_type") != "code":
+            continue
+        cell.outputs = [o for o in cell.get("outputs", []) if MIME_TYPE not in o.get("data", {})]
+        score = by_id.get(cell.get("metadata", {}).get("nbgrader", {}).get("grade_id"))
+        if score is not None:
+            lines = [f"autograder: {score.score:g} / {score.max_score:g}"] + [v.message for v in score.checks]
+            cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n"))
+    target = course.autograded / student / lab / f"{name}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(executed, target)
+    return target

@@ -1,0 +1,154 @@
+"""The checks API: observations as data, comparisons, and the messages for common mistakes."""
+
+import base64
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from autograder.checks import Checker
+from autograder.checks.compare import compare, verify_declared
+from autograder.checks.observation import (MIME_TYPE, MalformedObservation, Observation, decode, encode,
+                                           observations_in_outputs, to_array)
+
+
+def obs(name, value, kind="close", **params):
+    return Observation(name, kind, to_array(value) if kind != "shape" else value, params)
+
+
+def message(reference, got, reveal=True):
+    outcome = compare(obs("x", reference), obs("x", got), reveal=reveal)
+    assert not outcome.passed
+    return outcome.message
+
+
+# ----------------------------------------------------------------- observations
+
+
+def test_round_trip_keeps_dtype_shape_and_values():
+    for value in (torch.tensor(3.5), torch.arange(6, dtype=torch.int64).reshape(2, 3),
+                  torch.tensor([True, False]), torch.linspace(0, 1, 5, dtype=torch.float64)):
+        back = decode(encode(obs("v", value)))
+        assert back.value.shape == tuple(value.shape)
+        assert back.value.dtype == to_array(value).dtype
+        assert np.array_equal(back.value, value.numpy())
+
+
+def test_bfloat16_is_recorded_as_float32():
+    assert to_array(torch.ones(2, dtype=torch.bfloat16)).dtype == np.float32
+
+
+@pytest.mark.parametrize("payload, reason", [
+    ("not an object", "JSON object"),
+    ({"version": 1, "name": "a", "kind": "close", "format": "pickle", "data": "x"}, "unknown format"),
+    ({"version": 1, "name": "a", "kind": "exec", "format": "json", "data": 1}, "unknown kind"),
+    ({"version": 1, "name": "a", "kind": "close", "format": "safetensors", "data": "!!!"}, "safetensors"),
+    ({"version": 1, "name": "a", "kind": "close", "format": "safetensors",
+      "data": base64.b64encode(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ").decode()}, "one tensor"),
+])
+def test_malformed_observations_are_rejected_with_a_reason(payload, reason):
+    with pytest.raises(MalformedObservation, match=reason):
+        decode(payload)
+
+
+def test_observations_in_outputs_keeps_good_ones_and_reports_bad_ones():
+    good = encode(obs("g", torch.ones(2)))
+    outputs = [{"output_type": "display_data", "data": {MIME_TYPE: good}},
+               {"output_type": "display_data", "data": {MIME_TYPE: {"version": 99}}},
+               {"output_type": "stream", "text": "hello"}]
+    found, rejected = observations_in_outputs(outputs)
+    assert [o.name for o in found] == ["g"] and len(rejected) == 1 and "version" in rejected[0]
+
+
+# ----------------------------------------------------------------- comparisons
+
+
+def test_close_passes_within_tolerance_and_fails_beyond():
+    ref = obs("x", torch.tensor([1.0, 2.0]), rtol=1e-3, atol=0.0)
+    assert compare(ref, obs("x", torch.tensor([1.0005, 2.001]))).passed
+    assert not compare(ref, obs("x", torch.tensor([1.01, 2.0]))).passed
+
+
+def test_shape_then_dtype_then_values():
+    assert "expected shape (2,), got (3,)" in message(torch.ones(2), torch.ones(3))
+    assert "expected dtype float32, got float64" in message(torch.ones(2), torch.ones(2, dtype=torch.float64))
+    assert "values differ" in message(torch.ones(2), torch.zeros(2))
+
+
+@pytest.mark.parametrize("reference, got, cause", [
+    (torch.arange(6.0).reshape(2, 3), torch.arange(6.0).reshape(2, 3).T, "transposed"),
+    (torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[1.0, 3.0], [2.0, 4.0]]), "transposed"),
+    (torch.tensor(0.75), torch.tensor(3.0), "4x too large: a sum where a mean"),
+    (torch.tensor([0.5, -1.0]), torch.tensor([-0.5, 1.0]), "sign is flipped"),
+    (torch.ones(4), torch.ones(4, 4), "broadcast to (N, N)"),
+    (torch.tensor(1.0), torch.ones(5), "reduce over the batch"),
+    (torch.tensor([1.0, 2.0]), torch.tensor([float("nan"), 2.0]), "overflow"),
+    (torch.ones(3, dtype=torch.int64), torch.ones(3), "floats where integers"),
+    (torch.tensor([[2.0, 1.0, 0.0]]), torch.softmax(torch.tensor([[2.0, 1.0, 0.0]]), -1), "probabilities"),
+])
+def test_common_mistakes_name_their_cause(reference, got, cause):
+    assert cause in message(reference, got)
+
+
+def test_no_cause_is_invented_for_an_arbitrary_error():
+    assert "likely cause" not in message(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([1.0, 2.5, 2.0]))
+
+
+def test_hidden_checks_do_not_reveal_reference_values():
+    text = message(torch.tensor([0.123456, 7.654321]), torch.tensor([0.0, 0.0]), reveal=False)
+    assert "0.123" not in text and "7.65" not in text and "2 of 2 values differ" in text
+
+
+def test_hint_is_appended():
+    ref = Observation("ce", "close", to_array(torch.tensor(1.0)), {"hint": "average over the batch"})
+    assert "hint: average over the batch" in compare(ref, obs("ce", torch.tensor(2.0))).message
+
+
+def test_shape_check_accepts_wildcards():
+    ref = Observation("s", "shape", {"shape": [4, 3], "dtype": "float32"}, {"shape": [None, 3]})
+    assert compare(ref, Observation("s", "shape", {"shape": [7, 3], "dtype": "x"})).passed
+    assert not compare(ref, Observation("s", "shape", {"shape": [7, 2], "dtype": "x"})).passed
+
+
+def test_equal_on_plain_values_and_integer_tensors():
+    ref = Observation("e", "equal", [2, 3])
+    assert compare(ref, Observation("e", "equal", [2, 3])).passed
+    assert "expected [2, 3], got [3, 2]" in compare(ref, Observation("e", "equal", [3, 2])).message
+    ref = Observation("p", "equal", to_array(torch.tensor([0, 2, 1])))
+    assert "1 of 3 entries differ" in compare(ref, Observation("p", "equal", to_array(torch.tensor([0, 2, 2])))).message
+
+
+def test_unrecordable_value_fails_with_what_came():
+    ref = obs("x", torch.ones(2))
+    got = Observation("x", "close", None, problem="a builtins.str, not a tensor or number")
+    assert "builtins.str" in compare(ref, got).message
+
+
+def test_declared_expectations_are_verified():
+    assert verify_declared(Observation("s", "shape", {"shape": [2, 3]}, {"shape": [2, 3]})).passed
+    assert not verify_declared(Observation("s", "shape", {"shape": [3, 2]}, {"shape": [2, 3]})).passed
+    assert verify_declared(obs("v", torch.tensor(6.0), expected=6.0)).passed
+    assert not verify_declared(obs("v", torch.tensor(5.0), expected=6.0)).passed
+    assert verify_declared(obs("v", torch.tensor(5.0))) is None
+
+
+# ----------------------------------------------------------------- the two modes
+
+
+def test_student_mode_compares_with_public_references(tmp_path, capsys):
+    refs = {"version": 1, "checks": {"mean": encode(obs("mean", torch.tensor(2.0)))}}
+    (tmp_path / "public_references.json").write_text(json.dumps(refs))
+    check = Checker(tmp_path / "public_references.json")
+    assert check.mode == "student"
+    check.close("mean", torch.tensor(2.0))
+    assert "passed" in capsys.readouterr().out
+    with pytest.raises(AssertionError, match="check 'mean' failed"):
+        check.close("mean", torch.tensor(6.0))
+    check.close("hidden_one", torch.tensor(1.0))   # no public reference: says so, does not fail
+    assert "autograder checks it when you submit" in capsys.readouterr().out
+
+
+def test_record_mode_is_chosen_by_the_environment(monkeypatch):
+    monkeypatch.setenv("AUTOGRADER_MODE", "record")
+    assert Checker().mode == "record"
