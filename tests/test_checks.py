@@ -152,3 +152,46 @@ def test_student_mode_compares_with_public_references(tmp_path, capsys):
 def test_record_mode_is_chosen_by_the_environment(monkeypatch):
     monkeypatch.setenv("AUTOGRADER_MODE", "record")
     assert Checker().mode == "record"
+
+
+# ----------------------------------------------------------------- new kinds
+
+
+def test_grad_uses_elementwise_relative_error_in_float64():
+    ref = Observation("g", "grad", to_array(torch.tensor([1e-3, 2.0], dtype=torch.float64)), {"rtol": 1e-6})
+    assert compare(ref, obs("g", torch.tensor([1e-3 * (1 + 1e-8), 2.0], dtype=torch.float64), kind="grad")).passed
+    text = compare(ref, obs("g", torch.tensor([2e-3, 2.0], dtype=torch.float64), kind="grad")).message
+    assert "largest relative error 3.33e-01" in text and "a wrong formula" in text
+
+
+@pytest.mark.parametrize("kind, value, passed", [("at_most", 1.5, True), ("at_most", 2.5, False),
+                                                 ("at_least", 0.9, True), ("at_least", 0.8, False)])
+def test_thresholds(kind, value, passed):
+    ref = Observation("t", kind, to_array(torch.tensor(0.0)), {"limit": 2.0 if kind == "at_most" else 0.85})
+    outcome = compare(ref, obs("t", torch.tensor(value), kind=kind))
+    assert outcome.passed is passed
+    if not passed:
+        assert ("at most 2" if kind == "at_most" else "at least 0.85") in outcome.message
+
+
+BY_HAND_CELLS = [
+    "import torch\n%matplotlib inline",
+    "def helper(x):\n    x.backward()\n    return x.grad",
+    "def honest(dout, x):\n    return dout * (x > 0)",
+    "def sneaky(dout, x):\n    return helper(x)",
+    "def direct(x):\n    from torch.autograd import grad\n    return grad(x.sum(), x)",
+    "def dynamic(x):\n    return getattr(x, 'back' + 'ward')()",
+]
+
+
+@pytest.mark.parametrize("function, found, problem", [
+    ("honest", True, None), ("sneaky", True, "helper (called from sneaky), line 2: calls .backward()"),
+    ("direct", True, "imports torch.autograd"), ("dynamic", True, "getattr"), ("absent", False, None)])
+def test_by_hand_rule_reads_the_source(function, found, problem):
+    from autograder.checks.by_hand import function_violations
+    was_found, violations = function_violations(BY_HAND_CELLS, function)
+    assert was_found is found
+    if problem:
+        assert any(problem in v for v in violations), violations
+    else:
+        assert violations == []

@@ -51,6 +51,26 @@ class Checker:
         """`value` equals the reference exactly (ints, bools, strings, tuples, integer tensors)."""
         self._run(name, "equal", value, _json_or_problem, {}, hint, weight, expected)
 
+    def grad(self, name: str, value: Any, rtol: float = 1e-6, *, floor: float = 1e-8, hint: str | None = None,
+             weight: float = 1, expected: Any = None) -> None:
+        """A gradient, compared in float64 by element-wise relative error |x-y| / max(floor, |x|+|y|)."""
+        self._run(name, "grad", value, _array_or_problem, {"rtol": float(rtol), "floor": float(floor)},
+                  hint, weight, expected)
+
+    def at_most(self, name: str, value: Any, limit: float, *, hint: str | None = None, weight: float = 1) -> None:
+        """A single number (a loss after training, say) no larger than `limit`."""
+        self._run(name, "at_most", value, _array_or_problem, {"limit": float(limit)}, hint, weight, None)
+
+    def at_least(self, name: str, value: Any, limit: float, *, hint: str | None = None, weight: float = 1) -> None:
+        """A single number (an accuracy, say) no smaller than `limit`."""
+        self._run(name, "at_least", value, _array_or_problem, {"limit": float(limit)}, hint, weight, None)
+
+    def by_hand(self, name: str, function: Any, *, hint: str | None = None) -> None:
+        """`function` uses no autograd. Under grading this is decided from the notebook's source, outside
+        the kernel; when violated, every check of this test cell scores 0."""
+        function_name = getattr(function, "__name__", str(function))
+        self._run(name, "by_hand", function, _by_hand_in_kernel, {"function": function_name}, hint, 0, None)
+
     # ------------------------------------------------------------------ plumbing
 
     def _run(self, name, kind, value, convert, params, hint, weight, expected) -> None:
@@ -106,6 +126,23 @@ def _shape_or_problem(value):
     if shape is None:
         return None, f"a {type(value).__qualname__}, which has no .shape"
     return {"shape": [int(s) for s in shape], "dtype": str(getattr(value, "dtype", ""))}, None
+
+
+def _by_hand_in_kernel(function):
+    """For immediate feedback only: the coordinator re-reads the submitted file itself."""
+    from .by_hand import function_violations
+
+    name = getattr(function, "__name__", None)
+    if not isinstance(name, str):
+        return None, f"a {type(function).__qualname__}, not a function"
+    try:
+        sources = list(get_ipython().user_ns.get("In", []))  # noqa: F821  (IPython's cell history)
+    except NameError:
+        import inspect
+
+        sources = [inspect.getsource(function)]
+    found, violations = function_violations(sources, name)
+    return {"function": name, "found": found, "violations": violations}, None
 
 
 def _json_expected(expected):

@@ -31,7 +31,8 @@ def compare(reference: Observation, got: Observation, *, reveal: bool = True) ->
         return _fail(reference, f"could not be recorded: the value was {got.problem}")
     if reference.kind != got.kind:
         return _fail(reference, f"was recorded as a {got.kind!r} check, expected {reference.kind!r}")
-    judge = {"close": _close, "shape": _shape, "equal": _equal}[reference.kind]
+    judge = {"close": _close, "shape": _shape, "equal": _equal, "grad": _grad,
+             "at_most": _threshold, "at_least": _threshold, "by_hand": _by_hand}[reference.kind]
     return judge(reference, got, reveal)
 
 
@@ -43,6 +44,8 @@ def verify_declared(obs: Observation) -> Outcome | None:
     """
     if obs.kind == "shape":
         return _shape(obs, obs, reveal=True)
+    if obs.kind in ("at_most", "at_least", "by_hand"):
+        return compare(obs, obs)
     if "expected" in obs.params:
         # A declared value is typed by hand (Python floats): compare values, not dtypes.
         declared = Observation(obs.name, obs.kind, _as_value(obs.params["expected"]),
@@ -85,6 +88,59 @@ def _close(ref: Observation, got: Observation, reveal: bool) -> Outcome:
     if ok.size <= 12:
         detail += f"\n  expected: {_array_text(expected)}\n  got:      {_array_text(value)}"
     return _fail(ref, detail, cause)
+
+
+def _grad(ref: Observation, got: Observation, reveal: bool) -> Outcome:
+    """Gradients, in float64: element-wise relative error |x - y| / max(floor, |x| + |y|) <= rtol."""
+    expected, value = np.asarray(ref.value, dtype=np.float64), got.value
+    if not isinstance(value, np.ndarray):
+        return _fail(ref, f"expected a gradient of shape {_shape_text(expected.shape)}, got {_describe(value)}")
+    if value.shape != expected.shape:
+        cause = likely_cause_for_shape(expected.shape, value.shape)
+        return _fail(ref, f"expected a gradient of shape {_shape_text(expected.shape)}, got {_shape_text(value.shape)}",
+                     cause)
+    value = value.astype(np.float64)
+    if not np.all(np.isfinite(value)):
+        return _fail(ref, "the gradient has NaN or infinite entries", "an overflow, or 0/0 in a derivative?")
+    rtol, floor = float(ref.params.get("rtol", 1e-6)), float(ref.params.get("floor", 1e-8))
+    error = np.abs(value - expected) / np.maximum(floor, np.abs(value) + np.abs(expected))
+    worst = float(error.max()) if error.size else 0.0
+    if worst <= rtol:
+        return _pass(ref)
+    cause = likely_cause_for_values(expected, value, rtol=rtol, atol=floor)
+    verdict = "a wrong formula" if worst > 1e-2 else "close, but beyond the tolerance (float32 somewhere?)"
+    detail = f"largest relative error {worst:.2e} (allowed {rtol:.0e}): {verdict}"
+    if reveal and error.ndim:
+        where = np.unravel_index(int(np.argmax(error)), error.shape)
+        detail += f"; worst at index {tuple(int(i) for i in where)}: expected {expected[where]:.6g}, got {value[where]:.6g}"
+    return _fail(ref, detail, cause)
+
+
+def _threshold(ref: Observation, got: Observation, reveal: bool) -> Outcome:
+    """A scalar at most / at least the limit the build recorded (a limit is not a secret)."""
+    limit, value = float(ref.params["limit"]), got.value
+    if not isinstance(value, np.ndarray) or value.size != 1:
+        return _fail(ref, f"expected a single number, got {_describe(value)}")
+    number = float(value.reshape(()))
+    if not np.isfinite(number):
+        return _fail(ref, f"got {number}", "training diverged? try a smaller learning rate")
+    ok = number <= limit if ref.kind == "at_most" else number >= limit
+    if ok:
+        return _pass(ref)
+    bound = "at most" if ref.kind == "at_most" else "at least"
+    return _fail(ref, f"got {number:.4g}, expected {bound} {limit:.4g}")
+
+
+def _by_hand(ref: Observation, got: Observation, reveal: bool) -> Outcome:
+    """The function must exist and use no autograd (value: from checks.by_hand, read from source)."""
+    value = got.value if isinstance(got.value, dict) else {}
+    function = ref.params.get("function", "?")
+    if not value.get("found"):
+        return _fail(ref, f"no definition of {function}() was found in the notebook")
+    if value.get("violations"):
+        listing = "\n    ".join(value["violations"])
+        return _fail(ref, f"{function}() must compute its result by hand, without autograd:\n    {listing}")
+    return _pass(ref)
 
 
 def _shape(ref: Observation, got: Observation, reveal: bool) -> Outcome:

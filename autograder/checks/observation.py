@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 MAX_VALUE_BYTES = 16 * 1024 * 1024
 #: Largest JSON value (characters) and nesting accepted for non-numeric values.
 MAX_JSON_CHARS = 64 * 1024
-KINDS = ("close", "shape", "equal")
+KINDS = ("close", "shape", "equal", "grad", "at_most", "at_least", "by_hand")
 NUMERIC_DTYPES = {
     "bool", "uint8", "int8", "int16", "int32", "int64",
     "float16", "float32", "float64",
@@ -48,7 +48,7 @@ class Observation:
     """One check call.
 
     name:   the check's name, unique in a lab.
-    kind:   "close", "shape" or "equal".
+    kind:   one of KINDS.
     value:  np.ndarray for numeric values; a JSON value otherwise; None when the value
             could not be recorded (then `problem` says why).
     params: the call's keyword arguments (tolerances, declared shape, hint, weight).

@@ -119,6 +119,7 @@ def grade_submission(context: LabContext, student: str, force: bool = False) -> 
 
 def _grade_notebook(context: LabContext, student: str, name: str, path: Path, result: Result) -> None:
     nb = sanitize(context.course, context.lab, path)
+    sources = [cell.source for cell in nb.cells if cell.cell_type == "code"]
     job_dir = Path(tempfile.mkdtemp(prefix=f"autograder-{context.lab}-{student}-"))
     try:
         execution = execute_notebook(nb, job_dir=job_dir, limits=limits_from(context.settings),
@@ -129,7 +130,7 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
     result.sandboxed = result.sandboxed and execution.sandboxed
     stopped = execution.reason if execution.status != "completed" else None
     scores = judge_notebook(name, execution.notebook, context.references, context.max_scores[name],
-                            cell_errors=execution.cell_errors, stopped=stopped)
+                            sources=sources, cell_errors=execution.cell_errors, stopped=stopped)
     result.cells.extend(score.to_dict() for score in scores)
     write_autograded_notebook(context.course, student, context.lab, name, execution.notebook, scores)
     if stopped:

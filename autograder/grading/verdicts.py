@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..build.references import Reference
 from ..build.source_rules import nbgrader_meta
+from ..checks.by_hand import function_violations
 from ..checks.compare import compare
 from ..checks.observation import Observation, observations_in_outputs
 
@@ -39,11 +40,12 @@ class CellScore:
 
 
 def judge_notebook(notebook: str, executed, references: dict[str, Reference], max_scores: dict[str, float],
-                   *, cell_errors: dict[int, str], stopped: str | None) -> list[CellScore]:
+                   *, sources: list[str], cell_errors: dict[int, str], stopped: str | None) -> list[CellScore]:
     """Scores of every test cell of one notebook.
 
     executed:    the executed, sanitized notebook (outputs hold the observations).
     max_scores:  grade_id → points, from the gradebook (what the build stored).
+    sources:     the code cells of the sanitized submission, for static rules (by_hand).
     cell_errors: cell index → "ename: evalue" for cells that raised.
     stopped:     why the run ended early (timeout, kernel died), or None.
     """
@@ -61,7 +63,8 @@ def judge_notebook(notebook: str, executed, references: dict[str, Reference], ma
         verdicts = []
         for ref in refs:
             got = latest.get(ref.name)
-            if got is None:
+            if ref.observation.kind == "by_hand" and got is not None:
+                got = _read_by_hand(ref, sources)   # the file decides, not the kernel
                 message = _why_missing(ref, index, cell_errors, stopped, rejected)
                 verdicts.append(CheckVerdict(ref.name, False, message, ref.weight, ref.hidden))
                 continue
@@ -70,8 +73,16 @@ def judge_notebook(notebook: str, executed, references: dict[str, Reference], ma
         max_score = float(max_scores.get(grade_id, 0.0))
         total = sum(v.weight for v in verdicts) or 1.0
         earned = sum(v.weight for v in verdicts if v.passed)
+        if any(not v.passed for v, r in zip(verdicts, refs) if r.observation.kind == "by_hand"):
+            earned = 0.0   # autograd in a by-hand exercise: the cell's checks do not count
         scores.append(CellScore(notebook, grade_id, round(max_score * earned / total, 6), max_score, verdicts))
     return scores
+
+
+def _read_by_hand(ref: Reference, sources: list[str]) -> Observation:
+    function = ref.observation.params["function"]
+    found, violations = function_violations(sources, function)
+    return Observation(ref.name, "by_hand", {"function": function, "found": found, "violations": violations})
 
 
 def _why_missing(ref: Reference, index, cell_errors, stopped, rejected) -> str:
