@@ -101,6 +101,15 @@ class Course:
     def source_notebooks(self, lab: str) -> list[Path]:
         return sorted((self.source / lab).glob("*.ipynb"))
 
+    def held_out_labels(self, dataset: str):
+        """Labels the coordinator keeps: data/labels/<dataset>.npy (never mounted in a sandbox)."""
+        import numpy as np
+
+        path = self.data / "labels" / f"{dataset}.npy"
+        if not path.is_file():
+            raise CourseError(f"no held-out labels {path}: run `autograder data` to stage the data sets")
+        return np.load(path, allow_pickle=False)
+
     def references_file(self, lab: str) -> Path:
         return self.private / lab / "references.json"
 

@@ -56,7 +56,7 @@ def build_lab(course: Course, lab: str) -> BuildReport:
         points += sum(float(c.metadata.get("nbgrader", {}).get("points", 0))
                       for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
         executed[path] = run_trusted(copy.deepcopy(nb), cwd=path.parent)
-        for name, ref in record_references(executed[path], path).items():
+        for name, ref in record_references(executed[path], path, course.held_out_labels).items():
             if name in references:
                 raise SourceError(path, ref.cell_index, f"check name {name!r} repeats: notebook "
                                   f"{references[name].notebook} records it too", ref.grade_id)

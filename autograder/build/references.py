@@ -19,7 +19,7 @@ import nbformat
 from nbclient import NotebookClient
 
 from ..checks.checker import MODE_VARIABLE
-from ..checks.compare import verify_declared
+from ..checks.compare import compare, scored_accuracy, verify_declared
 from ..checks.observation import Observation, encode, observations_in_outputs, decode
 from .source_rules import SourceError, hidden_lines, is_test_cell, nbgrader_meta
 
@@ -54,8 +54,11 @@ def run_trusted(nb, cwd: Path, timeout: int = 1800):
     return nb
 
 
-def record_references(nb, path: Path) -> dict[str, Reference]:
-    """Reference per check name from an executed source notebook; SourceError on any problem."""
+def record_references(nb, path: Path, labels_for=None) -> dict[str, Reference]:
+    """Reference per check name from an executed source notebook; SourceError on any problem.
+
+    labels_for: data set name → held-out labels, to verify the solution's accuracy checks.
+    """
     notebook = path.stem
     references: dict[str, Reference] = {}
     for index, cell in enumerate(nb.cells):
@@ -83,7 +86,10 @@ def record_references(nb, path: Path) -> dict[str, Reference]:
             if obs.problem:
                 raise SourceError(path, index, f"check {obs.name!r} could not record the solution's value: "
                                   f"it was {obs.problem}", grade_id)
-            declared = verify_declared(obs)
+            if obs.kind == "accuracy":
+                declared = compare(obs, scored_accuracy(obs, labels_for(obs.params["dataset"])))
+            else:
+                declared = verify_declared(obs)
             if declared is not None and not declared.passed:
                 raise SourceError(path, index, f"the solution fails its own check:\n{declared.message}", grade_id)
             references[obs.name] = Reference(obs, notebook, grade_id, index, hidden=obs.line in hidden)

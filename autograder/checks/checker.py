@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .compare import DEFAULT_ATOL, DEFAULT_RTOL, compare
+from .compare import DEFAULT_ATOL, DEFAULT_RTOL, compare, scored_accuracy
 from .observation import MIME_TYPE, Observation, Unrecordable, decode, encode, to_array, to_json_value
 
 MODE_VARIABLE = "AUTOGRADER_MODE"
@@ -71,6 +71,16 @@ class Checker:
         function_name = getattr(function, "__name__", str(function))
         self._run(name, "by_hand", function, _by_hand_in_kernel, {"function": function_name}, hint, 0, None)
 
+    def accuracy(self, name: str, predictions: Any, *, dataset: str, min_accuracy: float,
+                 hint: str | None = None, weight: float = 1) -> None:
+        """Predicted class indices (N,) for the held-out split `dataset`, in the data set's order.
+
+        The labels never enter the grading sandbox: the coordinator computes the accuracy. In a
+        student's Jupyter it is computed at once where the labels are on disk.
+        """
+        self._run(name, "accuracy", predictions, _array_or_problem,
+                  {"dataset": str(dataset), "min_accuracy": float(min_accuracy)}, hint, weight, None)
+
     # ------------------------------------------------------------------ plumbing
 
     def _run(self, name, kind, value, convert, params, hint, weight, expected) -> None:
@@ -89,11 +99,25 @@ class Checker:
             self._judge_now(obs)
 
     def _judge_now(self, obs: Observation) -> None:
+        if obs.kind == "accuracy":
+            return self._judge_accuracy_now(obs)
         reference = self._public_references().get(obs.name)
         if reference is None:
             print(f"check {obs.name!r}: no public reference here; the autograder checks it when you submit.")
             return
         outcome = compare(reference, obs, reveal=True)
+        if not outcome.passed:
+            raise AssertionError(outcome.message)
+        print(f"\u2713 {outcome.message}")
+
+    def _judge_accuracy_now(self, obs: Observation) -> None:
+        try:
+            from .accuracy import local_labels
+            labels = local_labels(obs.params["dataset"])
+        except (ImportError, OSError, KeyError) as err:
+            print(f"check {obs.name!r}: cannot compute the accuracy here ({err}); the autograder does.")
+            return
+        outcome = compare(obs, scored_accuracy(obs, labels))
         if not outcome.passed:
             raise AssertionError(outcome.message)
         print(f"\u2713 {outcome.message}")

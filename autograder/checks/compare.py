@@ -32,8 +32,26 @@ def compare(reference: Observation, got: Observation, *, reveal: bool = True) ->
     if reference.kind != got.kind:
         return _fail(reference, f"was recorded as a {got.kind!r} check, expected {reference.kind!r}")
     judge = {"close": _close, "shape": _shape, "equal": _equal, "grad": _grad,
-             "at_most": _threshold, "at_least": _threshold, "by_hand": _by_hand}[reference.kind]
+             "at_most": _threshold, "at_least": _threshold, "by_hand": _by_hand,
+             "accuracy": _accuracy}[reference.kind]
     return judge(reference, got, reveal)
+
+
+def scored_accuracy(predictions: Observation, labels: np.ndarray) -> Observation:
+    """Turn recorded predictions into {"accuracy", "n"} using labels only the judge holds."""
+    value = predictions.value
+    n = int(labels.shape[0])
+    if predictions.problem or not isinstance(value, np.ndarray):
+        problem = predictions.problem or f"{_describe(value)}, not class indices"
+        return Observation(predictions.name, "accuracy", None, problem=problem)
+    if value.ndim != 1 or value.shape[0] != n:
+        return Observation(predictions.name, "accuracy", None,
+                           problem=f"predictions of shape {_shape_text(value.shape)} for {n} held-out examples; "
+                                   f"expected ({n},): one class index per example, in the data set's order")
+    if value.dtype.kind not in "iub":
+        return Observation(predictions.name, "accuracy", None,
+                           problem=f"{value.dtype} predictions; expected integer class indices (use argmax)")
+    return Observation(predictions.name, "accuracy", {"accuracy": float(np.mean(value == labels)), "n": n})
 
 
 def verify_declared(obs: Observation) -> Outcome | None:
@@ -141,6 +159,20 @@ def _by_hand(ref: Observation, got: Observation, reveal: bool) -> Outcome:
         listing = "\n    ".join(value["violations"])
         return _fail(ref, f"{function}() must compute its result by hand, without autograd:\n    {listing}")
     return _pass(ref)
+
+
+def _accuracy(ref: Observation, got: Observation, reveal: bool) -> Outcome:
+    """got.value: {"accuracy", "n"} from scored_accuracy (the judge's labels)."""
+    minimum = float(ref.params["min_accuracy"])
+    accuracy = float(got.value["accuracy"])
+    if accuracy >= minimum:
+        return Outcome(True, f"check {ref.name!r} passed: accuracy {accuracy:.2%} on {got.value['n']} held-out "
+                             f"examples (at least {minimum:.0%} needed)")
+    cause = None
+    if accuracy < 0.2:
+        cause = "near chance: predictions in a different order than the data set, or evaluated on the wrong data?"
+    return _fail(ref, f"accuracy {accuracy:.2%} on {got.value['n']} held-out examples, at least {minimum:.0%} "
+                      "needed", cause)
 
 
 def _shape(ref: Observation, got: Observation, reveal: bool) -> Outcome:

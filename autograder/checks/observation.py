@@ -28,7 +28,7 @@ FORMAT_VERSION = 1
 MAX_VALUE_BYTES = 16 * 1024 * 1024
 #: Largest JSON value (characters) and nesting accepted for non-numeric values.
 MAX_JSON_CHARS = 64 * 1024
-KINDS = ("close", "shape", "equal", "grad", "at_most", "at_least", "by_hand")
+KINDS = ("close", "shape", "equal", "grad", "at_most", "at_least", "by_hand", "accuracy")
 NUMERIC_DTYPES = {
     "bool", "uint8", "int8", "int16", "int32", "int64",
     "float16", "float32", "float64",

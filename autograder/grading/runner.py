@@ -130,7 +130,8 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
     result.sandboxed = result.sandboxed and execution.sandboxed
     stopped = execution.reason if execution.status != "completed" else None
     scores = judge_notebook(name, execution.notebook, context.references, context.max_scores[name],
-                            sources=sources, cell_errors=execution.cell_errors, stopped=stopped)
+                            sources=sources, cell_errors=execution.cell_errors, stopped=stopped,
+                            labels_for=context.course.held_out_labels)
     result.cells.extend(score.to_dict() for score in scores)
     write_autograded_notebook(context.course, student, context.lab, name, execution.notebook, scores)
     if stopped:
@@ -158,10 +159,12 @@ def kernel_environment(settings: Grading) -> dict[str, str]:
 
 
 def read_only_binds(context: LabContext) -> list[tuple[Path, str]]:
-    """The checks package alone (not the course: source/ and build/ hold the answers) and data."""
+    """The checks package alone (not the course: source/ and build/ hold the answers), and every
+    staged data set except data/labels/, the held-out labels the coordinator keeps."""
     binds = [(CHECKS_PACKAGE, f"{SANDBOX_LIBRARY}/autograder/checks")]
     if context.course.data.is_dir():
-        binds.append((context.course.data, SANDBOX_DATA))
+        binds += [(p, f"{SANDBOX_DATA}/{p.name}") for p in sorted(context.course.data.iterdir())
+                  if p.is_dir() and p.name != "labels"]
     return binds
 
 

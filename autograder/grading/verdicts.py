@@ -10,11 +10,14 @@ submission's. A test cell's points are shared among its checks by weight.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
 
 from ..build.references import Reference
 from ..build.source_rules import nbgrader_meta
 from ..checks.by_hand import function_violations
-from ..checks.compare import compare
+from ..checks.compare import compare, scored_accuracy
 from ..checks.observation import Observation, observations_in_outputs
 
 
@@ -40,7 +43,8 @@ class CellScore:
 
 
 def judge_notebook(notebook: str, executed, references: dict[str, Reference], max_scores: dict[str, float],
-                   *, sources: list[str], cell_errors: dict[int, str], stopped: str | None) -> list[CellScore]:
+                   *, sources: list[str], cell_errors: dict[int, str], stopped: str | None,
+                   labels_for: Callable[[str], np.ndarray] | None = None) -> list[CellScore]:
     """Scores of every test cell of one notebook.
 
     executed:    the executed, sanitized notebook (outputs hold the observations).
@@ -48,6 +52,7 @@ def judge_notebook(notebook: str, executed, references: dict[str, Reference], ma
     sources:     the code cells of the sanitized submission, for static rules (by_hand).
     cell_errors: cell index → "ename: evalue" for cells that raised.
     stopped:     why the run ended early (timeout, kernel died), or None.
+    labels_for:  data set name → held-out labels (coordinator-side files), for accuracy checks.
     """
     cells = {nbgrader_meta(c).get("grade_id"): (i, c) for i, c in enumerate(executed.cells)}
     by_cell: dict[str, list[Reference]] = {}
@@ -65,6 +70,8 @@ def judge_notebook(notebook: str, executed, references: dict[str, Reference], ma
             got = latest.get(ref.name)
             if ref.observation.kind == "by_hand" and got is not None:
                 got = _read_by_hand(ref, sources)   # the file decides, not the kernel
+            if ref.observation.kind == "accuracy" and got is not None:
+                got = _score_accuracy(ref, got, labels_for)
                 message = _why_missing(ref, index, cell_errors, stopped, rejected)
                 verdicts.append(CheckVerdict(ref.name, False, message, ref.weight, ref.hidden))
                 continue
@@ -77,6 +84,15 @@ def judge_notebook(notebook: str, executed, references: dict[str, Reference], ma
             earned = 0.0   # autograd in a by-hand exercise: the cell's checks do not count
         scores.append(CellScore(notebook, grade_id, round(max_score * earned / total, 6), max_score, verdicts))
     return scores
+
+
+def _score_accuracy(ref: Reference, got: Observation, labels_for) -> Observation:
+    dataset = ref.observation.params["dataset"]
+    try:
+        labels = labels_for(dataset)
+    except Exception as err:  # a missing label file is the course's problem: say which
+        raise RuntimeError(f"labels for {dataset!r} are not available to the grader: {err}") from None
+    return scored_accuracy(got, labels)
 
 
 def _read_by_hand(ref: Reference, sources: list[str]) -> Observation:
