@@ -28,7 +28,7 @@ def _load(course: Path) -> Course:
 
 
 def _fail(message: str):
-    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
@@ -59,6 +59,10 @@ def grade(lab: str, student: Annotated[Optional[list[str]], typer.Option(help="O
     from .grading.sandbox import probe
 
     c = _load(course)
+    try:
+        c.check_lab(lab)
+    except CourseError as err:
+        _fail(str(err))
     status = probe()
     if not status.available:
         console.print(f"[bold red]WARNING: no sandbox:[/] {status.reason}. Student code will run UNSANDBOXED "

@@ -40,3 +40,49 @@ def lab1_course(tmp_path_factory) -> Course:
     course = Course.load(root)
     build_lab(course, "lab1_cross_entropy")
     return course
+
+
+def assert_release_in_sync(course: Course, lab: str) -> None:
+    """The committed release/ and solutions/ of `lab` match a fresh build in `course`.
+
+    Compared: every cell's source and nbgrader metadata (release), code sources (solutions,
+    whose outputs vary run to run), and public reference values (np.allclose: floats may
+    differ in the last bits across CPUs).
+    """
+    import json
+
+    import nbformat
+    import numpy as np
+
+    from autograder.checks.observation import decode
+
+    stale = f"release/{lab} or solutions/{lab} is stale against source/{lab}: run `autograder build {lab}` and commit"
+    for built in sorted((course.release / lab).glob("*.ipynb")):
+        committed = REPO / "release" / lab / built.name
+        assert committed.is_file(), stale
+        a, b = (nbformat.read(p, as_version=4) for p in (committed, built))
+        assert [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in a.cells] == \
+            [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in b.cells], stale
+        sa, sb = (nbformat.read(root / "solutions" / lab / built.name, as_version=4) for root in (REPO, course.root))
+        assert [c.source for c in sa.cells] == [c.source for c in sb.cells], stale
+    refs = [json.loads((root / "release" / lab / "public_references.json").read_text())["checks"]
+            for root in (REPO, course.root)]
+    assert set(refs[0]) == set(refs[1]), stale
+    for name in refs[0]:
+        a, b = decode(refs[0][name]), decode(refs[1][name])
+        assert (a.kind, a.params) == (b.kind, b.params), stale
+        if isinstance(a.value, np.ndarray):
+            assert a.value.shape == b.value.shape and np.allclose(a.value, b.value, rtol=1e-5, atol=1e-7), stale
+        else:
+            assert a.value == b.value, stale
+
+
+def assert_no_secrets_in_release(lab: str) -> None:
+    """No solution code or hidden-test text in the committed release of `lab`."""
+    import nbformat
+
+    from autograder.build.pipeline import check_release
+
+    for source in sorted((REPO / "source" / lab).glob("*.ipynb")):
+        check_release(nbformat.read(source, as_version=4),
+                      nbformat.read(REPO / "release" / lab / source.name, as_version=4), source)

@@ -33,7 +33,9 @@ def export_csv(course: Course, target: Path, labs: list[str] | None = None) -> i
                 if result is None:
                     writer.writerow([student, lab, "missing", "", "", "", ""])
                 else:
-                    writer.writerow([student, lab, result.status_text, f"{result.score:g}", f"{result.max_score:g}",
+                    # A failed run has no score: an empty cell, never a 0 that looks earned.
+                    score = f"{result.score:g}" if result.status == "graded" else ""
+                    writer.writerow([student, lab, result.status_text, score, f"{result.max_score:g}",
                                      result.sandboxed, result.seconds])
                 rows += 1
     return rows

@@ -47,7 +47,8 @@ def read_submission(path: Path):
 def sanitize(course: Course, lab: str, path: Path):
     """The submission as it will run: cells restored from the gradebook, outputs cleared."""
     nb = read_submission(path)
-    resources = ResourcesDict({"nbgrader": {"db_url": course.db_url, "assignment": lab, "notebook": path.stem}})
+    resources = ResourcesDict()
+    resources["nbgrader"] = {"db_url": course.db_url, "assignment": lab, "notebook": path.stem}
     for preprocessor_class in SANITIZE_PREPROCESSORS:
         preprocessor = preprocessor_class(config=course.config)
         try:

@@ -72,6 +72,7 @@ def judge_notebook(notebook: str, executed, references: dict[str, Reference], ma
                 got = _read_by_hand(ref, sources)   # the file decides, not the kernel
             if ref.observation.kind == "accuracy" and got is not None:
                 got = _score_accuracy(ref, got, labels_for)
+            if got is None:
                 message = _why_missing(ref, index, cell_errors, stopped, rejected)
                 verdicts.append(CheckVerdict(ref.name, False, message, ref.weight, ref.hidden))
                 continue

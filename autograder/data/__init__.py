@@ -1,0 +1,226 @@
+"""`autograder data`: stage the course's data sets into data/, with a sha256 manifest.
+
+Layout contract (the grader depends on it):
+
+- every folder directly under data/ except `labels/` is mounted read-only into the grading
+  sandbox at $AUTOGRADER_DATA/<folder>: a data set's public files live in data/<key>/;
+- data/labels/<name>.npy (int64 (N,)) holds held-out labels; they stay with the coordinator
+  (Course.held_out_labels, check.accuracy(..., dataset=<name>)) and never enter a sandbox;
+- data/MANIFEST.json records the sha256 of every staged file, per data set.
+
+Staging is idempotent: a data set whose files all match the manifest (and whose folder holds
+nothing else) is verified and skipped; a missing, changed or unexpected file is reported and
+the data set is staged again from its source. Each data set is staged into a temporary folder
+outside data/ and moved into place whole, so an interrupted run never leaves labels where a
+sandbox could see them.
+
+To add a data set: write a module with a `DATASET = Dataset(...)` whose `stage` function
+writes into the staging folder it is given (its own `<key>/` folder and `labels/<key>_*.npy`
+only), and add that module's DATASET to REGISTRY below (after the data sets it reads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+MANIFEST = "MANIFEST.json"
+LABELS = "labels"
+MANIFEST_VERSION = 1
+FASHION_MNIST_SOURCE = Path("/usr/share/datasets/fashion-mnist")   # Debian's dataset-fashion-mnist
+
+
+class DataError(Exception):
+    """A data set could not be staged or verified, said plainly."""
+
+
+class Unavailable(DataError):
+    """The source of a data set is not on this machine (the message says how to get it)."""
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a data set's stage function may use.
+
+    data_root: the course's data/ folder (read data sets staged before this one from it);
+    staging: the empty folder to write into, laid out like data/ (`<key>/...`, `labels/...`).
+    """
+
+    data_root: Path
+    staging: Path
+    mnist_from: Path | None = None
+    fashion_mnist_from: Path = FASHION_MNIST_SOURCE
+    download: bool = True
+    log: Callable[[str], None] = lambda message: None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    key: str                                   # its folder under data/ (and prefix of its labels files)
+    title: str
+    stage: Callable[[StageContext], str]       # writes into context.staging; returns where it came from
+    required: bool = False                     # a lab cannot do without it (missing: `autograder data` fails)
+    requires: tuple[str, ...] = field(default_factory=tuple)   # keys staged before it, read from data_root
+
+
+from . import fashion_mnist, mnist  # noqa: E402  (the modules import Dataset from here)
+
+REGISTRY: list[Dataset] = [
+    fashion_mnist.DATASET,
+    mnist.DATASET,
+]
+
+
+def stage_all(data_root: Path, mnist_from: Path | None = None, *, datasets: Iterable[str] | None = None,
+              download: bool = True, fashion_mnist_from: Path = FASHION_MNIST_SOURCE,
+              log: Callable[[str], None] | None = None) -> list[str]:
+    """Stage (or verify) every registered data set into data_root; returns the keys available.
+
+    datasets: only these keys (default: all). download: let torchvision try the network for data
+    sets that need it. log: receives one line per data set (and per problem found).
+    Raises DataError when a required data set is unavailable (after staging the others).
+    """
+    log = log or (lambda message: None)
+    data_root = Path(data_root)
+    data_root.mkdir(parents=True, exist_ok=True)
+    wanted = None if datasets is None else set(datasets)
+    unknown = (wanted or set()) - {d.key for d in REGISTRY}
+    if unknown:
+        raise DataError(f"unknown data set(s) {', '.join(sorted(unknown))} (known: "
+                        f"{', '.join(d.key for d in REGISTRY)})")
+    manifest = read_manifest(data_root)
+    available, missing_required = [], []
+    for dataset in REGISTRY:
+        if wanted is not None and dataset.key not in wanted:
+            continue
+        entry = manifest.get(dataset.key)
+        if entry is not None:
+            problems = verify(data_root, dataset.key, entry["files"])
+            if not problems:
+                log(f"{dataset.key}: verified {len(entry['files'])} files against {MANIFEST}, nothing to do")
+                available.append(dataset.key)
+                continue
+            log(f"{dataset.key}: does not match {MANIFEST}: {'; '.join(problems)}; staging it again")
+        absent = [key for key in dataset.requires if key not in available and key not in manifest]
+        if absent:
+            log(f"{dataset.key}: not staged: it needs {', '.join(absent)} first")
+            missing_required += [dataset.key] if dataset.required else []
+            continue
+        context = StageContext(data_root=data_root, staging=Path(), mnist_from=mnist_from,
+                               fashion_mnist_from=Path(fashion_mnist_from), download=download, log=log)
+        try:
+            manifest[dataset.key] = _stage_one(dataset, context)
+        except Unavailable as err:
+            manifest.pop(dataset.key, None)
+            write_manifest(data_root, manifest)
+            log(f"{dataset.key}: not staged: {err}")
+            if dataset.required:
+                missing_required.append(dataset.key)
+            continue
+        write_manifest(data_root, manifest)
+        files = manifest[dataset.key]["files"]
+        log(f"{dataset.key}: staged {len(files)} files from {manifest[dataset.key]['source']}")
+        available.append(dataset.key)
+    if missing_required:
+        raise DataError(f"required data set(s) not staged: {', '.join(missing_required)} (see above)")
+    return available
+
+
+def _stage_one(dataset: Dataset, context: StageContext) -> dict:
+    """Stage into a temporary folder outside data/, check what was written, move it into place."""
+    data_root = context.data_root
+    with tempfile.TemporaryDirectory(prefix=f"autograder-data-{dataset.key}-") as tmp:
+        staging = Path(tmp)
+        source = dataset.stage(StageContext(**{**context.__dict__, "staging": staging}))
+        files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
+        stray = [f for f in files if not _belongs_to(dataset.key, f)]
+        if stray:
+            raise DataError(f"{dataset.key}: the stage function wrote outside data/{dataset.key}/ and "
+                            f"data/{LABELS}/{dataset.key}_*: {', '.join(stray)}")
+        if not files:
+            raise DataError(f"{dataset.key}: the stage function wrote nothing")
+        hashes = {f: sha256_file(staging / f) for f in files}
+        _remove_dataset(data_root, dataset.key)
+        (data_root / LABELS).mkdir(exist_ok=True)
+        shutil.move(str(staging / dataset.key), str(data_root / dataset.key))
+        for f in files:
+            if f.startswith(f"{LABELS}/"):
+                shutil.move(str(staging / f), str(data_root / f))
+    return {"title": dataset.title, "source": source, "files": hashes}
+
+
+def _belongs_to(key: str, relative: str) -> bool:
+    parts = relative.split("/")
+    if parts[0] == key and len(parts) > 1:
+        return True
+    return len(parts) == 2 and parts[0] == LABELS and parts[1].startswith(f"{key}_") and parts[1].endswith(".npy")
+
+
+def _remove_dataset(data_root: Path, key: str) -> None:
+    shutil.rmtree(data_root / key, ignore_errors=True)
+    for path in (data_root / LABELS).glob(f"{key}_*.npy"):
+        path.unlink()
+
+
+# ---------------------------------------------------------------------------- manifest
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_manifest(data_root: Path) -> dict[str, dict]:
+    """{key: {"title", "source", "files": {relative path: sha256}}}; {} when there is none."""
+    path = Path(data_root) / MANIFEST
+    if not path.is_file():
+        return {}
+    try:
+        document = json.loads(path.read_text())
+        datasets = document["datasets"]
+        assert isinstance(datasets, dict)
+    except (ValueError, KeyError, AssertionError):
+        return {}   # unreadable: every data set is staged again and a fresh manifest written
+    return datasets
+
+
+def write_manifest(data_root: Path, datasets: dict[str, dict]) -> Path:
+    """Write data/MANIFEST.json atomically (sorted, one file per line)."""
+    path = Path(data_root) / MANIFEST
+    document = {"version": MANIFEST_VERSION,
+                "about": "sha256 of every file `autograder data` staged, per data set; paths relative to data/",
+                "datasets": {key: datasets[key] for key in sorted(datasets)}}
+    tmp = path.with_name(f".{MANIFEST}.tmp")
+    tmp.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def verify(data_root: Path, key: str, files: dict[str, str]) -> list[str]:
+    """Problems with a staged data set: missing or changed files, and files the manifest does not list
+    in data/<key>/ (a stray labels file there would reach the sandbox)."""
+    data_root = Path(data_root)
+    problems = []
+    for relative, expected in sorted(files.items()):
+        path = data_root / relative
+        if not path.is_file():
+            problems.append(f"{relative} is missing")
+        elif sha256_file(path) != expected:
+            problems.append(f"{relative} has changed (sha256 differs)")
+    folder = data_root / key
+    if folder.is_dir():
+        for path in sorted(folder.rglob("*")):
+            relative = path.relative_to(data_root).as_posix()
+            if path.is_file() and relative not in files:
+                problems.append(f"{relative} is not in the manifest")
+    return problems
+

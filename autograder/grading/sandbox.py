@@ -1,0 +1,364 @@
+"""The sandbox a student's kernel runs in: bubblewrap namespaces, rlimits and a pids cgroup.
+
+Only the kernel process goes inside; the coordinator (nbclient) stays outside and talks to
+it over ZeroMQ `ipc` sockets in the job directory, the one writable host folder the sandbox
+sees, bound at the same absolute path on both sides. There is no network namespace to
+reach: the sandbox has its own, empty one.
+
+What the kernel sees: /usr and Debian's /bin, /lib... symlinks, ld.so.cache and fontconfig
+from /etc, the Python installation and the virtualenv (read-only), the caller's read-only
+binds, the job directory, a private sized /tmp (holding HOME and the working directory)
+and /dev/shm, and a minimal /dev without GPUs unless some are given. Everything else of
+the host (/root, /work, /etc, /home, /sys) is absent. All capabilities are dropped: the
+coordinator runs as root and bwrap would otherwise leave the sandbox's root with a full
+set inside its user namespace, enough to remount the read-only binds writable.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+log = logging.getLogger(__name__)
+
+MiB = 2**20
+GiB = 2**30
+
+SANDBOX_TMP = "/tmp"
+SANDBOX_HOME = "/tmp/home"
+SANDBOX_WORKDIR = "/tmp/work"
+# Debian's merged-/usr top-level links (or, on older systems, real folders).
+ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
+# From /etc only what the dynamic loader and fontconfig read; no passwd, no ssl, no hosts.
+ETC_FILES = ("/etc/ld.so.cache", "/etc/fonts")
+GPU_SHARED_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits of one job.
+
+    memory_bytes is RLIMIT_AS (address space, not resident memory). It must be None for GPU
+    jobs: CUDA reserves huge virtual ranges at initialisation and fails under RLIMIT_AS.
+    max_processes is the pids cgroup's pids.max; the kernel counts threads as tasks there,
+    so it bounds threads and processes together. tmpfs_bytes sizes /tmp and /dev/shm each.
+    """
+
+    cell_timeout: int = 300             # wall-clock seconds per cell
+    notebook_timeout: int = 1200        # wall-clock seconds for the whole notebook
+    cpu_seconds: int = 3600             # RLIMIT_CPU of each process
+    memory_bytes: int | None = 8 * GiB  # RLIMIT_AS; None for GPU jobs
+    file_size_bytes: int = 256 * MiB    # RLIMIT_FSIZE
+    tmpfs_bytes: int = 1 * GiB          # the sandbox's /tmp (and /dev/shm)
+    max_processes: int = 256            # pids.max where a pids cgroup can be created
+    max_output_bytes: int = 64 * MiB    # total JSON size of outputs the client accepts
+
+
+@dataclass(frozen=True)
+class SandboxStatus:
+    available: bool
+    reason: str
+
+
+# ---------------------------------------------------------------------------- command line
+
+def sandbox_argv(inner_argv: Sequence[str], *, job_dir: Path, read_only: Sequence[tuple[Path, str]] = (),
+                 env: dict[str, str], limits: Limits, gpu_devices: Sequence[str] = (),
+                 writable: Sequence[Path] = ()) -> list[str]:
+    """The full command that runs inner_argv in the sandbox: prlimit, then bwrap.
+
+    job_dir (and any `writable` folder) is bound read-write at its own path; read_only
+    holds (host path, path inside) pairs. env is the sandbox's whole environment on top of
+    PATH and HOME: nothing is inherited. gpu_devices: nodes such as "/dev/nvidia0" to expose.
+    """
+    if gpu_devices and limits.memory_bytes is not None:
+        raise ValueError("GPU jobs need Limits(memory_bytes=None): RLIMIT_AS breaks CUDA initialisation")
+    job_dir = Path(job_dir)
+    if not job_dir.is_absolute():
+        raise ValueError(f"job_dir must be absolute (it is bound at the same path inside): {job_dir}")
+    bwrap = [_tool("bwrap"),
+             *_namespace_flags(),
+             *_system_flags(),
+             *_python_flags(),
+             *_scratch_flags(limits),
+             *_gpu_flags(gpu_devices),
+             *_bind_flags([job_dir, *map(Path, writable)], read_only),
+             *_environment_flags(env),
+             *_finish_flags(),
+             "--", *inner_argv]
+    return rlimit_argv(bwrap, limits)
+
+
+def rlimit_argv(argv: Sequence[str], limits: Limits) -> list[str]:
+    """argv under prlimit (which sets the limits on itself, then execs argv)."""
+    flags = [f"--cpu={limits.cpu_seconds}", f"--fsize={limits.file_size_bytes}", "--core=0"]
+    if limits.memory_bytes is not None:
+        flags.append(f"--as={limits.memory_bytes}")
+    return [_tool("prlimit"), *flags, "--", *argv]
+
+
+def sandbox_environment(env: dict[str, str] | None = None, *, home: str = SANDBOX_HOME) -> dict[str, str]:
+    """PATH (virtualenv first) and HOME, overridden by the caller's env."""
+    path = f"{sys.prefix}/bin:/usr/local/bin:/usr/bin:/bin"
+    return {"PATH": path, "HOME": home, **(env or {})}
+
+
+def _namespace_flags() -> list[str]:
+    # --new-session: no TIOCSTI into the coordinator's terminal. --cap-drop ALL: see module doc.
+    return ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL"]
+
+
+def _system_flags() -> list[str]:
+    flags = ["--ro-bind", "/usr", "/usr"]
+    for path in ROOT_LINKS:
+        if os.path.islink(path):
+            flags += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            flags += ["--ro-bind", path, path]
+    for path in ETC_FILES:
+        flags += ["--ro-bind-try", path, path]
+    return flags + ["--proc", "/proc", "--dev", "/dev"]
+
+
+def _python_flags() -> list[str]:
+    """The interpreter's installation and the virtualenv, read-only, at their own paths.
+
+    Only these prefixes, not their parents: here the installation lives under /root/.pyenv,
+    and the rest of /root stays invisible.
+    """
+    prefixes = []
+    for prefix in (os.path.realpath(sys.base_prefix), sys.base_prefix, sys.prefix):
+        if not prefix.startswith("/usr/") and prefix != "/usr" and prefix not in prefixes:
+            prefixes.append(prefix)
+    flags = []
+    for prefix in prefixes:
+        flags += ["--ro-bind", prefix, prefix]
+    return flags
+
+
+def _scratch_flags(limits: Limits) -> list[str]:
+    """Sized tmpfs for /tmp (with HOME and the working dir) and /dev/shm (multiprocessing,
+    DataLoader workers). Mounted before the job directory, which may lie under /tmp."""
+    size = str(limits.tmpfs_bytes)
+    return ["--size", size, "--tmpfs", SANDBOX_TMP,
+            "--dir", SANDBOX_HOME, "--dir", SANDBOX_WORKDIR,
+            "--size", size, "--tmpfs", "/dev/shm"]
+
+
+def _gpu_flags(gpu_devices: Sequence[str]) -> list[str]:
+    """The given GPU nodes plus NVIDIA's shared control nodes; nothing when none are given
+    (--dev /dev creates a minimal /dev without any /dev/nvidia*)."""
+    if not gpu_devices:
+        return []
+    nodes = list(dict.fromkeys([*map(str, gpu_devices), *(n for n in GPU_SHARED_NODES if os.path.exists(n))]))
+    flags = []
+    for node in nodes:
+        if not os.path.exists(node):
+            raise ValueError(f"GPU device node {node} does not exist")
+        flags += ["--dev-bind", node, node]
+    return flags
+
+
+def _bind_flags(writable: Sequence[Path], read_only: Sequence[tuple[Path, str]]) -> list[str]:
+    flags = []
+    for host, inside in read_only:
+        if not os.path.exists(host):
+            raise FileNotFoundError(f"read-only bind source {host} does not exist")
+        flags += ["--ro-bind", str(host), str(inside)]
+    for folder in writable:
+        flags += ["--bind", str(folder), str(folder)]
+    return flags
+
+
+def _environment_flags(env: dict[str, str]) -> list[str]:
+    flags = []
+    for key, value in sandbox_environment(env).items():
+        flags += ["--setenv", key, value]
+    return flags
+
+
+def _finish_flags() -> list[str]:
+    """Last: the root and /dev tmpfs that bwrap built read-only (non-recursive, so /tmp,
+    /dev/shm and the binds keep their own modes), and start in the working dir."""
+    return ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", SANDBOX_WORKDIR]
+
+
+def _tool(name: str) -> str:
+    found = shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin")
+    if found is None:
+        raise FileNotFoundError(f"{name} is not installed")
+    return found
+
+
+# ---------------------------------------------------------------------------- probe
+
+@functools.lru_cache(maxsize=1)
+def probe() -> SandboxStatus:
+    """Whether the sandbox works here: runs `true` under the same command the kernels get."""
+    for name, package in (("bwrap", "bubblewrap"), ("prlimit", "util-linux")):
+        if shutil.which(name, path="/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin") is None:
+            return SandboxStatus(False, f"{name} is not installed: install Debian's {package} "
+                                        f"(apt-get install {package})")
+    with tempfile.TemporaryDirectory(prefix="autograder-probe-") as job_dir:
+        argv = sandbox_argv(["/usr/bin/true"], job_dir=Path(job_dir).resolve(), env={}, limits=Limits())
+        try:
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
+                                  stdin=subprocess.DEVNULL)
+        except (OSError, subprocess.TimeoutExpired) as err:
+            return SandboxStatus(False, f"bubblewrap could not be run: {err}")
+    if done.returncode == 0:
+        return SandboxStatus(True, "bubblewrap works")
+    return SandboxStatus(False, _explain_failure(done.stderr.strip() or f"exit code {done.returncode}"))
+
+
+def _explain_failure(error: str) -> str:
+    if re.search(r"namespace|uid map|unshare|Operation not permitted|No permissions", error, re.I):
+        if "proc" in error:
+            return (f"bubblewrap cannot mount /proc ({error}): the container masks /proc; run it with "
+                    "`--security-opt systempaths=unconfined` or grade outside the container")
+        hint = ("user namespaces are blocked: inside Docker's default seccomp profile run the container with "
+                "`--security-opt seccomp=unconfined` (or a profile allowing unshare/clone with CLONE_NEWUSER); "
+                "on a host, enable them (sysctl user.max_user_namespaces > 0, "
+                "kernel.unprivileged_userns_clone=1, or on Ubuntu 24.04 "
+                "kernel.apparmor_restrict_unprivileged_userns=0)")
+        return f"bubblewrap cannot create its namespaces ({error}): {hint}"
+    return f"bubblewrap failed: {error}"
+
+
+# ---------------------------------------------------------------------------- process limit
+
+@dataclass
+class ProcessLimit:
+    """A pids cgroup for one job, or a no-op with the reason why there is none.
+
+    wrap(argv) makes the launched process join the cgroup itself before it execs argv, so
+    everything it starts is counted from the first instruction on, with no race against a
+    pid written in later.
+    """
+
+    path: Path | None
+    reason: str | None = None   # why there is no limit (None when active)
+
+    def wrap(self, argv: Sequence[str]) -> list[str]:
+        if self.path is None:
+            return list(argv)
+        # $0 is the cgroup.procs file; "$@" the command. `exec` keeps the pid that joined.
+        return ["/bin/sh", "-c", 'echo $$ > "$0" && exec "$@"', str(self.path / "cgroup.procs"), *argv]
+
+    def pids(self) -> list[int]:
+        if self.path is None:
+            return []
+        try:
+            return [int(p) for p in (self.path / "cgroup.procs").read_text().split()]
+        except OSError:
+            return []
+
+    def kill_all(self, timeout: float = 10.0) -> bool:
+        """SIGKILL every process in the cgroup until it is empty; True when it is."""
+        deadline = time.monotonic() + timeout
+        while True:
+            pids = self.pids()
+            if not pids:
+                return True
+            if time.monotonic() > deadline:
+                return False
+            for pid in pids:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            time.sleep(0.05)
+
+    def remove(self) -> None:
+        if self.path is None:
+            return
+        emptied = self.kill_all()
+        for _ in range(50):
+            try:
+                self.path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.1)   # exiting tasks leave the cgroup a little after SIGKILL
+        log.warning("could not remove cgroup %s (%s)", self.path, "busy" if emptied else "processes left")
+
+
+@contextmanager
+def process_limit(job_name: str, limits: Limits) -> Iterator[ProcessLimit]:
+    """A pids cgroup with pids.max = limits.max_processes for one job, removed on exit
+    (killing whatever is still in it). Yields a no-op ProcessLimit with .reason set when no
+    cgroup can be created here."""
+    limit = _create_pids_cgroup(job_name, limits.max_processes)
+    try:
+        yield limit
+    finally:
+        limit.remove()
+
+
+def _create_pids_cgroup(job_name: str, max_processes: int) -> ProcessLimit:
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", job_name)[:80] + f"-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        parent = _pids_parent()
+    except OSError as err:
+        return ProcessLimit(None, f"no writable pids cgroup ({err})")
+    if isinstance(parent, str):
+        return ProcessLimit(None, parent)
+    path = parent / name
+    try:
+        path.mkdir()
+    except OSError as err:
+        return ProcessLimit(None, f"cannot create a pids cgroup in {parent}: {err.strerror or err}")
+    try:
+        (path / "pids.max").write_text(str(max_processes))
+        return ProcessLimit(path)
+    except OSError as err:
+        path.rmdir()
+        return ProcessLimit(None, f"cannot set pids.max in {path}: {err.strerror or err}")
+
+
+def _pids_parent() -> Path | str:
+    """The folder job cgroups go in: <our own pids cgroup>/autograder, v1 or v2; or why not."""
+    v1 = Path("/sys/fs/cgroup/pids")
+    if (v1 / "cgroup.procs").exists():
+        parent = _own_cgroup(v1, lambda controllers: "pids" in controllers.split(",")) / "autograder"
+        parent.mkdir(exist_ok=True)
+        return parent
+    v2 = Path("/sys/fs/cgroup")
+    if (v2 / "cgroup.controllers").exists():
+        if "pids" not in (v2 / "cgroup.controllers").read_text().split():
+            return "the cgroup v2 hierarchy has no pids controller"
+        # v2 allows controllers only in cgroups without processes of their own ("no internal
+        # processes"): use a subtree of the root, whose exemption makes this possible.
+        parent = v2 / "autograder"
+        parent.mkdir(exist_ok=True)
+        for level in (v2, parent):
+            if "pids" not in (level / "cgroup.subtree_control").read_text().split():
+                (level / "cgroup.subtree_control").write_text("+pids")
+        return parent
+    return "no pids cgroup hierarchy is mounted at /sys/fs/cgroup"
+
+
+def _own_cgroup(mount: Path, matches) -> Path:
+    """Our own cgroup under a v1 mount (so delegated sub-hierarchies work), else the mount."""
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if matches(controllers) and (mount / path.lstrip("/")).is_dir():
+                return mount / path.lstrip("/")
+    except (OSError, ValueError):
+        pass
+    return mount

@@ -1,0 +1,116 @@
+"""Grading overhead per submission beyond the notebook's own compute, and serial nbgrader.
+
+Grades N honest copies of a lab's solution one at a time (workers=1), splitting each
+grade into its stages (sanitize, sandboxed execution, verdicts + gradebook write), and
+subtracts the notebook's own cell time (nbclient's per-cell timing) to get the overhead:
+sanitize + sandbox + kernel start + verdicts + gradebook. Then runs `nbgrader autograde`
+on the same submissions in the same course for comparison.
+
+    .venv/bin/python benchmarks/grading_overhead.py [LAB] [-n N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+
+from autograder.build.pipeline import build_lab, copy_course_skeleton
+from autograder.course import Course
+from autograder.demo import DemoStudent, make_submission
+from autograder.grading import runner
+from autograder.grading.gradebook import record_result
+from autograder.grading.results import Result
+from autograder.grading.sandbox import probe
+from autograder.grading.sanitize import sanitize
+from autograder.grading.verdicts import judge_notebook
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cell_seconds(nb) -> float:
+    total = 0.0
+    for cell in nb.cells:
+        timing = cell.get("metadata", {}).get("execution", {})
+        start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if start and end:
+            total += (datetime.fromisoformat(end.replace("Z", "+00:00")) -
+                      datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    return total
+
+
+def grade_in_stages(context: runner.LabContext, student: str) -> dict[str, float]:
+    name = next(iter(context.max_scores))
+    path = context.course.submitted / student / context.lab / f"{name}.ipynb"
+    stages = {}
+    t0 = time.perf_counter()
+    nb = sanitize(context.course, context.lab, path)
+    t1 = time.perf_counter()
+    job = Path(tempfile.mkdtemp())
+    execution = runner.execute_notebook(nb, job_dir=job, limits=runner.limits_from(context.settings),
+                                        env=runner.kernel_environment(context.settings),
+                                        read_only=runner.read_only_binds(context))
+    shutil.rmtree(job, ignore_errors=True)
+    t2 = time.perf_counter()
+    scores = judge_notebook(name, execution.notebook, context.references, context.max_scores[name],
+                            sources=[c.source for c in nb.cells if c.cell_type == "code"],
+                            cell_errors=execution.cell_errors, stopped=None, labels_for=context.course.held_out_labels)
+    result = Result(student, context.lab, "graded", cells=[s.to_dict() for s in scores])
+    record_result(context.course, result)
+    t3 = time.perf_counter()
+    assert execution.status == "completed", execution.reason
+    compute = cell_seconds(execution.notebook)
+    stages.update(sanitize=t1 - t0, execute=t2 - t1, cells=compute, verdicts_gradebook=t3 - t2,
+                  total=t3 - t0, overhead=(t3 - t0) - compute, score=sum(s.score for s in scores))
+    return stages
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("lab", nargs="?", default="lab1_cross_entropy")
+    parser.add_argument("-n", type=int, default=5, help="submissions")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        course = Course.load(copy_course_skeleton(REPO, Path(tmp), [args.lab]))
+        if (REPO / "data").is_dir():
+            os.symlink(REPO / "data", course.data)
+        build_lab(course, args.lab)
+        students = [f"student{i:03d}" for i in range(args.n)]
+        for student in students:
+            make_submission(course, args.lab, DemoStudent(student, "correct"))
+        context = runner.LabContext.load(course, args.lab)
+        grade_in_stages(context, students[0])          # warm the page cache once
+        rows = [grade_in_stages(context, s) for s in students]
+
+        def med(key):
+            return statistics.median(r[key] for r in rows)
+
+        sandbox = probe()
+        print(f"machine: {platform.node()}, {os.cpu_count()} cores; sandbox: "
+              f"{'bubblewrap' if sandbox.available else 'NONE (' + sandbox.reason + ')'}")
+        print(f"{args.lab}, {args.n} honest submissions graded one at a time (median per submission):")
+        print(f"  total {med('total'):.2f} s = notebook cells {med('cells'):.2f} s + overhead {med('overhead'):.2f} s")
+        print(f"  overhead: sanitize {med('sanitize'):.3f} s, kernel start + sandbox + transport "
+              f"{med('execute') - med('cells'):.2f} s, verdicts + gradebook {med('verdicts_gradebook'):.3f} s")
+        print(f"  scores: {sorted(set(r['score'] for r in rows))}")
+
+        # nbgrader autograde, serially, on the same submissions (its own kernel, no sandbox).
+        nbgrader = str(Path(sys.executable).with_name("nbgrader"))
+        start = time.perf_counter()
+        for student in students:
+            subprocess.run([nbgrader, "autograde", args.lab, "--student", student, "--force", "--create"],
+                           cwd=course.root, check=True, capture_output=True)
+        serial = (time.perf_counter() - start) / len(students)
+        print(f"  nbgrader autograde (serial, same machine, same submissions): {serial:.2f} s per submission")
+
+
+if __name__ == "__main__":
+    main()
