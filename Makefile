@@ -6,7 +6,7 @@ demo: setup
 
 test:
 	scripts/setup.sh --test
-	.venv/bin/python -m pytest -n 2 tests
+	.venv/bin/python -m pytest -n 2 --dist loadfile tests
 
 setup:
 	scripts/setup.sh

@@ -1,0 +1,49 @@
+"""A batch killed with SIGKILL mid-way and run again loses and duplicates nothing."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from conftest import new_course
+from notebooks import mean_square_lab, write_lab
+
+from autograder.build.pipeline import build_lab
+from autograder.demo import DemoStudent, make_submission
+from autograder.grading.gradebook import recorded_scores
+from autograder.grading.results import load_result
+
+AUTOGRADER = str(Path(sys.executable).with_name("autograder"))
+
+
+def test_sigkill_then_resume(tmp_path):
+    course = new_course(tmp_path)
+    write_lab(course.root, "tiny", mean_square_lab())
+    build_lab(course, "tiny")
+    students = [f"s{i}" for i in range(6)]
+    for i, student in enumerate(students):
+        make_submission(course, "tiny", DemoStudent(student, "", answers="solution" if i % 2 else "blank"))
+
+    batch = subprocess.Popen([AUTOGRADER, "grade", "tiny", "--workers", "1"], cwd=course.root,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not any(load_result(course.autograded, s, "tiny") for s in students):
+        time.sleep(0.2)
+    batch.send_signal(signal.SIGKILL)
+    batch.wait()
+    done_before = [s for s in students if load_result(course.autograded, s, "tiny")]
+    assert 1 <= len(done_before) < len(students), "the batch should have been killed mid-way"
+    first = {s: load_result(course.autograded, s, "tiny").seconds for s in done_before}
+
+    rerun = subprocess.run([AUTOGRADER, "grade", "tiny", "--workers", "2"], cwd=course.root,
+                           capture_output=True, text=True)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert "reused" in rerun.stdout
+    results = {s: load_result(course.autograded, s, "tiny") for s in students}
+    assert {s: r.score for s, r in results.items()} == {s: (3.0 if i % 2 else 0.0) for i, s in enumerate(students)}
+    assert all(results[s].seconds == first[s] for s in done_before)   # not graded twice
+    scores = recorded_scores(course, "tiny")
+    assert scores == {s: (results[s].score, 3.0) for s in students}   # one gradebook row each
