@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import pytest
-from traitlets.config import Config
 
 from conftest import new_course
 from notebooks import mean_square_lab, write_lab

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
-import shutil
 
 import nbformat
 import pytest

@@ -11,6 +11,7 @@ and everything it started are dead.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import copy
 import logging
 import os
@@ -217,28 +218,36 @@ class _Job:
     async def run(self, processes: ProcessLimit) -> None:
         sockets, own_sockets = _socket_dir(self.job_dir)
         log_file = tempfile.TemporaryFile()   # kernel stdout/stderr: unnamed, out of the sandbox's reach
+        # The sandbox lives while this process holds the pipe's write end (see LIFELINE_SCRIPT).
+        lifeline = os.pipe() if self.sandboxed else ()
         try:
-            launch = self._prepare(processes, sockets, log_file)
+            launch = self._prepare(processes, sockets, log_file, lifeline[0] if lifeline else None)
             await self._execute(launch, log_file)
         finally:
             try:
                 await self._shutdown()
             finally:
+                for fd in lifeline:
+                    os.close(fd)
                 log_file.close()
                 if own_sockets:
                     shutil.rmtree(sockets, ignore_errors=True)
 
-    def _prepare(self, processes: ProcessLimit, sockets: Path, log_file) -> dict:
+    def _prepare(self, processes: ProcessLimit, sockets: Path, log_file, lifeline: int | None) -> dict:
         """Create the kernel manager and the client; return the kernel's launch arguments."""
+        launch = {"stdout": log_file, "stderr": log_file}
         if self.sandboxed:
             writable = [] if sockets.is_relative_to(self.job_dir) else [sockets]
 
             def wrap(argv: list[str]) -> list[str]:
                 return processes.wrap(sandbox_argv(argv, job_dir=self.job_dir, read_only=self.read_only,
-                                                   env=self.env, limits=self.limits,
-                                                   gpu_devices=self.gpu_devices, writable=writable))
+                                                   env=self.env, limits=self.limits, gpu_devices=self.gpu_devices,
+                                                   writable=writable, lifeline_fd=lifeline))
             popen_env, cwd = {"PATH": "/usr/bin:/bin"}, self.job_dir   # bwrap clears it anyway
+            launch["pass_fds"] = (lifeline,)
         else:
+            # No lifeline: `kill -1` would reach the whole host. The kernel itself exits when
+            # this process does (ipykernel polls JPY_PARENT_PID, which jupyter_client sets).
             def wrap(argv: list[str]) -> list[str]:
                 return processes.wrap(rlimit_argv(argv, self.limits))
             popen_env = _unsandboxed_environment(self.job_dir, self.env, self.read_only)
@@ -257,7 +266,7 @@ class _Job:
             interrupt_on_timeout=False,
             on_cell_execute=self._on_cell_execute, on_cell_error=self._on_cell_error,
             on_cell_executed=self._on_cell_executed)
-        return {"env": popen_env, "cwd": str(cwd), "stdout": log_file, "stderr": log_file}
+        return {**launch, "env": popen_env, "cwd": str(cwd)}
 
     async def _execute(self, launch: dict, log_file) -> None:
         """Run every cell within the notebook's wall clock, then say how it ended."""
@@ -321,25 +330,30 @@ class _Job:
     # the end
 
     async def _shutdown(self) -> None:
-        """Stop the channels and kill the kernel; whatever fails, its process is dead after."""
+        """Stop the channels, kill the kernel's process group, remove the connection files.
+
+        No polite shutdown request: the notebook is done, and a kernel that ignores it would
+        only cost the wait. nbclient may have cleaned up already (when the start failed).
+        """
         client, km = self.client, self.km
         try:
-            if client is not None and client.kc is not None:
-                client.kc.stop_channels()
-            if km is not None and km.has_kernel:
-                await km.shutdown_kernel(now=True)
-            elif km is not None:
-                await km.cleanup_resources()
-        except Exception:
-            log.exception("kernel shutdown in %s", self.job_dir)
+            if client is not None:
+                atexit.unregister(client._cleanup_kernel)   # nbclient leaves it when the start fails
+                if client.kc is not None:
+                    client.kc.stop_channels()
         finally:
-            if km is not None and km.kernel_alive():
-                _kill_group(km.process.pid)
             if km is not None and km.process is not None:
+                if km.kernel_alive():
+                    _kill_group(km.process.pid)
                 try:
                     km.process.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     log.error("kernel process %d of %s survived SIGKILL", km.process.pid, self.job_dir)
+            if km is not None:
+                try:
+                    await km.cleanup_resources()
+                except Exception:
+                    log.exception("cleaning up the kernel of %s", self.job_dir)
 
     def _exit_text(self) -> str:
         code = self.km.process.poll() if self.km.process is not None else None
@@ -421,14 +435,16 @@ def _kill_group(pid: int) -> None:
             continue
 
 
-def _log_tail(log_file, limit: int = 1500) -> str:
+def _log_tail(log_file, lines: int = 12, limit: int = 2000) -> str:
+    """The end of the kernel's stdout/stderr (bwrap's and Python's start-up errors land there)."""
     try:
         log_file.seek(0, os.SEEK_END)
         log_file.seek(max(0, log_file.tell() - limit))
-        text = log_file.read().decode("utf-8", "replace").strip()
+        text = log_file.read().decode("utf-8", "replace")
     except (OSError, ValueError):
         return ""
-    return f"\n{text}" if text else ""
+    tail = "\n".join(text.strip().splitlines()[-lines:])
+    return f"\n{tail}" if tail else ""
 
 
 def _size_text(size: int) -> str:

@@ -9,7 +9,6 @@ the batch.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import time
@@ -30,6 +29,7 @@ from .gradebook import max_scores, record_result
 from .results import Result, fingerprint, load_result, save_result
 from .sandbox import Limits
 from .sanitize import SubmissionError, sanitize
+from .slots import Slot, SlotPool
 from .verdicts import judge_notebook
 
 CHECKS_PACKAGE = Path(__file__).resolve().parent.parent / "checks"
@@ -47,6 +47,7 @@ class LabContext:
     references_file: Path
     max_scores: dict[str, dict[str, float]]
     settings: Grading
+    slots: SlotPool | None = None
 
     @classmethod
     def load(cls, course: Course, lab: str) -> "LabContext":
@@ -56,7 +57,7 @@ class LabContext:
         if not file.is_file() or not scores:
             raise CourseError(f"lab {lab!r} is not built here (no references or gradebook entry): "
                               f"run `autograder build {lab}` first")
-        return cls(course, lab, load_references(file), file, scores, course.grading)
+        return cls(course, lab, load_references(file), file, scores, course.grading, SlotPool.for_machine(cpu_jobs=1))
 
 
 def submitted_students(course: Course, lab: str) -> list[str]:
@@ -73,9 +74,10 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, fo
     """
     context = LabContext.load(course, lab)
     students = students or submitted_students(course, lab)
-    workers = workers or context.settings.workers or max(1, (os.cpu_count() or 2) // 2)
+    context.slots = SlotPool.for_machine(jobs_per_gpu=context.settings.jobs_per_gpu,
+                                         cpu_jobs=workers or context.settings.workers or None)
     results: dict[str, Result] = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
+    with ThreadPoolExecutor(max_workers=len(context.slots)) as pool:
         futures = {pool.submit(grade_submission, context, student, force): student for student in students}
         for future in as_completed(futures):
             result, reused = future.result()
@@ -122,9 +124,11 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
     sources = [cell.source for cell in nb.cells if cell.cell_type == "code"]
     job_dir = Path(tempfile.mkdtemp(prefix=f"autograder-{context.lab}-{student}-"))
     try:
-        execution = execute_notebook(nb, job_dir=job_dir, limits=limits_from(context.settings),
-                                     env=kernel_environment(context.settings), read_only=read_only_binds(context),
-                                     sandbox=True if context.settings.require_sandbox else None)
+        with context.slots.acquire() as slot:
+            execution = execute_notebook(nb, job_dir=job_dir, limits=limits_from(context.settings, slot),
+                                         env={**kernel_environment(context.settings), **slot.environment},
+                                         read_only=read_only_binds(context), gpu_devices=slot.device_nodes,
+                                         sandbox=True if context.settings.require_sandbox else None)
     finally:
         shutil.rmtree(job_dir, ignore_errors=True)
     result.sandboxed = result.sandboxed and execution.sandboxed
@@ -138,10 +142,12 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
         raise SubmissionError(stopped)
 
 
-def limits_from(settings: Grading) -> Limits:
+def limits_from(settings: Grading, slot: Slot | None = None) -> Limits:
+    # RLIMIT_AS breaks CUDA initialisation: GPU jobs go without it.
+    on_gpu = slot is not None and slot.gpu is not None
     return Limits(cell_timeout=settings.cell_timeout, notebook_timeout=settings.notebook_timeout,
                   cpu_seconds=settings.cpu_seconds,
-                  memory_bytes=int(settings.memory_gib * 2**30) if settings.memory_gib else None,
+                  memory_bytes=int(settings.memory_gib * 2**30) if settings.memory_gib and not on_gpu else None,
                   max_processes=settings.max_processes, tmpfs_bytes=settings.tmpfs_mib * 2**20)
 
 
@@ -152,6 +158,7 @@ def kernel_environment(settings: Grading) -> dict[str, str]:
         "PYTHONPATH": SANDBOX_LIBRARY,
         "AUTOGRADER_DATA": SANDBOX_DATA,
         "PYTHONHASHSEED": "0",
+        "USER": "student", "LOGNAME": "student",   # no /etc/passwd inside: getpass (torch.compile) reads these
         "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",

@@ -45,6 +45,12 @@ ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 # From /etc only what the dynamic loader and fontconfig read; no passwd, no ssl, no hosts.
 ETC_FILES = ("/etc/ld.so.cache", "/etc/fonts")
 GPU_SHARED_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools", "/dev/nvidia-modeset")
+# Pid 2 of the sandbox: a subshell waits for EOF on the lifeline fd (the coordinator's write
+# end closes when it exits, even by SIGKILL), then kills every process of the sandbox; the
+# shell itself execs the command. bwrap's --die-with-parent alone leaks the sandbox when the
+# coordinator dies in the first milliseconds, before bwrap's processes have set PDEATHSIG.
+# `kill -1` is safe only inside the sandbox's own pid namespace.
+LIFELINE_SCRIPT = 'fd=$1; shift; (read _ <&"$fd"; kill -KILL -1) & exec "$@"'
 
 
 @dataclass(frozen=True)
@@ -77,12 +83,14 @@ class SandboxStatus:
 
 def sandbox_argv(inner_argv: Sequence[str], *, job_dir: Path, read_only: Sequence[tuple[Path, str]] = (),
                  env: dict[str, str], limits: Limits, gpu_devices: Sequence[str] = (),
-                 writable: Sequence[Path] = ()) -> list[str]:
+                 writable: Sequence[Path] = (), lifeline_fd: int | None = None) -> list[str]:
     """The full command that runs inner_argv in the sandbox: prlimit, then bwrap.
 
     job_dir (and any `writable` folder) is bound read-write at its own path; read_only
     holds (host path, path inside) pairs. env is the sandbox's whole environment on top of
     PATH and HOME: nothing is inherited. gpu_devices: nodes such as "/dev/nvidia0" to expose.
+    lifeline_fd: the read end of a pipe whose write end only the caller holds (pass it with
+    Popen's pass_fds); the sandbox kills itself when that pipe closes.
     """
     if gpu_devices and limits.memory_bytes is not None:
         raise ValueError("GPU jobs need Limits(memory_bytes=None): RLIMIT_AS breaks CUDA initialisation")
@@ -92,19 +100,23 @@ def sandbox_argv(inner_argv: Sequence[str], *, job_dir: Path, read_only: Sequenc
     bwrap = [_tool("bwrap"),
              *_namespace_flags(),
              *_system_flags(),
-             *_python_flags(),
              *_scratch_flags(limits),
+             *_python_flags(),
              *_gpu_flags(gpu_devices),
              *_bind_flags([job_dir, *map(Path, writable)], read_only),
              *_environment_flags(env),
              *_finish_flags(),
-             "--", *inner_argv]
+             "--", *_lifeline(inner_argv, lifeline_fd)]
     return rlimit_argv(bwrap, limits)
 
 
 def rlimit_argv(argv: Sequence[str], limits: Limits) -> list[str]:
-    """argv under prlimit (which sets the limits on itself, then execs argv)."""
-    flags = [f"--cpu={limits.cpu_seconds}", f"--fsize={limits.file_size_bytes}", "--core=0"]
+    """argv under prlimit (which sets the limits on itself, then execs argv).
+
+    The CPU hard limit is a little above the soft one so that the usual end is SIGXCPU,
+    which the reason can name, rather than a SIGKILL that looks like running out of memory.
+    """
+    flags = [f"--cpu={limits.cpu_seconds}:{limits.cpu_seconds + 5}", f"--fsize={limits.file_size_bytes}", "--core=0"]
     if limits.memory_bytes is not None:
         flags.append(f"--as={limits.memory_bytes}")
     return [_tool("prlimit"), *flags, "--", *argv]
@@ -151,7 +163,8 @@ def _python_flags() -> list[str]:
 
 def _scratch_flags(limits: Limits) -> list[str]:
     """Sized tmpfs for /tmp (with HOME and the working dir) and /dev/shm (multiprocessing,
-    DataLoader workers). Mounted before the job directory, which may lie under /tmp."""
+    DataLoader workers). Mounted before any bind, since the job directory (or even the
+    virtualenv) may lie under /tmp: a tmpfs mounted later would hide it."""
     size = str(limits.tmpfs_bytes)
     return ["--size", size, "--tmpfs", SANDBOX_TMP,
             "--dir", SANDBOX_HOME, "--dir", SANDBOX_WORKDIR,
@@ -194,6 +207,10 @@ def _finish_flags() -> list[str]:
     """Last: the root and /dev tmpfs that bwrap built read-only (non-recursive, so /tmp,
     /dev/shm and the binds keep their own modes), and start in the working dir."""
     return ["--remount-ro", "/dev", "--remount-ro", "/", "--chdir", SANDBOX_WORKDIR]
+
+
+def _lifeline(argv: Sequence[str], fd: int | None) -> list[str]:
+    return list(argv) if fd is None else ["/bin/sh", "-c", LIFELINE_SCRIPT, "sh", str(fd), *argv]
 
 
 def _tool(name: str) -> str:
@@ -310,13 +327,14 @@ def process_limit(job_name: str, limits: Limits) -> Iterator[ProcessLimit]:
 
 
 def _create_pids_cgroup(job_name: str, max_processes: int) -> ProcessLimit:
-    name = re.sub(r"[^A-Za-z0-9_.-]", "_", job_name)[:80] + f"-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    name = re.sub(r"[^A-Za-z0-9_.-]", "_", job_name)[:80] + f"-{_pid_namespace()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     try:
         parent = _pids_parent()
     except OSError as err:
         return ProcessLimit(None, f"no writable pids cgroup ({err})")
     if isinstance(parent, str):
         return ProcessLimit(None, parent)
+    _reap_stale_cgroups(parent)
     path = parent / name
     try:
         path.mkdir()
@@ -328,6 +346,31 @@ def _create_pids_cgroup(job_name: str, max_processes: int) -> ProcessLimit:
     except OSError as err:
         path.rmdir()
         return ProcessLimit(None, f"cannot set pids.max in {path}: {err.strerror or err}")
+
+
+def _reap_stale_cgroups(parent: Path) -> None:
+    """Empty and remove the job cgroups of coordinators that died (named
+    <job>-<pid namespace>-<pid>-<random>): what a SIGKILLed coordinator leaves, in case
+    anything of its sandboxes outlived it. Only those of our pid namespace: another
+    container's pids mean nothing here."""
+    for path in parent.iterdir():
+        found = re.search(r"-([0-9a-f]+)-(\d+)-[0-9a-f]{8}$", path.name)
+        if not (found and path.is_dir() and found.group(1) == _pid_namespace()):
+            continue
+        try:
+            os.kill(int(found.group(2)), 0)
+        except ProcessLookupError:
+            log.warning("removing the cgroup %s left by a coordinator that died", path)
+            ProcessLimit(path).remove()
+        except PermissionError:
+            pass
+
+
+def _pid_namespace() -> str:
+    try:
+        return f"{os.stat('/proc/self/ns/pid').st_ino:x}"
+    except OSError:
+        return "0"
 
 
 def _pids_parent() -> Path | str:

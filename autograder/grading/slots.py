@@ -1,0 +1,79 @@
+"""Execution slots: how many submissions run at once, and which GPU each one may see.
+
+A machine with G GPUs gets `jobs_per_gpu` slots on each GPU; a machine without GPUs gets
+CPU slots only. A GPU slot exposes exactly one device node in the sandbox and sets
+CUDA_VISIBLE_DEVICES to it; a CPU slot exposes no GPU node at all, so a CPU job cannot
+reach a GPU whatever it sets inside. Slots are handed out under a lock and returned when
+the job ends, so no slot is ever held by two jobs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+
+@dataclass(frozen=True)
+class Slot:
+    index: int
+    gpu: int | None = None            # the GPU's index as the driver numbers it (nvidia-smi)
+    gpu_share: float = 1.0            # the fraction of that GPU's memory this slot may use
+
+    @property
+    def device_nodes(self) -> list[str]:
+        return [] if self.gpu is None else [f"/dev/nvidia{self.gpu}"]
+
+    @property
+    def environment(self) -> dict[str, str]:
+        # An empty CUDA_VISIBLE_DEVICES hides every GPU from CUDA even before the missing nodes do.
+        return {"CUDA_VISIBLE_DEVICES": "" if self.gpu is None else str(self.gpu)}
+
+
+def visible_gpus(dev: Path = Path("/dev")) -> list[int]:
+    """GPU indices from the device nodes (/dev/nvidia0, /dev/nvidia1, ...)."""
+    return sorted(int(m.group(1)) for p in dev.glob("nvidia*") if (m := re.fullmatch(r"nvidia(\d+)", p.name)))
+
+
+@dataclass
+class SlotPool:
+    """A fixed set of slots; acquire() blocks until one is free."""
+
+    slots: list[Slot]
+    _free: list[Slot] = field(init=False)
+    _lock: threading.Condition = field(init=False, default_factory=threading.Condition)
+
+    def __post_init__(self):
+        self._free = list(self.slots)
+
+    @classmethod
+    def for_machine(cls, gpus: list[int] | None = None, jobs_per_gpu: int = 1, cpu_jobs: int | None = None) -> "SlotPool":
+        """GPU slots when there are GPUs (jobs_per_gpu each), else CPU slots (one per two cores)."""
+        gpus = visible_gpus() if gpus is None else gpus
+        if gpus:
+            slots = [Slot(i, gpu, 1.0 / jobs_per_gpu)
+                     for i, (gpu, _) in enumerate((g, k) for g in gpus for k in range(jobs_per_gpu))]
+        else:
+            count = cpu_jobs or max(1, (os.cpu_count() or 2) // 2)
+            slots = [Slot(i) for i in range(count)]
+        return cls(slots)
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    @contextmanager
+    def acquire(self) -> Iterator[Slot]:
+        with self._lock:
+            while not self._free:
+                self._lock.wait()
+            slot = self._free.pop(0)
+        try:
+            yield slot
+        finally:
+            with self._lock:
+                self._free.append(slot)
+                self._lock.notify()
