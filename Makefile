@@ -12,6 +12,7 @@ setup:
 	scripts/setup.sh
 
 build: setup
+	.venv/bin/autograder data --no-download
 	.venv/bin/autograder build
 
 bench: setup

@@ -147,3 +147,26 @@ def demo(course: CourseOption = Path("."),
         run_demo(c, lab, console)
     except (SourceError, CourseError) as err:
         _fail(str(err))
+
+
+@app.command()
+def data(mnist_from: Annotated[Optional[Path], typer.Option(
+             "--mnist-from", help="A folder with MNIST's four original IDX files (.gz or not), for machines "
+                                  "without a network.")] = None,
+         download: Annotated[bool, typer.Option(help="Let torchvision try the network for MNIST.")] = True,
+         course: CourseOption = Path(".")):
+    """Stage the data sets into data/, with a sha256 manifest (a second run verifies them).
+
+    Fashion-MNIST from Debian's dataset-fashion-mnist (offline); MNIST by torchvision's download or
+    --mnist-from DIR. Files missing or changed since the manifest are staged again.
+    """
+    from .data import MANIFEST, DataError, stage_all
+
+    c = _load(course)
+    try:
+        available = stage_all(c.data, mnist_from, download=download,
+                              log=lambda line: console.print(line, highlight=False))
+    except DataError as err:
+        _fail(str(err))
+    console.print(f"[green]data sets in {c.data}:[/] {', '.join(available) or 'none'} (hashes in {MANIFEST}; "
+                  f"held-out labels in {c.data / 'labels'}, never mounted in a sandbox)", highlight=False)

@@ -70,7 +70,7 @@ class DemoStudent:
     name: str
     story: str
     answers: str = "solution"                  # "solution", "blank" or "wrong"
-    replace: dict[str, str] = field(default_factory=dict)   # function name → code
+    replace: dict[str, str] = field(default_factory=dict)   # function or class name → code of its cell
     extra_cell: str | None = None              # a cell the student added after the setup cell
     raw_file: str | None = None                # the whole file, for broken submissions
 
@@ -112,7 +112,7 @@ def make_submission(course: Course, lab: str, student: DemoStudent) -> None:
             if student.answers == "wrong":
                 cell.source = re.sub(r"(?m)^(\s+)return .*$", r"\1return torch.zeros(1)", cell.source)
             for function, code in student.replace.items():
-                if re.search(rf"(?m)^def {function}\(", cell.source):
+                if re.search(rf"(?m)^(def {function}\(|class {function}\b)", cell.source):
                     cell.source = code.strip()
         if student.extra_cell:
             release.cells.insert(2, nbformat.v4.new_code_cell(student.extra_cell.strip()))
@@ -125,6 +125,11 @@ def run_demo(course: Course, lab: str, console: Console) -> None:
     from .grading.runner import grade_lab
     from .grading.sandbox import probe
 
+    from .data import stage_all
+
+    with console.status("staging data sets (offline)..."):
+        staged = stage_all(course.data, download=False)
+    console.print(f"data sets: {', '.join(staged)} in {course.data.relative_to(course.root)}/")
     with console.status("building the course (running every solution)..."):
         for report in build_course(course):
             console.print(f"[green]built[/] {report.summary()}")

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import numpy as np
 from nbclient import NotebookClient
 
 from ..checks.checker import MODE_VARIABLE
@@ -92,6 +93,9 @@ def record_references(nb, path: Path, labels_for=None) -> dict[str, Reference]:
                 declared = verify_declared(obs)
             if declared is not None and not declared.passed:
                 raise SourceError(path, index, f"the solution fails its own check:\n{declared.message}", grade_id)
+            if obs.kind == "accuracy":
+                # The judge needs only the params; the solution's predictions would leak test labels.
+                obs.value = np.zeros(0, dtype=np.int64)
             references[obs.name] = Reference(obs, notebook, grade_id, index, hidden=obs.line in hidden)
     return references
 

@@ -66,7 +66,9 @@ def verify_declared(obs: Observation) -> Outcome | None:
         return compare(obs, obs)
     if "expected" in obs.params:
         # A declared value is typed by hand (Python floats): compare values, not dtypes.
-        declared = Observation(obs.name, obs.kind, _as_value(obs.params["expected"]),
+        expected = obs.params["expected"]
+        value = np.asarray(expected) if isinstance(obs.value, np.ndarray) else expected
+        declared = Observation(obs.name, obs.kind, value,
                                {**obs.params, "check_dtype": False})
         return compare(declared, obs)
     return None
@@ -258,7 +260,3 @@ def _describe(value, reveal: bool = True) -> str:
     if isinstance(value, dict) and "shape" in value:
         return f"something of shape {_shape_text(value['shape'])}"
     return repr(value) if reveal else f"a {type(value).__name__}"
-
-
-def _as_value(expected):
-    return np.asarray(expected) if isinstance(expected, (int, float, list)) and not isinstance(expected, bool) else expected

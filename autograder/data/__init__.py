@@ -14,9 +14,10 @@ the data set is staged again from its source. Each data set is staged into a tem
 outside data/ and moved into place whole, so an interrupted run never leaves labels where a
 sandbox could see them.
 
-To add a data set: write a module with a `DATASET = Dataset(...)` whose `stage` function
-writes into the staging folder it is given (its own `<key>/` folder and `labels/<key>_*.npy`
-only), and add that module's DATASET to REGISTRY below (after the data sets it reads).
+To add a data set: write a module in this package with `DATASET = Dataset(...)`, whose `stage`
+function writes into the staging folder it is given (its own `<key>/` folder and
+`labels/<key>_*.npy` only), and add the module's name to REGISTRY below, after the data sets it
+`requires` (it can read them from context.data_root).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from importlib import import_module
 from pathlib import Path
 from typing import Callable, Iterable
 
@@ -69,21 +71,22 @@ class Dataset:
     requires: tuple[str, ...] = field(default_factory=tuple)   # keys staged before it, read from data_root
 
 
-from . import fashion_mnist, mnist  # noqa: E402  (the modules import Dataset from here)
-
-REGISTRY: list[Dataset] = [
-    fashion_mnist.DATASET,
-    mnist.DATASET,
-]
+# The data sets `autograder data` stages, in order (a data set comes after those it `requires`).
+# To add one: one line with its module's name; the module defines DATASET = Dataset(...).
+REGISTRY: list[Dataset] = [import_module(f".{name}", __name__).DATASET for name in (
+    "fashion_mnist",
+    "mnist",
+)]
 
 
 def stage_all(data_root: Path, mnist_from: Path | None = None, *, datasets: Iterable[str] | None = None,
-              download: bool = True, fashion_mnist_from: Path = FASHION_MNIST_SOURCE,
+              download: bool = True, fashion_mnist_from: Path | None = None,
               log: Callable[[str], None] | None = None) -> list[str]:
     """Stage (or verify) every registered data set into data_root; returns the keys available.
 
     datasets: only these keys (default: all). download: let torchvision try the network for data
-    sets that need it. log: receives one line per data set (and per problem found).
+    sets that need it. fashion_mnist_from: Debian's folder by default (FASHION_MNIST_SOURCE).
+    log: receives one line per data set (and per problem found).
     Raises DataError when a required data set is unavailable (after staging the others).
     """
     log = log or (lambda message: None)
@@ -94,42 +97,49 @@ def stage_all(data_root: Path, mnist_from: Path | None = None, *, datasets: Iter
     if unknown:
         raise DataError(f"unknown data set(s) {', '.join(sorted(unknown))} (known: "
                         f"{', '.join(d.key for d in REGISTRY)})")
+    context = StageContext(data_root=data_root, staging=data_root, mnist_from=mnist_from, download=download,
+                           log=log, fashion_mnist_from=Path(fashion_mnist_from or FASHION_MNIST_SOURCE))
     manifest = read_manifest(data_root)
     available, missing_required = [], []
     for dataset in REGISTRY:
         if wanted is not None and dataset.key not in wanted:
             continue
-        entry = manifest.get(dataset.key)
-        if entry is not None:
-            problems = verify(data_root, dataset.key, entry["files"])
-            if not problems:
-                log(f"{dataset.key}: verified {len(entry['files'])} files against {MANIFEST}, nothing to do")
-                available.append(dataset.key)
-                continue
-            log(f"{dataset.key}: does not match {MANIFEST}: {'; '.join(problems)}; staging it again")
-        absent = [key for key in dataset.requires if key not in available and key not in manifest]
-        if absent:
-            log(f"{dataset.key}: not staged: it needs {', '.join(absent)} first")
-            missing_required += [dataset.key] if dataset.required else []
-            continue
-        context = StageContext(data_root=data_root, staging=Path(), mnist_from=mnist_from,
-                               fashion_mnist_from=Path(fashion_mnist_from), download=download, log=log)
-        try:
-            manifest[dataset.key] = _stage_one(dataset, context)
-        except Unavailable as err:
-            manifest.pop(dataset.key, None)
-            write_manifest(data_root, manifest)
-            log(f"{dataset.key}: not staged: {err}")
-            if dataset.required:
-                missing_required.append(dataset.key)
-            continue
-        write_manifest(data_root, manifest)
-        files = manifest[dataset.key]["files"]
-        log(f"{dataset.key}: staged {len(files)} files from {manifest[dataset.key]['source']}")
-        available.append(dataset.key)
+        if _stage_or_verify(dataset, context, manifest):
+            available.append(dataset.key)
+        elif dataset.required:
+            missing_required.append(dataset.key)
     if missing_required:
         raise DataError(f"required data set(s) not staged: {', '.join(missing_required)} (see above)")
     return available
+
+
+def _stage_or_verify(dataset: Dataset, context: StageContext, manifest: dict[str, dict]) -> bool:
+    """Verify `dataset` against the manifest, staging it (again) when needed; True when it is in place.
+    Updates `manifest` and data/MANIFEST.json."""
+    data_root, log = context.data_root, context.log
+    entry = manifest.get(dataset.key)
+    problems = verify(data_root, dataset.key, entry["files"]) if entry is not None else []
+    if entry is not None and not problems:
+        log(f"{dataset.key}: verified {len(entry['files'])} files against {MANIFEST}, nothing to do")
+        return True
+    if problems:
+        log(f"{dataset.key}: does not match {MANIFEST}: {'; '.join(problems)}; staging it again")
+    absent = [key for key in dataset.requires
+              if key not in manifest or verify(data_root, key, manifest[key]["files"])]
+    try:
+        if absent:
+            raise Unavailable(f"it needs {', '.join(absent)}, which is not staged")
+        manifest[dataset.key] = _stage_one(dataset, context)
+    except Unavailable as err:
+        if entry is not None:   # files that no longer match must not stay where a sandbox sees them
+            _remove_dataset(data_root, dataset.key)
+            manifest.pop(dataset.key)
+            write_manifest(data_root, manifest)
+        log(f"{dataset.key}: not staged: {err}" + ("; its old files were removed" if entry is not None else ""))
+        return False
+    write_manifest(data_root, manifest)
+    log(f"{dataset.key}: staged {len(manifest[dataset.key]['files'])} files from {manifest[dataset.key]['source']}")
+    return True
 
 
 def _stage_one(dataset: Dataset, context: StageContext) -> dict:
@@ -137,7 +147,7 @@ def _stage_one(dataset: Dataset, context: StageContext) -> dict:
     data_root = context.data_root
     with tempfile.TemporaryDirectory(prefix=f"autograder-data-{dataset.key}-") as tmp:
         staging = Path(tmp)
-        source = dataset.stage(StageContext(**{**context.__dict__, "staging": staging}))
+        source = dataset.stage(replace(context, staging=staging))
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
         stray = [f for f in files if not _belongs_to(dataset.key, f)]
         if stray:

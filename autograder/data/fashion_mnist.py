@@ -38,8 +38,8 @@ def stage(context: StageContext) -> str:
 
     source = Path(context.fashion_mnist_from)
     if not source.is_dir():
-        raise Unavailable(f"{source} is missing: install Debian's dataset-fashion-mnist "
-                          "(`apt-get install dataset-fashion-mnist`, or run scripts/setup.sh) and run `autograder data` again")
+        raise Unavailable(f"{source} is missing: install Debian's dataset-fashion-mnist (`apt-get install "
+                          "dataset-fashion-mnist`, or run scripts/setup.sh) and run `autograder data` again")
     stage_idx_dataset(context, KEY, "Fashion-MNIST", FashionMNIST, find_raw_files(source, FashionMNIST.__name__))
     return f"{source} (Debian's dataset-fashion-mnist)"
 

@@ -8,9 +8,12 @@ result file and in our export's status column.
 
 from __future__ import annotations
 
+import threading
+import warnings
 from datetime import datetime
 
 from nbgrader.api import Gradebook, MissingEntry
+from sqlalchemy.exc import SAWarning
 
 from ..course import Course
 from .results import Result
@@ -26,8 +29,13 @@ def max_scores(course: Course, lab: str) -> dict[str, dict[str, float]]:
         return {nb.name: {cell.name: float(cell.max_score) for cell in nb.grade_cells} for nb in assignment.notebooks}
 
 
+_WRITER = threading.Lock()   # one writer at a time, whatever the number of grading threads
+
+
 def record_result(course: Course, result: Result, timestamp: datetime | None = None) -> None:
-    with Gradebook(course.db_url, course.coursedir().course_id) as gb:
+    with _WRITER, Gradebook(course.db_url, course.coursedir().course_id) as gb, warnings.catch_warnings():
+        # nbgrader's update_or_create_submission trips SQLAlchemy's autoflush warning; harmless.
+        warnings.simplefilter("ignore", category=SAWarning)
         gb.update_or_create_student(result.student)
         extra = {"timestamp": timestamp} if timestamp else {}
         submission = gb.update_or_create_submission(result.lab, result.student, **extra)

@@ -74,8 +74,9 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, fo
     """
     context = LabContext.load(course, lab)
     students = students or submitted_students(course, lab)
-    context.slots = SlotPool.for_machine(jobs_per_gpu=context.settings.jobs_per_gpu,
-                                         cpu_jobs=workers or context.settings.workers or None)
+    # Each CPU job gets threads_per_job threads, so the cores are shared out between jobs.
+    cpu_jobs = workers or context.settings.workers or max(1, (os.cpu_count() or 1) // context.settings.threads_per_job)
+    context.slots = SlotPool.for_machine(jobs_per_gpu=context.settings.jobs_per_gpu, cpu_jobs=cpu_jobs)
     results: dict[str, Result] = {}
     with ThreadPoolExecutor(max_workers=len(context.slots)) as pool:
         futures = {pool.submit(grade_submission, context, student, force): student for student in students}

@@ -1,0 +1,260 @@
+"""Lab 3 (softmax regression to LeNet-5 on Fashion-MNIST), built from source/ and graded in the sandbox.
+
+One build and one grading batch for the whole file (the training cells dominate the time):
+the solution, the blank release, three submissions with bugs in independent cells, and a
+blank one that looks for the held-out test labels.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+
+import nbformat
+import pytest
+
+from conftest import REPO, assert_no_secrets_in_release, assert_release_in_sync
+
+from autograder.build.pipeline import build_lab, copy_course_skeleton
+from autograder.course import Course
+from autograder.data import FASHION_MNIST_SOURCE, sha256_file, stage_all
+from autograder.demo import DemoStudent, make_submission
+from autograder.grading.runner import SANDBOX_DATA, grade_lab
+from autograder.grading.sandbox import probe
+
+LAB = "lab3_mnist_lenet"
+FULL = 15.0
+
+pytestmark = pytest.mark.skipif(not FASHION_MNIST_SOURCE.is_dir(),
+                                reason="Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+
+NO_ACTIVATION_MLP = '''
+class TwoLayerMLP(nn.Module):
+    """Forgets the ReLU: two linear layers are one linear map."""
+
+    def __init__(self, hidden=128):
+        super().__init__()
+        self.fc1 = nn.Linear(28 * 28, hidden)
+        self.fc2 = nn.Linear(hidden, 10)
+
+    def forward(self, x):
+        return self.fc2(self.fc1(x.flatten(1)))
+'''
+SHUFFLED_EVALUATE = '''
+def evaluate(model, images, device, batch_size=1000):
+    """Goes through a shuffled loader: right predictions, wrong order."""
+    model.eval()
+    loader = DataLoader(TensorDataset(images), batch_size=batch_size, shuffle=True)
+    with torch.no_grad():
+        return torch.cat([model(x.to(device)).argmax(dim=1).cpu() for (x,) in loader])
+'''
+WRONG_FLATTEN_LENET = '''
+class LeNet5(nn.Module):
+    """fc1 sized for 4x4 maps (as without padding): the forward pass fails at fc1."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 6, kernel_size=5, padding=2)
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
+        self.pool2 = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(16 * 4 * 4, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool1(F.relu(self.conv1(x)))
+        x = self.pool2(F.relu(self.conv2(x)))
+        x = F.relu(self.fc1(x.flatten(1)))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+'''
+TRANSPOSED_CONFUSION = '''
+def confusion_matrix(predictions, labels, num_classes):
+    """Rows and columns swapped."""
+    flat = predictions.long() * num_classes + labels.long()
+    return torch.bincount(flat, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+'''
+WHOLE_BATCH_AUGMENT = '''
+def make_augmentation():
+    return transforms.RandomAffine(degrees=10, translate=(0.1, 0.1), fill=BACKGROUND)
+
+
+def augment_batch(images, transform):
+    """One call on the whole batch: every image gets the same rotation."""
+    return transform(images)
+'''
+SNOOP = '''
+import hashlib, json, os
+root = os.environ.get("AUTOGRADER_DATA", "")
+found = []
+for folder, _, names in os.walk(root):
+    for name in names:
+        path = os.path.join(folder, name)
+        try:
+            with open(path, "rb") as f:
+                found.append([path, hashlib.sha256(f.read()).hexdigest()])
+        except OSError as err:
+            found.append([path, type(err).__name__])
+opened = dict()
+for path in {paths!r} + [os.path.join(root, "labels", "fashion_mnist_test.npy")]:
+    try:
+        with open(path, "rb") as f:
+            opened[path] = "READ " + hashlib.sha256(f.read()).hexdigest()
+    except OSError as err:
+        opened[path] = type(err).__name__
+print("SNOOP " + json.dumps({{"root": root, "found": found, "opened": opened}}))
+'''
+
+
+@pytest.fixture(scope="session")
+def lab3_course(tmp_path_factory) -> Course:
+    """A copy of this repository's lab 3 with Fashion-MNIST staged, built from scratch."""
+    root = copy_course_skeleton(REPO, tmp_path_factory.mktemp("lab3-course"), [LAB])
+    course = Course.load(root)
+    stage_all(course.data, datasets=["fashion_mnist"])
+    build_lab(course, LAB)
+    return course
+
+
+def _edit_cell(course: Course, student: str, grade_id: str, old: str | None, new: str) -> None:
+    """Replace `old` by `new` in one cell of a submission (the whole cell when old is None)."""
+    path = course.submitted / student / LAB / f"{LAB}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    assert old is None or old in cell.source
+    cell.source = new.strip() if old is None else cell.source.replace(old, new)
+    nbformat.write(nb, path)
+
+
+@pytest.fixture(scope="module")
+def graded(lab3_course):
+    """Every submission of this file, graded in one batch: {student: Result}."""
+    course = lab3_course
+    label_paths = [str(course.data / "labels" / "fashion_mnist_test.npy"), str(course.data / "labels"),
+                   f"{SANDBOX_DATA}/labels/fashion_mnist_test.npy",
+                   f"{SANDBOX_DATA}/fashion_mnist/FashionMNIST/raw/t10k-labels-idx1-ubyte"]
+    students = [
+        DemoStudent("ada", "the solution"),
+        DemoStudent("ben", "the blank release", answers="blank"),
+        DemoStudent("nora", "MLP without ReLU, evaluate through a shuffled loader",
+                    replace={"evaluate": SHUFFLED_EVALUATE}),
+        DemoStudent("flynn", "fc1 sized for 4x4 maps, transposed confusion matrix",
+                    replace={"confusion_matrix": TRANSPOSED_CONFUSION}),
+        DemoStudent("tess", "predicts the training images, augments the whole batch at once",
+                    replace={"make_augmentation": WHOLE_BATCH_AUGMENT}),
+        DemoStudent("mallory", "blank, looks for the test labels", answers="blank",
+                    extra_cell=SNOOP.format(paths=label_paths)),
+    ]
+    for student in students:
+        make_submission(course, LAB, student)
+    _edit_cell(course, "nora", "mlp_solution", None, NO_ACTIVATION_MLP)      # classes: a whole cell each
+    _edit_cell(course, "flynn", "lenet_solution", None, WRONG_FLATTEN_LENET)
+    _edit_cell(course, "tess", "lenet_training_solution", "evaluate(lenet, test_x, device)",
+               "evaluate(lenet, train_x, device)")
+    results = grade_lab(course, LAB, [s.name for s in students], force=True, workers=2)
+    return {r.student: r for r in results}
+
+
+def cell_scores(result) -> dict[str, float]:
+    return {c["grade_id"]: c["score"] for c in result.cells}
+
+
+def failed_checks(result) -> dict[str, str]:
+    return {check["name"]: check["message"] for c in result.cells for check in c["checks"] if not check["passed"]}
+
+
+FULL_CELLS = {"softmax_regression_tests": 1.0, "mlp_tests": 2.0, "deep_mlp_tests": 1.0, "lenet_tests": 3.0,
+              "train_tests": 2.0, "evaluate_tests": 1.0, "lenet_accuracy_tests": 3.0, "confusion_tests": 1.0,
+              "augment_tests": 1.0}
+
+
+def test_the_solution_scores_full_marks(graded):
+    ada = graded["ada"]
+    assert (ada.status, ada.reason) == ("graded", None)
+    assert cell_scores(ada) == FULL_CELLS and ada.score == ada.max_score == FULL
+    assert failed_checks(ada) == {}
+    accuracy = next(ch["message"] for c in ada.cells for ch in c["checks"] if ch["name"] == "lenet_test_accuracy")
+    assert "on 10000 held-out examples" in accuracy
+
+
+def test_the_blank_release_scores_zero(graded):
+    ben = graded["ben"]
+    assert (ben.status, ben.score, ben.max_score) == ("graded", 0.0, FULL)
+    assert set(cell_scores(ben).values()) == {0.0}
+
+
+def test_no_relu_and_shuffled_predictions(graded):
+    nora = graded["nora"]
+    assert nora.status == "graded"
+    assert cell_scores(nora) == {**FULL_CELLS, "mlp_tests": 0.5, "evaluate_tests": 0.0, "lenet_accuracy_tests": 1.0}
+    failed = failed_checks(nora)
+    assert set(failed) == {"mlp_fixed_logits", "mlp_fixed_logits_hidden_7", "evaluate_predictions",
+                           "lenet_test_accuracy"}
+    assert "without the ReLU" in failed["mlp_fixed_logits"]
+    assert "no shuffling" in failed["evaluate_predictions"]
+    assert "near chance: predictions in a different order than the data set" in failed["lenet_test_accuracy"]
+
+
+def test_wrong_flatten_size_and_transposed_confusion(graded):
+    flynn = graded["flynn"]
+    assert flynn.status == "graded"
+    # lenet_tests: the 4 conv/pool shapes of 12 weights pass; the training cell then raises.
+    assert cell_scores(flynn) == {**FULL_CELLS, "lenet_tests": 1.0, "lenet_accuracy_tests": 0.0, "confusion_tests": 0.0}
+    failed = failed_checks(flynn)
+    assert set(failed) == {"lenet_fc1_shape", "lenet_fc2_shape", "lenet_fc3_shape", "lenet_parameter_count",
+                           "lenet_fixed_logits", "lenet_test_predictions_shape", "lenet_test_accuracy",
+                           "confusion_small", "confusion_unused_class"}
+    assert "400 features" in failed["lenet_fc1_shape"]
+    assert "the test cell raised NameError" in failed["lenet_test_accuracy"]
+    assert "rows are the true classes" in failed["confusion_small"]
+
+
+def test_predicting_the_training_set_and_whole_batch_augmentation(graded):
+    tess = graded["tess"]
+    assert tess.status == "graded"
+    assert cell_scores(tess) == {**FULL_CELLS, "lenet_accuracy_tests": 0.0, "augment_tests": 0.75}
+    failed = failed_checks(tess)
+    assert set(failed) == {"lenet_test_predictions_shape", "lenet_test_accuracy", "augment_one_image_at_a_time"}
+    assert "predictions of shape (55000,) for 10000 held-out examples" in failed["lenet_test_accuracy"]
+    assert "once per image" in failed["augment_one_image_at_a_time"]
+
+
+def test_the_test_labels_are_nowhere_in_the_sandbox(graded, lab3_course):
+    mallory = graded["mallory"]
+    assert (mallory.status, mallory.score) == ("graded", 0.0)
+    if not mallory.sandboxed:
+        pytest.skip(f"bubblewrap cannot run here ({probe().reason}): the snooping cell ran unsandboxed")
+    nb = nbformat.read(lab3_course.autograded / "mallory" / LAB / f"{LAB}.ipynb", as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    report = json.loads(text.split("SNOOP ", 1)[1].splitlines()[0])
+    assert report["root"] == SANDBOX_DATA
+    found = dict(report["found"])
+    assert f"{SANDBOX_DATA}/fashion_mnist/test_images.npy" in found    # the data mount works
+    assert all(path.startswith(f"{SANDBOX_DATA}/fashion_mnist/") for path in found)
+    with gzip.open(FASHION_MNIST_SOURCE / "t10k-labels-idx1-ubyte.gz") as f:
+        secrets = {hashlib.sha256(f.read()).hexdigest(),
+                   sha256_file(lab3_course.data / "labels" / "fashion_mnist_test.npy")}
+    assert not set(found.values()) & secrets
+    assert report["opened"] and not any(v.startswith("READ") and v.split()[1] in secrets
+                                        for v in report["opened"].values())
+    assert all(not v.startswith("READ") for path, v in report["opened"].items() if "labels/" in path)
+
+
+def test_the_committed_release_and_solutions_match_a_fresh_build(lab3_course):
+    assert_release_in_sync(lab3_course, LAB)
+    assert_no_secrets_in_release(LAB)
+
+
+def test_a_missing_data_set_names_the_command(tmp_path, monkeypatch):
+    """The lab's data cell, run without staged data, says to run `autograder data`."""
+    nb = nbformat.read(REPO / "source" / LAB / f"{LAB}.ipynb", as_version=4)
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells if c.cell_type == "code"}
+    monkeypatch.setenv("AUTOGRADER_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace: dict = {}
+    exec(compile(cells["setup"], "setup", "exec"), namespace)
+    with pytest.raises(FileNotFoundError, match=r"is not staged: run `autograder data` in the course folder"):
+        exec(compile(cells["load_data"], "load_data", "exec"), namespace)
+
