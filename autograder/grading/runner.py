@@ -9,6 +9,7 @@ the batch.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
