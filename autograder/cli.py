@@ -94,7 +94,8 @@ def print_results(results) -> None:
         table.add_column(column, justify="right" if column in ("score", "seconds") else "left")
     for r in results:
         style = "green" if r.status == "graded" and r.sandboxed else "red"
-        table.add_row(r.student, f"{r.score:g} / {r.max_score:g}", f"[{style}]{r.status_text}[/]", f"{r.seconds:.1f}")
+        score = f"{r.score:g} / {r.max_score:g}" if r.status == "graded" else f"- / {r.max_score:g}"
+        table.add_row(r.student, score, f"[{style}]{r.status_text}[/]", f"{r.seconds:.1f}")
     console.print(table)
 
 

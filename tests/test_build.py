@@ -1,6 +1,5 @@
 """`autograder build`: release, references and solutions from a source notebook, and its refusals."""
 
-import copy
 import json
 
 import nbformat
