@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 import hashlib
 
+from pathlib import Path
+
 import nbformat
 import pytest
 from traitlets.config import Config
@@ -54,6 +56,8 @@ def class_of(course: Course) -> list[DemoStudent]:
         DemoStudent("looper", "infinite loop", extra_cell="while True:\n    pass"),
         DemoStudent("crasher", "kills its kernel", extra_cell="import os\nos._exit(3)"),
         DemoStudent("garbage", "not JSON", raw_file="{ not json"),
+        DemoStudent("noisy", "warnings and stderr output", extra_cell=(
+            "import sys, warnings\nwarnings.warn('a deprecation warning')\nprint('noise', file=sys.stderr)")),
     ]
 
 
@@ -125,6 +129,22 @@ def test_a_bug_costs_exactly_its_checks_with_the_cause_named(graded):
     assert "4x too large" in check(summer, "mean_square_negative")["message"]
     assert cell(flipper, "mean_square_tests")["score"] == 2.0 and cell(flipper, "outer_tests")["score"] == 0.0
     assert "transposed" in check(flipper, "outer_shape")["message"]
+
+
+def test_warnings_on_stderr_cost_nothing(graded):
+    noisy = graded[2]["noisy"]
+    assert (noisy.status, noisy.score) == ("graded", 3.0)
+
+
+def test_nbgrader_export_sees_the_scores(graded):
+    import subprocess
+    import sys
+    course, _, results, _ = graded
+    nbgrader = str(Path(sys.executable).with_name("nbgrader"))
+    done = subprocess.run([nbgrader, "export"], cwd=course.root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    rows = {r["student_id"]: r for r in csv.DictReader((course.root / "grades.csv").open())}
+    assert float(rows["honest"]["raw_score"]) == 3.0 and float(rows["summer"]["raw_score"]) == 1.0
 
 
 def test_patching_comparisons_earns_nothing(graded):
