@@ -188,7 +188,7 @@ def test_the_cli_stages_mnist_from_a_folder_and_verifies_the_rest(staged, fake_m
     assert "data sets in" in out and "fashion_mnist, mnist" in out
     assert (course.data / "mnist" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
     assert Course.load(course.root).held_out_labels("mnist_test").shape == (10000,)
-    assert set(read_manifest(course.data)) == {"fashion_mnist", "mnist"}
+    assert set(read_manifest(course.data)) == {"fashion_mnist", "mnist", "colored_fashion_mnist"}
     again = subprocess.run([AUTOGRADER, "data"], cwd=course.root, capture_output=True, text=True, check=False)
     assert again.returncode == 0 and "mnist: verified 6 files" in " ".join(again.stdout.split())
 

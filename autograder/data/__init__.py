@@ -76,6 +76,7 @@ class Dataset:
 REGISTRY: list[Dataset] = [import_module(f".{name}", __name__).DATASET for name in (
     "fashion_mnist",
     "mnist",
+    "colored",
 )]
 
 

@@ -1,0 +1,289 @@
+"""Lab 5 (the VAE loss and a debiasing VAE on coloured Fashion-MNIST): built once, graded end to end.
+
+One build and one grading batch for the whole file: the solution, the blank release, and three
+students whose bugs sit in different test cells:
+
+    mixer        reconstruction term averaged over the batch (vae_loss); exp(logsigma) as the
+                 standard deviation in sampling, while vae_loss reads logsigma as log sigma^2;
+                 resampling probabilities not normalised
+    flipper      KL term with its sign flipped (vae_loss); torch.normal instead of the
+                 reparameterisation trick (sampling); the indicator on the classification term
+                 instead of the VAE term (debiasing_loss)
+    broadcaster  (B, 1) classification loss + (B,) VAE loss broadcast to (B, B) (debiasing_loss)
+
+debiasing_loss calls vae_loss, so a vae_loss bug also costs the debiasing checks whose values
+involve a coat's VAE loss; those losses are asserted too. Of the bugs, only the flipper's
+indicator spoils the training for sure (the classifier never sees a negative: accuracy 50 %);
+measured over 5 seeds, the mixer's and the broadcaster's DB-VAEs still pass the accuracy checks
+(rare group 80-89 %, threshold 74 %).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from conftest import REPO, assert_no_secrets_in_release, assert_release_in_sync
+
+from autograder.build.pipeline import build_lab, copy_course_skeleton
+from autograder.build.references import load_references
+from autograder.course import Course
+from autograder.data import FASHION_MNIST_SOURCE, stage_all
+from autograder.data.colored import build as build_colored
+from autograder.demo import DemoStudent, make_submission
+from autograder.grading.runner import grade_lab
+
+LAB = "lab5_vae_debiasing"
+FULL = 14.0
+FULL_CELLS = {"vae_loss_tests": 2.0, "sampling_tests": 2.0, "dbvae_tests": 2.0, "debiasing_loss_tests": 3.0,
+              "resampling_tests": 2.0, "accuracy_tests": 3.0}
+
+pytestmark = pytest.mark.skipif(not FASHION_MNIST_SOURCE.is_dir(),
+                                reason="Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+
+VAE_BATCH_MEAN = '''
+def vae_loss(x, x_recon, mu, logsigma, kl_weight=KL_WEIGHT):
+    """The reconstruction term averaged over the whole batch: the same number for every sample."""
+    latent_loss = 0.5 * torch.sum(torch.exp(logsigma) + mu ** 2 - 1.0 - logsigma, dim=1)
+    reconstruction_loss = torch.mean(torch.abs(x - x_recon))
+    return kl_weight * latent_loss + reconstruction_loss
+'''
+KL_SIGN_FLIPPED = '''
+def vae_loss(x, x_recon, mu, logsigma, kl_weight=KL_WEIGHT):
+    """The KL term with its sign flipped."""
+    latent_loss = -0.5 * torch.sum(torch.exp(logsigma) + mu ** 2 - 1.0 - logsigma, dim=1)
+    reconstruction_loss = torch.abs(x - x_recon).flatten(start_dim=1).mean(dim=1)
+    return kl_weight * latent_loss + reconstruction_loss
+'''
+SAMPLING_LOG_SIGMA = '''
+def sampling(mu, logsigma):
+    """exp(logsigma) as the standard deviation, while vae_loss reads logsigma as log sigma^2."""
+    return mu + torch.exp(logsigma) * torch.randn_like(mu)
+'''
+SAMPLING_NO_REPARAMETERISATION = '''
+def sampling(mu, logsigma):
+    """torch.normal draws from the right distribution, but no gradient reaches mu or logsigma."""
+    return torch.normal(mu, torch.exp(0.5 * logsigma))
+'''
+INDICATOR_ON_CLASSIFICATION = '''
+def debiasing_loss(x, x_recon, y, y_logit, mu, logsigma, kl_weight=KL_WEIGHT):
+    """The indicator on the classification term: negatives train the VAE, never the classifier."""
+    classification = F.binary_cross_entropy_with_logits(y_logit, y, reduction="none").reshape(-1)
+    indicator = y.reshape(-1)
+    per_sample = indicator * classification + vae_loss(x, x_recon, mu, logsigma, kl_weight)
+    return per_sample.mean(), per_sample
+'''
+BROADCAST = '''
+def debiasing_loss(x, x_recon, y, y_logit, mu, logsigma, kl_weight=KL_WEIGHT):
+    """(B, 1) columns combined with the (B,) VAE loss: (B, B)."""
+    classification = F.binary_cross_entropy_with_logits(y_logit, y, reduction="none")
+    per_sample = classification + y * vae_loss(x, x_recon, mu, logsigma, kl_weight)
+    return per_sample.mean(), per_sample
+'''
+NOT_NORMALISED = '''
+def get_training_sample_probabilities(mu, bins=BINS, smoothing_fac=SMOOTHING):
+    """The maximum over latents of normalised weights, not normalised again: sums to more than 1."""
+    mu = torch.as_tensor(mu, dtype=torch.float64).cpu()
+    n, latent_dim = mu.shape
+    p = torch.zeros(n, dtype=torch.float64)
+    for j in range(latent_dim):
+        values = mu[:, j].contiguous()
+        edges = torch.linspace(values.min().item(), values.max().item(), bins + 1, dtype=torch.float64)
+        index = torch.bucketize(values, edges[1:-1], right=True)
+        density = torch.bincount(index, minlength=bins) / (n * (edges[1] - edges[0]))
+        density = (density + smoothing_fac) / (density + smoothing_fac).sum()
+        p_j = 1.0 / density[index]
+        p = torch.maximum(p, p_j / p_j.sum())
+    return p
+'''
+
+STUDENTS = [
+    DemoStudent("ada", "the solution"),
+    DemoStudent("ben", "the blank release", answers="blank"),
+    DemoStudent("mixer", "batch-mean reconstruction, exp(logsigma) as sigma, probabilities not normalised",
+                replace={"vae_loss": VAE_BATCH_MEAN, "sampling": SAMPLING_LOG_SIGMA,
+                         "get_training_sample_probabilities": NOT_NORMALISED}),
+    DemoStudent("flipper", "KL sign flipped, torch.normal sampling, indicator on the classification term",
+                replace={"vae_loss": KL_SIGN_FLIPPED, "sampling": SAMPLING_NO_REPARAMETERISATION,
+                         "debiasing_loss": INDICATOR_ON_CLASSIFICATION}),
+    DemoStudent("broadcaster", "(B, 1) + (B,) broadcast to (B, B) in the debiasing loss",
+                replace={"debiasing_loss": BROADCAST}),
+]
+
+
+@pytest.fixture(scope="session")
+def lab5_course(tmp_path_factory) -> Course:
+    """A copy of this repository's lab 5 with Fashion-MNIST and its coloured version staged, built from scratch."""
+    root = copy_course_skeleton(REPO, tmp_path_factory.mktemp("lab5-course"), [LAB])
+    course = Course.load(root)
+    assert stage_all(course.data, datasets=["fashion_mnist", "colored_fashion_mnist"]) == \
+        ["fashion_mnist", "colored_fashion_mnist"]
+    build_lab(course, LAB)
+    return course
+
+
+@pytest.fixture(scope="module")
+def graded(lab5_course):
+    """Every submission of this file, graded in one batch: {student: Result}."""
+    for student in STUDENTS:
+        make_submission(lab5_course, LAB, student)
+    results = grade_lab(lab5_course, LAB, [s.name for s in STUDENTS], force=True, workers=2)
+    return {r.student: r for r in results}
+
+
+def cell_scores(result) -> dict[str, float]:
+    return {c["grade_id"]: round(c["score"], 6) for c in result.cells}
+
+
+def failed_checks(result) -> dict[str, str]:
+    return {check["name"]: check["message"] for c in result.cells for check in c["checks"] if not check["passed"]}
+
+
+# ------------------------------------------------------------------------------------------ data
+
+
+def test_the_colored_data_set_is_imbalanced_as_documented(lab5_course):
+    root = lab5_course.data / "colored_fashion_mnist"
+    images, labels, colors = (np.load(root / f"train_{n}.npy", allow_pickle=False) for n in ("images", "labels", "colors"))
+    assert images.shape == (10000, 3, 28, 28) and images.dtype == np.uint8
+    assert {(y, c): int(np.sum((labels == y) & (colors == c))) for y in (0, 1) for c in (0, 1)} == \
+        {(1, 0): 4750, (1, 1): 250, (0, 0): 2500, (0, 1): 2500}
+    valid_labels, valid_colors = (np.load(root / f"valid_{n}.npy") for n in ("labels", "colors"))
+    assert np.bincount(valid_labels * 2 + valid_colors).tolist() == [150, 150, 150, 150]
+    # The background carries the colour: more red than green in red images, the other way round in green ones.
+    red, green = images[:, 0].mean(axis=(1, 2)), images[:, 1].mean(axis=(1, 2))
+    assert np.all((red > green) == (colors == 0)) and np.all((green > red) == (colors == 1))
+
+    test_colors = np.load(root / "test_colors.npy")
+    test_labels = lab5_course.held_out_labels("colored_fashion_mnist_test")
+    rare_labels = lab5_course.held_out_labels("colored_fashion_mnist_test_rare")
+    assert np.load(root / "test_images.npy").shape == (2000, 3, 28, 28)
+    assert np.bincount(test_labels * 2 + test_colors).tolist() == [500, 500, 500, 500]
+    assert np.array_equal(rare_labels, test_labels[test_colors == 1])   # the rare group: every green test image
+    assert sorted(p.name for p in root.iterdir()) == [
+        "README.txt", "test_colors.npy", "test_images.npy", "train_colors.npy", "train_images.npy",
+        "train_labels.npy", "valid_colors.npy", "valid_images.npy", "valid_labels.npy"]   # no test labels here
+
+
+def test_the_colored_data_set_is_deterministic_and_refuses_a_short_source():
+    """Fixed seed (numpy's PCG64): the same inputs give the same files; too few coats is an error."""
+    rng = np.random.default_rng(1)
+    labels = np.repeat(np.arange(10), 800)
+    images = rng.integers(0, 256, (8000, 28, 28), dtype=np.uint8)
+    test_labels = np.repeat(np.arange(10), 1000)
+    test_images = rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8)
+    with pytest.raises(Exception, match="too small"):
+        build_colored(images, labels, test_images, test_labels)   # 800 coats: not enough
+    labels = np.repeat(np.arange(10), 5400)
+    images = np.zeros((54000, 28, 28), np.uint8)
+    a = build_colored(images, labels, test_images, test_labels)
+    b = build_colored(images, labels, test_images, test_labels)
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+
+
+# ------------------------------------------------------------------------------------------ build
+
+
+def test_committed_release_and_solutions_match_the_source(lab5_course):
+    assert_release_in_sync(lab5_course, LAB)
+    assert_no_secrets_in_release(LAB)
+
+
+def test_every_exercise_has_public_and_hidden_checks(lab5_course):
+    references = load_references(lab5_course.references_file(LAB))
+    cells: dict[str, set[bool]] = {}
+    for ref in references.values():
+        cells.setdefault(ref.grade_id, set()).add(ref.hidden)
+    assert cells == {grade_id: {False, True} for grade_id in FULL_CELLS}
+    assert {n for n, r in references.items() if r.observation.kind == "accuracy"} == \
+        {"dbvae_rare_accuracy", "dbvae_test_accuracy", "baseline_rare_accuracy"}
+    assert all(references[n].hidden for n in ("dbvae_rare_accuracy", "dbvae_test_accuracy", "baseline_rare_accuracy"))
+
+
+# ------------------------------------------------------------------------------------------ grading
+
+
+def test_the_solution_scores_full_marks(graded):
+    ada = graded["ada"]
+    assert (ada.status, ada.reason) == ("graded", None)
+    assert cell_scores(ada) == FULL_CELLS and ada.score == ada.max_score == FULL
+    assert failed_checks(ada) == {}
+    messages = {ch["name"]: ch["message"] for c in ada.cells for ch in c["checks"]}
+    assert "on 1000 held-out examples (at least 74% needed)" in messages["dbvae_rare_accuracy"]
+    assert "on 2000 held-out examples (at least 80% needed)" in messages["dbvae_test_accuracy"]
+
+
+def test_the_blank_release_runs_to_the_end_and_scores_zero(graded):
+    ben = graded["ben"]
+    assert (ben.status, ben.score, ben.max_score) == ("graded", 0.0, FULL)
+    assert cell_scores(ben) == {grade_id: 0.0 for grade_id in FULL_CELLS}
+    failed = failed_checks(ben)
+    assert "the test cell raised NotImplementedError" in failed["vae_loss_values"]
+    assert "the test cell raised NameError" in failed["dbvae_rare_accuracy"]
+
+
+EXPECTED = {
+    "mixer": ({"vae_loss_tests": 1.333333, "sampling_tests": 1.5, "debiasing_loss_tests": 1.5,
+               "resampling_tests": 0.666667},
+              {"vae_loss_values", "vae_loss_reconstruction_only", "sampling_variance",
+               "debias_per_sample_values", "debias_loss_value", "debias_no_reconstruction_grad_for_negatives",
+               "resample_sums_to_one", "resample_values", "resample_values_bins5", "resample_sums_to_one_bins5"}),
+    "flipper": ({"vae_loss_tests": 1.333333, "sampling_tests": 1.5, "debiasing_loss_tests": 1.0,
+                 "accuracy_tests": 1.2},
+                {"vae_loss_values", "vae_loss_kl_only", "sampling_grad_mu", "sampling_grad_reaches_logsigma",
+                 "debias_per_sample_values", "debias_loss_value", "debias_no_reconstruction_grad_for_negatives",
+                 "debias_classification_only_for_negatives", "dbvae_rare_accuracy", "dbvae_test_accuracy"}),
+    "broadcaster": ({"debiasing_loss_tests": 1.0},
+                    {"debias_per_sample_shape", "debias_per_sample_values", "debias_loss_value",
+                     "debias_no_reconstruction_grad_for_negatives"}),
+}
+
+
+@pytest.mark.parametrize("student", sorted(EXPECTED))
+def test_each_bug_costs_exactly_its_checks(graded, student):
+    result = graded[student]
+    cells, failed = EXPECTED[student]
+    assert result.status == "graded"
+    assert cell_scores(result) == {**FULL_CELLS, **cells}
+    assert set(failed_checks(result)) == failed
+    assert result.score == pytest.approx(FULL - sum(FULL_CELLS[c] - s for c, s in cells.items()), abs=1e-5)
+
+
+MESSAGES = {
+    "mixer": {
+        "vae_loss_reconstruction_only": "not over the whole batch",
+        "sampling_variance": "standard deviation is exp(0.5 * logsigma)",
+        "resample_sums_to_one": "normalise the final probabilities",
+        "debias_no_reconstruction_grad_for_negatives": "a vae_loss averaged over the batch",
+    },
+    "flipper": {
+        "vae_loss_kl_only": "the sign is flipped",
+        "sampling_grad_mu": "torch.normal(mu, sigma) draws without a gradient",
+        "debias_classification_only_for_negatives": "the indicator goes on the VAE term",
+        "dbvae_rare_accuracy": "on 1000 held-out examples, at least 74% needed",
+    },
+    "broadcaster": {
+        "debias_per_sample_shape": "broadcast to (N, N)",
+    },
+}
+
+
+@pytest.mark.parametrize("student", sorted(MESSAGES))
+def test_the_failure_messages_name_the_cause(graded, student):
+    failed = failed_checks(graded[student])
+    for check, phrase in MESSAGES[student].items():
+        assert phrase in failed[check], failed[check]
+
+
+def test_a_missing_data_set_names_the_command(tmp_path, monkeypatch):
+    """The lab's data cell, run without staged data, says to run `autograder data`."""
+    import nbformat
+
+    nb = nbformat.read(REPO / "source" / LAB / f"{LAB}.ipynb", as_version=4)
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells if c.cell_type == "code"}
+    monkeypatch.setenv("AUTOGRADER_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace: dict = {}
+    exec(compile(cells["setup"], "setup", "exec"), namespace)
+    with pytest.raises(FileNotFoundError, match=r"is not staged: run `autograder data` in the course folder"):
+        exec(compile(cells["load_data"], "load_data", "exec"), namespace)
