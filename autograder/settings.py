@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from traitlets import Bool, Float, Int
+from traitlets import Bool, Enum, Float, Int, List, Unicode
 from traitlets.config import Configurable
 
 
@@ -19,3 +19,16 @@ class Grading(Configurable):
     workers = Int(0, help="Submissions graded at once on a CPU-only machine; 0: one per two cores.").tag(config=True)
     jobs_per_gpu = Int(1, help="Submissions sharing one GPU at once (each sees only its GPU).").tag(config=True)
     require_sandbox = Bool(False, help="Refuse to grade (status failed) where bubblewrap cannot run.").tag(config=True)
+    gpus = Unicode("auto", help="GPUs to grade on: 'auto' (every /dev/nvidiaN), 'none' (CPU slots only), "
+                                "or minor numbers such as '0,2'.").tag(config=True)
+    prepare_kernels = Bool(True, help="Start each slot's next kernel (sandbox, imports, CUDA) before its "
+                                      "submission comes.").tag(config=True)
+    warm_up_modules = List(Unicode(), ["numpy", "torch", "torchvision", "matplotlib.pyplot", "safetensors.numpy",
+                                       "autograder.checks"],
+                           help="Imported in each kernel before it gets its notebook.").tag(config=True)
+    executor = Enum(["local", "ray"], "local", help="Where kernels run: this machine, or a Ray cluster "
+                                                    "(the `ray` extra).").tag(config=True)
+    ray_address = Unicode("", help="Ray cluster address ('' starts a local Ray; 'auto' finds a running "
+                                   "one).").tag(config=True)
+    ray_gpus_per_job = Float(0.0, help="GPUs each Ray task asks for (fractions share a GPU); 0: 1 / jobs_per_gpu "
+                                       "when the cluster has GPUs, else none.").tag(config=True)

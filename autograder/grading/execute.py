@@ -32,6 +32,7 @@ from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
+from nbclient.util import ensure_async
 
 from .sandbox import Limits, ProcessLimit, process_limit, probe, rlimit_argv, sandbox_argv, sandbox_environment
 
@@ -62,8 +63,10 @@ class ExecutionResult:
     reason: str | None
     sandboxed: bool
     cell_errors: dict[int, str] = field(default_factory=dict)
-    wall_seconds: float = 0.0
+    wall_seconds: float = 0.0   # from the notebook's hand-over to the end
     warnings: list[str] = field(default_factory=list)
+    start_seconds: float = 0.0   # the kernel's start and warm-up (before wall_seconds when prepared)
+    prepared: bool = False       # the kernel was started before its notebook was known
 
 
 def execute_notebook(nb, *, job_dir: Path, limits: Limits, env: dict[str, str] | None = None,
@@ -83,37 +86,340 @@ def execute_notebook(nb, *, job_dir: Path, limits: Limits, env: dict[str, str] |
                with a cleared environment (the trusted build of instructor notebooks).
     cwd:       the kernel's working folder when unsandboxed (default job_dir/work); a
                sandboxed kernel always starts in its private /tmp/work.
+
+    One-shot: start, run, close. The grading executors (executor.py) use KernelSession
+    directly, to start kernels before their submission is known.
     """
-    start = time.monotonic()
-    job_dir = Path(job_dir).resolve()
-    job_dir.mkdir(parents=True, exist_ok=True)
-    nb = copy.deepcopy(nb)
-    for cell in nb.cells:   # only outputs of this run may come back
-        if cell.get("cell_type") == "code":
-            cell.outputs, cell.execution_count = [], None
+    session = KernelSession(job_dir=job_dir, limits=limits, env=env, read_only=read_only, sandbox=sandbox,
+                            gpu_devices=gpu_devices, cwd=cwd)
 
-    notes: list[str] = []
-    sandboxed = False
-    if sandbox is not False:
+    async def start_run_close() -> ExecutionResult:
+        try:
+            await session.start()
+            return await session.run(nb)
+        finally:
+            await session.close()
+
+    started = time.monotonic()
+    result = _run_coroutine(start_run_close())
+    result.wall_seconds = round(time.monotonic() - started, 3)   # the kernel's start included
+    return result
+
+
+class KernelSession:
+    """One kernel for one notebook, in three steps: start, run, close.
+
+    start() launches the kernel (in the sandbox, under the limits) and may run warm-up code
+    (imports) before any notebook is known: this is how executors prepare kernels ahead.
+    run(nb) executes one notebook, the per-cell and per-notebook clocks counting from there.
+    close() kills the kernel and everything it started. A session runs one notebook, never
+    two: student code must never find another submission's state.
+
+    Nothing raises for what the kernel does: a failed start is reported by run() as a failed
+    ExecutionResult; kill(reason) (a watchdog's) makes the run fail with that reason.
+    """
+
+    def __init__(self, *, job_dir: Path, limits: Limits, env: dict[str, str] | None = None,
+                 read_only: Sequence[tuple[Path, str]] = (), sandbox: bool | None = None,
+                 gpu_devices: Sequence[str] = (), cwd: Path | None = None):
+        self.job_dir = Path(job_dir).resolve()
+        self.job_dir.mkdir(parents=True, exist_ok=True)
+        self.limits, self.cwd = limits, cwd
+        self.env = {"PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
+        self.read_only, self.gpu_devices, self.sandbox = list(read_only), list(gpu_devices), sandbox
+        self.sandboxed = False
+        self.notes: list[str] = []
+        self.start_error: str | None = None     # why the kernel could not start (run() reports it)
+        self.start_seconds = 0.0                # kernel start and warm-up
+        self.kill_reason: str | None = None     # set by kill(): the run fails with it
+        # what the run did
+        self.status, self.reason = "completed", None
+        self.cell_errors: dict[int, str] = {}
+        self.current_cell: int | None = None
+        self.km: _KernelManager | None = None
+        self.kc = None
+        self.client: _Client | None = None
+        self._iopub_monitor = None
+        self._started = self._ran = self._closed = False
+        self._limit_context = None
+        self._processes: ProcessLimit | None = None
+        self._lifeline: tuple[int, ...] = ()
+        self._log_file = None
+        self._sockets: Path | None = None
+        self._own_sockets = False
+
+    # ------------------------------------------------------------------ start
+
+    async def start(self, warm_up: str | None = None, warm_up_timeout: float = 300) -> bool:
+        """Launch the kernel and wait until it answers; then run `warm_up` silently (no
+        history, no output kept, names it defines are its own business). False when the
+        kernel could not start (start_error says why)."""
+        if self._started:
+            raise RuntimeError("a kernel session starts once")
+        self._started = True
+        began = time.monotonic()
+        try:
+            if not self._choose_sandbox():
+                return False
+            self._limit_context = process_limit(self.job_dir.name, self.limits)
+            self._processes = self._limit_context.__enter__()
+            if self._processes.reason:
+                log.warning("no process limit for %s: %s", self.job_dir.name, self._processes.reason)
+                self.notes.append(f"no process limit: {self._processes.reason}")
+            self._sockets, self._own_sockets = _socket_dir(self.job_dir)
+            self._log_file = tempfile.TemporaryFile()   # kernel stdout/stderr: out of the sandbox's reach
+            # The sandbox lives while this process holds the pipe's write end (see LIFELINE_SCRIPT).
+            self._lifeline = os.pipe() if self.sandboxed else ()
+            launch = self._launch_arguments()
+            try:
+                # nbclient's own start would add this: no history database in the sandbox's /tmp
+                await self.km.start_kernel(extra_arguments=["--HistoryManager.hist_file=:memory:"], **launch)
+                self.kc = self.km.client()
+                self.kc.allow_stdin = False
+                await ensure_async(self.kc.start_channels())
+                await ensure_async(self.kc.wait_for_ready(timeout=min(60, self.limits.notebook_timeout)))
+                self._iopub_monitor = self.kc.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+            except Exception as err:   # the kernel is the student's side: whatever breaks is a failed start
+                self.start_error = f"kernel did not start: {err}{_log_tail(self._log_file)}"
+                return False
+            if warm_up:
+                await self._warm_up(warm_up, warm_up_timeout)
+            return True
+        finally:
+            self.start_seconds = round(time.monotonic() - began, 3)
+
+    def _choose_sandbox(self) -> bool:
+        if self.sandbox is False:
+            return True
         status = probe()
-        sandboxed = status.available
-        if not sandboxed and sandbox:
-            return ExecutionResult(nb, "failed", f"sandbox unavailable: {status.reason}", False,
-                                   wall_seconds=round(time.monotonic() - start, 3))
-        if not sandboxed:
+        self.sandboxed = status.available
+        if not self.sandboxed and self.sandbox:
+            self.start_error = f"sandbox unavailable: {status.reason}"
+            return False
+        if not self.sandboxed:
             message = f"student code runs UNSANDBOXED: {status.reason}"
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
             log.warning(message)
-            notes.append(message)
+            self.notes.append(message)
+        return True
 
-    job = _Job(nb, job_dir, limits, dict(env or {}), list(read_only), sandboxed, list(gpu_devices), cwd)
-    with process_limit(job_dir.name, limits) as processes:
-        if processes.reason:
-            log.warning("no process limit for %s: %s", job_dir.name, processes.reason)
-            notes.append(f"no process limit: {processes.reason}")
-        _run_coroutine(job.run(processes))
-    return ExecutionResult(nb, job.status, job.reason, sandboxed, job.cell_errors,
-                           round(time.monotonic() - start, 3), notes)
+    def _launch_arguments(self) -> dict:
+        """Create the kernel manager; return the kernel's launch arguments."""
+        launch = {"stdout": self._log_file, "stderr": self._log_file}
+        processes, sockets = self._processes, self._sockets
+        if self.sandboxed:
+            writable = [] if sockets.is_relative_to(self.job_dir) else [sockets]
+            lifeline = self._lifeline[0]
+
+            def wrap(argv: list[str]) -> list[str]:
+                return processes.wrap(sandbox_argv(argv, job_dir=self.job_dir, read_only=self.read_only,
+                                                   env=self.env, limits=self.limits, gpu_devices=self.gpu_devices,
+                                                   writable=writable, lifeline_fd=lifeline))
+            popen_env, cwd = {"PATH": "/usr/bin:/bin"}, self.job_dir   # bwrap clears it anyway
+            launch["pass_fds"] = (lifeline,)
+        else:
+            # No lifeline: `kill -1` would reach the whole host. The kernel itself exits when
+            # this process does (ipykernel polls JPY_PARENT_PID, which jupyter_client sets).
+            def wrap(argv: list[str]) -> list[str]:
+                return processes.wrap(rlimit_argv(argv, self.limits))
+            popen_env = _unsandboxed_environment(self.job_dir, self.env, self.read_only)
+            cwd = Path(self.cwd) if self.cwd else self.job_dir / "work"
+            cwd.mkdir(parents=True, exist_ok=True)
+        self.km = _KernelManager(wrap, max_message_bytes=self.limits.max_output_bytes + 2**16,
+                                 transport="ipc", ip=str(sockets / "ipc"),
+                                 connection_file=str(sockets / "kernel.json"))
+        return {**launch, "env": popen_env, "cwd": str(cwd)}
+
+    async def _warm_up(self, code: str, timeout: float) -> None:
+        """Run trusted warm-up code (imports) before the notebook; a failure is only noted:
+        the notebook then meets the same problem and reports it itself."""
+        msg_id = self.kc.execute(code, silent=True, store_history=False, allow_stdin=False)
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                reply = await ensure_async(self.kc.get_shell_msg(timeout=max(0.1, deadline - time.monotonic())))
+                if reply.get("parent_header", {}).get("msg_id") == msg_id:
+                    break
+            if reply["content"].get("status") != "ok":
+                content = reply["content"]
+                self.notes.append(f"warm-up failed: {content.get('ename')}: {content.get('evalue')}")
+        except Exception as err:   # queue.Empty on timeout, or a kernel that died
+            self.notes.append(f"warm-up did not finish: {type(err).__name__}: {err}")
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self, nb) -> ExecutionResult:
+        """Execute a copy of `nb` in this session's kernel (started now if start() was not called)."""
+        if self._ran:
+            raise RuntimeError("a kernel session runs one notebook: start a new one")
+        self._ran = True
+        began = time.monotonic()
+        nb = copy.deepcopy(nb)
+        for cell in nb.cells:   # only outputs of this run may come back
+            if cell.get("cell_type") == "code":
+                cell.outputs, cell.execution_count = [], None
+        if not self._started:
+            await self.start()
+        if self.start_error is not None:
+            self.status, self.reason = "failed", self.start_error
+        elif self.kill_reason is not None:
+            self.status, self.reason = "failed", self.kill_reason
+        else:
+            self.client = _Client(
+                nb, manager=self.km, max_output_bytes=self.limits.max_output_bytes,
+                timeout=self.limits.cell_timeout, startup_timeout=min(60, self.limits.notebook_timeout),
+                allow_errors=True,
+                # A timed-out cell fails the notebook and the kernel is killed, not interrupted:
+                # the cell may ignore SIGINT (or sit in C code), and its state is unknown anyway.
+                interrupt_on_timeout=False,
+                on_cell_execute=self._on_cell_execute, on_cell_error=self._on_cell_error,
+                on_cell_executed=self._on_cell_executed)
+            self.client.kc, self.client.iopub_monitor = self.kc, self._iopub_monitor
+            await self._execute()
+        return ExecutionResult(nb, self.status, self.reason, self.sandboxed, self.cell_errors,
+                               round(time.monotonic() - began, 3), list(self.notes))
+
+    async def _execute(self) -> None:
+        """Run every cell within the notebook's wall clock, then say how it ended."""
+        task = asyncio.ensure_future(self.client.async_execute())
+        watch = asyncio.ensure_future(self._watch_iopub())
+        try:
+            done, _ = await asyncio.wait({task}, timeout=self.limits.notebook_timeout)
+        finally:
+            watch.cancel()
+        if not done:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        error = task.exception() if task.done() and not task.cancelled() else None
+
+        if self.kill_reason is not None:
+            self._fail(self.kill_reason)
+        elif self.client.check_overflow():
+            self._fail(f"output over {_size_text(self.limits.max_output_bytes)}")
+        elif not done:
+            self._fail(f"timeout: the notebook ran longer than {self.limits.notebook_timeout} s")
+        elif task.cancelled():   # not by us: nbclient's own SIGINT/SIGTERM handler, say
+            self._fail("execution was cancelled")
+        elif error is None:
+            return
+        elif isinstance(error, CellTimeoutError):
+            self._fail(f"timeout: cell {self.current_cell} ran longer than {self.limits.cell_timeout} s")
+        elif isinstance(error, DeadKernelError) and self.current_cell is not None:
+            self._fail(f"kernel died while running cell {self.current_cell} ({self._exit_text()})")
+        elif self.current_cell is None:
+            self._fail(f"kernel stopped before the first cell: {error}{_log_tail(self._log_file)}")
+        else:
+            # The kernel is the student's process and may speak malformed protocol: what breaks
+            # while talking to it is this notebook's failure, logged for us to look at.
+            log.error("execution in %s failed", self.job_dir, exc_info=error)
+            self._fail(f"execution failed at cell {self.current_cell}: {type(error).__name__}: {error}")
+
+    async def _watch_iopub(self) -> None:
+        """Notice a cut iopub connection from the outside: when every message is over the cap
+        (a tight print loop: ipykernel sends each 0.2 s batch as one message), no message
+        arrives to be counted."""
+        while True:
+            await asyncio.sleep(0.5)
+            self.client.check_overflow()
+
+    def _fail(self, reason: str) -> None:
+        self.status, self.reason = "failed", reason
+
+    # nbclient hooks
+
+    def _on_cell_execute(self, cell, cell_index: int) -> None:
+        self.current_cell = cell_index
+        if self.client.check_overflow():   # cut between two cells
+            raise _OutputOverflow()
+
+    def _on_cell_error(self, cell, cell_index: int, execute_reply: dict) -> None:
+        content = execute_reply.get("content", {})
+        self.cell_errors[cell_index] = f"{content.get('ename', 'Error')}: {content.get('evalue', '')}"
+
+    def _on_cell_executed(self, cell, cell_index: int, execute_reply) -> None:
+        if self.client.check_overflow():   # over the cap on the cell's last message
+            raise _OutputOverflow()
+
+    # ------------------------------------------------------------------ from outside
+
+    def pids(self) -> list[int]:
+        """Host pids of the kernel and everything it started (for a watchdog)."""
+        if self._processes is not None and self._processes.path is not None:
+            return self._processes.pids()
+        if self.km is not None and self.km.process is not None:
+            return process_tree(self.km.process.pid)
+        return []
+
+    def kill(self, reason: str) -> None:
+        """Kill the kernel now (a watchdog's verdict); the run fails with `reason`."""
+        if self.kill_reason is None:
+            self.kill_reason = reason
+        if self.km is not None and self.km.kernel_alive():
+            _kill_group(self.km.process.pid)
+        if self._processes is not None:
+            for pid in self._processes.pids():
+                _kill_pid(pid)
+
+    # ------------------------------------------------------------------ close
+
+    async def close(self) -> None:
+        """Stop the channels, kill the kernel's process group, remove the connection files,
+        the sockets folder and the process cgroup. Safe to call more than once.
+
+        No polite shutdown request: the notebook is done, and a kernel that ignores it would
+        only cost the wait. nbclient may have cleaned up already (when the start failed).
+        """
+        if self._closed:
+            return
+        self._closed = True
+        km = self.km
+        try:
+            if self.client is not None:
+                atexit.unregister(self.client._cleanup_kernel)   # nbclient leaves it when the start fails
+            if self.kc is not None:
+                self.kc.stop_channels()
+            if self._iopub_monitor is not None:
+                self._iopub_monitor.close(linger=0)
+        finally:
+            try:
+                if km is not None and km.process is not None:
+                    if km.kernel_alive():
+                        _kill_group(km.process.pid)
+                    try:
+                        km.process.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        log.error("kernel process %d of %s survived SIGKILL", km.process.pid, self.job_dir)
+                if km is not None:
+                    try:
+                        await km.cleanup_resources()
+                    except Exception:
+                        log.exception("cleaning up the kernel of %s", self.job_dir)
+            finally:
+                for fd in self._lifeline:
+                    os.close(fd)
+                self._lifeline = ()
+                if self._log_file is not None:
+                    self._log_file.close()
+                if self._own_sockets and self._sockets is not None:
+                    shutil.rmtree(self._sockets, ignore_errors=True)
+                if self._limit_context is not None:
+                    self._limit_context.__exit__(None, None, None)
+
+    def _exit_text(self) -> str:
+        code = self.km.process.poll() if self.km.process is not None else None
+        if code is None:
+            return "it stopped answering"
+        # bwrap reports a child killed by signal N as exit code 128 + N, as shells do.
+        number = -code if code < 0 else code - 128 if self.sandboxed and code > 128 else None
+        if number is None:
+            return f"exited with code {code}"
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = "unknown signal"
+        hint = {signal.SIGKILL: "; out of memory or process limit?",
+                signal.SIGXCPU: f"; CPU time limit of {self.limits.cpu_seconds} s"}.get(number, "")
+        return f"killed by signal {number} ({name}){hint}"
 
 
 class _KernelManager(AsyncKernelManager):
@@ -173,11 +479,6 @@ class _Client(NotebookClient):
         self.output_overflow = False
         self.iopub_monitor = None
 
-    async def async_start_new_kernel_client(self):
-        kc = await super().async_start_new_kernel_client()
-        self.iopub_monitor = kc.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        return kc
-
     def process_message(self, msg: dict, cell, cell_index: int):
         if msg.get("msg_type") not in NOT_OUTPUT:
             self.output_bytes += _json_size(msg.get("content"))
@@ -199,177 +500,6 @@ class _Client(NotebookClient):
         if not self.output_overflow and self.task_poll_for_reply is not None:
             self.task_poll_for_reply.cancel()   # nbclient turns this into DeadKernelError
         self.output_overflow = True
-
-
-class _Job:
-    """One execution: the kernel manager, the client and what happened."""
-
-    def __init__(self, nb, job_dir: Path, limits: Limits, env: dict[str, str],
-                 read_only: list[tuple[Path, str]], sandboxed: bool, gpu_devices: list[str], cwd: Path | None):
-        self.nb, self.job_dir, self.limits, self.sandboxed = nb, job_dir, limits, sandboxed
-        self.read_only, self.gpu_devices, self.cwd = read_only, gpu_devices, cwd
-        self.env = {"PYTHONDONTWRITEBYTECODE": "1", **env}
-        self.status, self.reason = "completed", None
-        self.cell_errors: dict[int, str] = {}
-        self.current_cell: int | None = None
-        self.km: _KernelManager | None = None
-        self.client: _Client | None = None
-
-    async def run(self, processes: ProcessLimit) -> None:
-        sockets, own_sockets = _socket_dir(self.job_dir)
-        log_file = tempfile.TemporaryFile()   # kernel stdout/stderr: unnamed, out of the sandbox's reach
-        # The sandbox lives while this process holds the pipe's write end (see LIFELINE_SCRIPT).
-        lifeline = os.pipe() if self.sandboxed else ()
-        try:
-            launch = self._prepare(processes, sockets, log_file, lifeline[0] if lifeline else None)
-            await self._execute(launch, log_file)
-        finally:
-            try:
-                await self._shutdown()
-            finally:
-                for fd in lifeline:
-                    os.close(fd)
-                log_file.close()
-                if own_sockets:
-                    shutil.rmtree(sockets, ignore_errors=True)
-
-    def _prepare(self, processes: ProcessLimit, sockets: Path, log_file, lifeline: int | None) -> dict:
-        """Create the kernel manager and the client; return the kernel's launch arguments."""
-        launch = {"stdout": log_file, "stderr": log_file}
-        if self.sandboxed:
-            writable = [] if sockets.is_relative_to(self.job_dir) else [sockets]
-
-            def wrap(argv: list[str]) -> list[str]:
-                return processes.wrap(sandbox_argv(argv, job_dir=self.job_dir, read_only=self.read_only,
-                                                   env=self.env, limits=self.limits, gpu_devices=self.gpu_devices,
-                                                   writable=writable, lifeline_fd=lifeline))
-            popen_env, cwd = {"PATH": "/usr/bin:/bin"}, self.job_dir   # bwrap clears it anyway
-            launch["pass_fds"] = (lifeline,)
-        else:
-            # No lifeline: `kill -1` would reach the whole host. The kernel itself exits when
-            # this process does (ipykernel polls JPY_PARENT_PID, which jupyter_client sets).
-            def wrap(argv: list[str]) -> list[str]:
-                return processes.wrap(rlimit_argv(argv, self.limits))
-            popen_env = _unsandboxed_environment(self.job_dir, self.env, self.read_only)
-            cwd = Path(self.cwd) if self.cwd else self.job_dir / "work"
-            cwd.mkdir(parents=True, exist_ok=True)
-
-        self.km = _KernelManager(wrap, max_message_bytes=self.limits.max_output_bytes + 2**16,
-                                 transport="ipc", ip=str(sockets / "ipc"),
-                                 connection_file=str(sockets / "kernel.json"))
-        self.client = _Client(
-            self.nb, manager=self.km, max_output_bytes=self.limits.max_output_bytes,
-            timeout=self.limits.cell_timeout, startup_timeout=min(60, self.limits.notebook_timeout),
-            allow_errors=True,
-            # A timed-out cell fails the notebook and the kernel is killed, not interrupted:
-            # the cell may ignore SIGINT (or sit in C code), and its state is unknown anyway.
-            interrupt_on_timeout=False,
-            on_cell_execute=self._on_cell_execute, on_cell_error=self._on_cell_error,
-            on_cell_executed=self._on_cell_executed)
-        return {**launch, "env": popen_env, "cwd": str(cwd)}
-
-    async def _execute(self, launch: dict, log_file) -> None:
-        """Run every cell within the notebook's wall clock, then say how it ended."""
-        task = asyncio.ensure_future(self.client.async_execute(**launch))
-        watch = asyncio.ensure_future(self._watch_iopub())
-        try:
-            done, _ = await asyncio.wait({task}, timeout=self.limits.notebook_timeout)
-        finally:
-            watch.cancel()
-        if not done:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-        error = task.exception() if task.done() and not task.cancelled() else None
-
-        if self.client.check_overflow():
-            self._fail(f"output over {_size_text(self.limits.max_output_bytes)}")
-        elif not done:
-            self._fail(f"timeout: the notebook ran longer than {self.limits.notebook_timeout} s")
-        elif task.cancelled():   # not by us: nbclient's own SIGINT/SIGTERM handler, say
-            self._fail("execution was cancelled")
-        elif error is None:
-            return
-        elif isinstance(error, CellTimeoutError):
-            self._fail(f"timeout: cell {self.current_cell} ran longer than {self.limits.cell_timeout} s")
-        elif isinstance(error, DeadKernelError) and self.current_cell is not None:
-            self._fail(f"kernel died while running cell {self.current_cell} ({self._exit_text()})")
-        elif self.current_cell is None:
-            self._fail(f"kernel did not start: {error}{_log_tail(log_file)}")
-        else:
-            # The kernel is the student's process and may speak malformed protocol: what breaks
-            # while talking to it is this notebook's failure, logged for us to look at.
-            log.error("execution in %s failed", self.job_dir, exc_info=error)
-            self._fail(f"execution failed at cell {self.current_cell}: {type(error).__name__}: {error}")
-
-    async def _watch_iopub(self) -> None:
-        """Notice a cut iopub connection from the outside: when every message is over the cap
-        (a tight print loop: ipykernel sends each 0.2 s batch as one message), no message
-        arrives to be counted."""
-        while True:
-            await asyncio.sleep(0.5)
-            self.client.check_overflow()
-
-    def _fail(self, reason: str) -> None:
-        self.status, self.reason = "failed", reason
-
-    # nbclient hooks
-
-    def _on_cell_execute(self, cell, cell_index: int) -> None:
-        self.current_cell = cell_index
-        if self.client.check_overflow():   # cut between two cells
-            raise _OutputOverflow()
-
-    def _on_cell_error(self, cell, cell_index: int, execute_reply: dict) -> None:
-        content = execute_reply.get("content", {})
-        self.cell_errors[cell_index] = f"{content.get('ename', 'Error')}: {content.get('evalue', '')}"
-
-    def _on_cell_executed(self, cell, cell_index: int, execute_reply) -> None:
-        if self.client.check_overflow():   # over the cap on the cell's last message
-            raise _OutputOverflow()
-
-    # the end
-
-    async def _shutdown(self) -> None:
-        """Stop the channels, kill the kernel's process group, remove the connection files.
-
-        No polite shutdown request: the notebook is done, and a kernel that ignores it would
-        only cost the wait. nbclient may have cleaned up already (when the start failed).
-        """
-        client, km = self.client, self.km
-        try:
-            if client is not None:
-                atexit.unregister(client._cleanup_kernel)   # nbclient leaves it when the start fails
-                if client.kc is not None:
-                    client.kc.stop_channels()
-        finally:
-            if km is not None and km.process is not None:
-                if km.kernel_alive():
-                    _kill_group(km.process.pid)
-                try:
-                    km.process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    log.error("kernel process %d of %s survived SIGKILL", km.process.pid, self.job_dir)
-            if km is not None:
-                try:
-                    await km.cleanup_resources()
-                except Exception:
-                    log.exception("cleaning up the kernel of %s", self.job_dir)
-
-    def _exit_text(self) -> str:
-        code = self.km.process.poll() if self.km.process is not None else None
-        if code is None:
-            return "it stopped answering"
-        # bwrap reports a child killed by signal N as exit code 128 + N, as shells do.
-        number = -code if code < 0 else code - 128 if self.sandboxed and code > 128 else None
-        if number is None:
-            return f"exited with code {code}"
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = "unknown signal"
-        hint = {signal.SIGKILL: "; out of memory or process limit?",
-                signal.SIGXCPU: f"; CPU time limit of {self.limits.cpu_seconds} s"}.get(number, "")
-        return f"killed by signal {number} ({name}){hint}"
 
 
 def _socket_dir(job_dir: Path) -> tuple[Path, bool]:
@@ -435,6 +565,33 @@ def _kill_group(pid: int) -> None:
             continue
 
 
+def _kill_pid(pid: int) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and its descendants, from /proc (where no cgroup lists them)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # the command name (field 2) may hold spaces and parentheses: split after its last ')'
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry.name))
+    found, queue = [], [root]
+    while queue:
+        pid = queue.pop()
+        found.append(pid)
+        queue.extend(children.get(pid, []))
+    return found
+
+
 def _log_tail(log_file, lines: int = 12, limit: int = 2000) -> str:
     """The end of the kernel's stdout/stderr (bwrap's and Python's start-up errors land there)."""
     try:
@@ -454,13 +611,12 @@ def _size_text(size: int) -> str:
     return f"{size} bytes"
 
 
-def _run_coroutine(coroutine) -> None:
+def _run_coroutine(coroutine):
     """asyncio.run here, or in a helper thread where this thread already runs a loop
-    (execute_notebook called from a notebook or an async server)."""
+    (execute_notebook called from a notebook or an async server). Returns its result."""
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.run(coroutine)
-        return
+        return asyncio.run(coroutine)
     with ThreadPoolExecutor(max_workers=1) as pool:
-        pool.submit(asyncio.run, coroutine).result()
+        return pool.submit(asyncio.run, coroutine).result()

@@ -28,6 +28,7 @@ class Result:
     cells: list[dict] = field(default_factory=list)   # CellScore.to_dict() of every test cell
     fingerprint: str = ""        # hash of the submission files and the references it was judged with
     seconds: float = 0.0
+    warnings: list[str] = field(default_factory=list)   # what the run went on despite (no GPU memory limit...)
 
     @property
     def status_text(self) -> str:

@@ -1,17 +1,15 @@
 """`autograder grade LAB`: every submission through sanitize → sandbox → verdicts → gradebook.
 
 The coordinator (this process) is the trusted side: it reads the references, sanitizes,
-judges and writes the gradebook. Only `execute.execute_notebook` touches student code, in
-a sandboxed kernel that sees the checks package, the virtualenv and the public data alone.
-A problem with one submission becomes that submission's failed result, never a crash of
-the batch.
+judges and writes the gradebook. Only the executor (executor.py: this machine's slots, or
+ray_executor.py: a Ray cluster) touches student code, in sandboxed kernels that see the
+checks package, the virtualenv and the public data alone. A problem with one submission
+becomes that submission's failed result, never a crash of the batch.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -25,12 +23,12 @@ from ..checks.checker import MODE_VARIABLE
 from ..checks.observation import MIME_TYPE
 from ..course import Course, CourseError
 from ..settings import Grading
-from .execute import execute_notebook
+from .executor import Executor, JobSpec, LocalExecutor
 from .gradebook import max_scores, record_result
 from .results import Result, fingerprint, load_result, save_result
 from .sandbox import Limits
 from .sanitize import SubmissionError, sanitize
-from .slots import Slot, SlotPool
+from .slots import SlotPool, visible_gpus
 from .verdicts import judge_notebook
 
 CHECKS_PACKAGE = Path(__file__).resolve().parent.parent / "checks"
@@ -48,7 +46,7 @@ class LabContext:
     references_file: Path
     max_scores: dict[str, dict[str, float]]
     settings: Grading
-    slots: SlotPool | None = None
+    executor: Executor | None = None
 
     @classmethod
     def load(cls, course: Course, lab: str) -> "LabContext":
@@ -58,7 +56,53 @@ class LabContext:
         if not file.is_file() or not scores:
             raise CourseError(f"lab {lab!r} is not built here (no references or gradebook entry): "
                               f"run `autograder build {lab}` first")
-        return cls(course, lab, load_references(file), file, scores, course.grading, SlotPool.for_machine(cpu_jobs=1))
+        return cls(course, lab, load_references(file), file, scores, course.grading)
+
+    def job_spec(self) -> JobSpec:
+        """How this lab's kernels start: the same for every submission and slot."""
+        settings = self.settings
+        return JobSpec(limits=limits_from(settings), env=kernel_environment(settings),
+                       read_only=tuple((str(host), inside) for host, inside in read_only_binds(self)),
+                       sandbox=True if settings.require_sandbox else None,
+                       warm_up_modules=tuple(settings.warm_up_modules))
+
+
+def make_executor(context: LabContext, jobs: int | None = None, workers: int | None = None,
+                  executor: str | None = None) -> Executor:
+    """The executor the settings (or the CLI) ask for, sized for `jobs` submissions."""
+    settings = context.settings
+    kind = executor or settings.executor
+    if kind == "ray":
+        from .ray_executor import RayExecutor
+
+        return RayExecutor(context.job_spec(), address=settings.ray_address or None,
+                           gpus_per_job=settings.ray_gpus_per_job, jobs_per_gpu=settings.jobs_per_gpu,
+                           max_concurrent=workers or settings.workers or None)
+    if kind != "local":
+        raise CourseError(f"unknown executor {kind!r} (local or ray)")
+    # Each CPU job gets threads_per_job threads, so the cores are shared out between jobs.
+    cpu_jobs = workers or settings.workers or max(1, (os.cpu_count() or 1) // settings.threads_per_job)
+    slots = SlotPool.for_machine(gpus=grading_gpus(settings.gpus), jobs_per_gpu=settings.jobs_per_gpu,
+                                 cpu_jobs=cpu_jobs)
+    return LocalExecutor(context.job_spec(), slots, jobs=jobs, prepare_ahead=settings.prepare_kernels)
+
+
+def grading_gpus(setting: str) -> list[int]:
+    """c.Grading.gpus: 'auto' → every visible GPU, 'none' → [], '0,2' → those (each must exist)."""
+    text = setting.strip().lower()
+    if text in ("auto", ""):
+        return visible_gpus()
+    if text == "none":
+        return []
+    try:
+        wanted = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise CourseError(f"c.Grading.gpus = {setting!r}: expected 'auto', 'none' or numbers like '0,2'") from None
+    missing = sorted(set(wanted) - set(visible_gpus()))
+    if missing:
+        raise CourseError(f"c.Grading.gpus names GPU(s) {missing} that this machine does not have "
+                          f"(visible: {visible_gpus() or 'none'})")
+    return wanted
 
 
 def submitted_students(course: Course, lab: str) -> list[str]:
@@ -68,25 +112,48 @@ def submitted_students(course: Course, lab: str) -> list[str]:
 
 
 def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, force: bool = False,
-              workers: int | None = None, on_result: Callable[[Result, bool], None] | None = None) -> list[Result]:
+              workers: int | None = None, executor: str | None = None,
+              on_result: Callable[[Result, bool], None] | None = None) -> list[Result]:
     """Grade the lab for `students` (default: every submission). Returns results in student order.
 
+    executor: "local" or "ray" (default: c.Grading.executor). workers: submissions at once.
     on_result(result, reused) is called as each finishes (progress display).
     """
     context = LabContext.load(course, lab)
     students = students or submitted_students(course, lab)
-    # Each CPU job gets threads_per_job threads, so the cores are shared out between jobs.
-    cpu_jobs = workers or context.settings.workers or max(1, (os.cpu_count() or 1) // context.settings.threads_per_job)
-    context.slots = SlotPool.for_machine(jobs_per_gpu=context.settings.jobs_per_gpu, cpu_jobs=cpu_jobs)
+    stale = [s for s in students if force or not _up_to_date(context, s)]
     results: dict[str, Result] = {}
-    with ThreadPoolExecutor(max_workers=len(context.slots)) as pool:
-        futures = {pool.submit(grade_submission, context, student, force): student for student in students}
-        for future in as_completed(futures):
-            result, reused = future.result()
-            results[futures[future]] = result
+    for student in students:   # unchanged since their last grading: reused at once, no kernel
+        if student not in stale:
+            results[student] = load_result(course.autograded, student, lab)
             if on_result:
-                on_result(result, reused)
+                on_result(results[student], True)
+    if not stale:
+        return [results[s] for s in students]
+    context.executor = make_executor(context, jobs=len(stale), workers=workers, executor=executor)
+    try:
+        # One thread per slot: each sanitizes, waits for its kernel's result, judges, records.
+        with ThreadPoolExecutor(max_workers=context.executor.capacity) as pool:
+            futures = {pool.submit(grade_submission, context, student, force): student for student in stale}
+            for future in as_completed(futures):
+                result, reused = future.result()
+                results[futures[future]] = result
+                if on_result:
+                    on_result(result, reused)
+    finally:
+        context.executor.close()
     return [results[s] for s in students]
+
+
+def _submission_files(context: LabContext, student: str) -> list[Path]:
+    folder = context.course.submitted / student / context.lab
+    return [folder / f"{name}.ipynb" for name in sorted(context.max_scores)]
+
+
+def _up_to_date(context: LabContext, student: str) -> bool:
+    previous = load_result(context.course.autograded, student, context.lab)
+    files = [f for f in _submission_files(context, student) if f.exists()]
+    return previous is not None and previous.fingerprint == fingerprint(files, context.references_file)
 
 
 def grade_submission(context: LabContext, student: str, force: bool = False) -> tuple[Result, bool]:
@@ -94,7 +161,7 @@ def grade_submission(context: LabContext, student: str, force: bool = False) -> 
     course, lab = context.course, context.lab
     folder = course.submitted / student / lab
     notebooks = sorted(context.max_scores)
-    files = [folder / f"{name}.ipynb" for name in notebooks]
+    files = _submission_files(context, student)
     stamp = fingerprint([f for f in files if f.exists()], context.references_file)
     previous = None if force else load_result(course.autograded, student, lab)
     if previous is not None and previous.fingerprint == stamp:
@@ -124,16 +191,15 @@ def grade_submission(context: LabContext, student: str, force: bool = False) -> 
 def _grade_notebook(context: LabContext, student: str, name: str, path: Path, result: Result) -> None:
     nb = sanitize(context.course, context.lab, path)
     sources = [cell.source for cell in nb.cells if cell.cell_type == "code"]
-    job_dir = Path(tempfile.mkdtemp(prefix=f"autograder-{context.lab}-{student}-"))
+    # grade_submission called on its own (not from grade_lab) brings no executor: use one for this job
+    executor = context.executor or make_executor(context, jobs=1)
     try:
-        with context.slots.acquire() as slot:
-            execution = execute_notebook(nb, job_dir=job_dir, limits=limits_from(context.settings, slot),
-                                         env={**kernel_environment(context.settings), **slot.environment},
-                                         read_only=read_only_binds(context), gpu_devices=slot.device_nodes,
-                                         sandbox=True if context.settings.require_sandbox else None)
+        execution = executor.execute(nb, f"{student}/{context.lab}/{name}")
     finally:
-        shutil.rmtree(job_dir, ignore_errors=True)
+        if executor is not context.executor:
+            executor.close()
     result.sandboxed = result.sandboxed and execution.sandboxed
+    result.warnings.extend(w for w in execution.warnings if w not in result.warnings)
     stopped = execution.reason if execution.status != "completed" else None
     scores = judge_notebook(name, execution.notebook, context.references, context.max_scores[name],
                             sources=sources, cell_errors=execution.cell_errors, stopped=stopped,
@@ -144,12 +210,11 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
         raise SubmissionError(stopped)
 
 
-def limits_from(settings: Grading, slot: Slot | None = None) -> Limits:
-    # RLIMIT_AS breaks CUDA initialisation: GPU jobs go without it.
-    on_gpu = slot is not None and slot.gpu is not None
+def limits_from(settings: Grading) -> Limits:
+    """A CPU job's limits (a GPU slot drops RLIMIT_AS: JobSpec.limits_for)."""
     return Limits(cell_timeout=settings.cell_timeout, notebook_timeout=settings.notebook_timeout,
                   cpu_seconds=settings.cpu_seconds,
-                  memory_bytes=int(settings.memory_gib * 2**30) if settings.memory_gib and not on_gpu else None,
+                  memory_bytes=int(settings.memory_gib * 2**30) if settings.memory_gib else None,
                   max_processes=settings.max_processes, tmpfs_bytes=settings.tmpfs_mib * 2**20)
 
 

@@ -2,8 +2,9 @@
 
 A machine with G GPUs gets `jobs_per_gpu` slots on each GPU; a machine without GPUs gets
 CPU slots only. A GPU slot exposes exactly one device node in the sandbox and sets
-CUDA_VISIBLE_DEVICES to it; a CPU slot exposes no GPU node at all, so a CPU job cannot
-reach a GPU whatever it sets inside. Slots are handed out under a lock and returned when
+CUDA_VISIBLE_DEVICES to that GPU's UUID (its CUDA index inside the sandbox is 0, whatever
+N its node has); a CPU slot exposes no GPU node at all, so a CPU job cannot reach a GPU
+whatever it sets inside. Slots are handed out under a lock and returned when
 the job ends, so no slot is ever held by two jobs.
 """
 
@@ -17,12 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
+from .gpu_watchdog import gpu_uuids
+
 
 @dataclass(frozen=True)
 class Slot:
     index: int
     gpu: int | None = None            # the GPU's index as the driver numbers it (nvidia-smi)
     gpu_share: float = 1.0            # the fraction of that GPU's memory this slot may use
+    gpu_uuid: str | None = None       # "GPU-..." from the driver; None where it cannot be read
 
     @property
     def device_nodes(self) -> list[str]:
@@ -31,7 +35,10 @@ class Slot:
     @property
     def environment(self) -> dict[str, str]:
         # An empty CUDA_VISIBLE_DEVICES hides every GPU from CUDA even before the missing nodes do.
-        return {"CUDA_VISIBLE_DEVICES": "" if self.gpu is None else str(self.gpu)}
+        # Without a UUID, index 0: the sandbox shows CUDA this one GPU only.
+        if self.gpu is None:
+            return {"CUDA_VISIBLE_DEVICES": ""}
+        return {"CUDA_VISIBLE_DEVICES": self.gpu_uuid or "0"}
 
 
 def visible_gpus(dev: Path = Path("/dev")) -> list[int]:
@@ -51,11 +58,16 @@ class SlotPool:
         self._free = list(self.slots)
 
     @classmethod
-    def for_machine(cls, gpus: list[int] | None = None, jobs_per_gpu: int = 1, cpu_jobs: int | None = None) -> "SlotPool":
-        """GPU slots when there are GPUs (jobs_per_gpu each), else CPU slots (one per two cores)."""
+    def for_machine(cls, gpus: list[int] | None = None, jobs_per_gpu: int = 1, cpu_jobs: int | None = None,
+                    uuids: dict[int, str] | None = None) -> "SlotPool":
+        """GPU slots when there are GPUs (jobs_per_gpu each), else CPU slots (one per two cores).
+
+        gpus: minor numbers (default: every /dev/nvidiaN); uuids: minor → UUID (default: the driver's).
+        """
         gpus = visible_gpus() if gpus is None else gpus
         if gpus:
-            slots = [Slot(i, gpu, 1.0 / jobs_per_gpu)
+            uuids = gpu_uuids() if uuids is None else uuids
+            slots = [Slot(i, gpu, 1.0 / jobs_per_gpu, uuids.get(gpu))
                      for i, (gpu, _) in enumerate((g, k) for g in gpus for k in range(jobs_per_gpu))]
         else:
             count = cpu_jobs or max(1, (os.cpu_count() or 2) // 2)

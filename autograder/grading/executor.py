@@ -1,0 +1,221 @@
+"""Executors: where the sandboxed kernels run. The coordinator hands one a sanitized notebook
+and gets an ExecutionResult back. An executor never judges and never touches the gradebook.
+
+- LocalExecutor, the embedded default (this module): this machine's slots (slots.py), each
+  keeping a kernel prepared ahead, a GPU memory watchdog on GPU slots.
+- RayExecutor (ray_executor.py, the optional `ray` extra): one Ray task per submission on
+  a cluster, the same sandbox inside.
+
+Both take a JobSpec (how kernels of this batch start, whatever the slot) and run one
+notebook per fresh kernel: a kernel is never given a second submission.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import shutil
+import tempfile
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from . import gpu_watchdog
+from .execute import ExecutionResult, KernelSession
+from .sandbox import Limits
+from .slots import Slot, SlotPool
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """How every kernel of one batch starts (the slot adds its GPU).
+
+    limits:    for CPU jobs; GPU jobs drop RLIMIT_AS (it breaks CUDA initialisation).
+    env:       the kernel's environment (the slot's CUDA_VISIBLE_DEVICES is added).
+    read_only: (host path, path inside) binds: the checks package and the public data.
+    sandbox:   as execute_notebook's (None: where it works; True: required).
+    warm_up_modules: imported in each kernel before it gets its notebook (and CUDA initialised
+               on a GPU slot), so that a prepared kernel has the heavy start-up behind it.
+    """
+
+    limits: Limits
+    env: dict[str, str]
+    read_only: tuple[tuple[str, str], ...] = ()
+    sandbox: bool | None = None
+    warm_up_modules: tuple[str, ...] = ()
+
+    def limits_for(self, slot: Slot | None) -> Limits:
+        if slot is not None and slot.gpu is not None:
+            return dataclasses.replace(self.limits, memory_bytes=None)
+        return self.limits
+
+    def env_for(self, slot: Slot | None) -> dict[str, str]:
+        return {**self.env, **(slot.environment if slot is not None else {})}
+
+    def warm_up_code(self, cuda: bool) -> str | None:
+        """Trusted code run silently in a fresh kernel: imports only, in a function so that the
+        notebook's namespace stays empty (a notebook that forgets `import torch` must fail here
+        as it fails at home)."""
+        if not self.warm_up_modules and not cuda:
+            return None
+        lines = ["def _autograder_warm_up():",
+                 "    import importlib",
+                 f"    for name in {list(self.warm_up_modules)!r}:",
+                 "        try:",
+                 "            importlib.import_module(name)",
+                 "        except Exception:",
+                 "            pass   # the notebook meets the same error and reports it",
+                 ]
+        if cuda:
+            lines += ["    import torch",
+                      "    if torch.cuda.is_available():",
+                      "        torch.cuda.init()"]
+        lines += ["_autograder_warm_up()", "del _autograder_warm_up"]
+        return "\n".join(lines)
+
+
+class Executor(Protocol):
+    """What the runner needs of an executor."""
+
+    capacity: int   # submissions it runs at once (the runner sizes its thread pool from it)
+
+    def execute(self, nb, label: str) -> ExecutionResult: ...   # blocking; thread-safe
+    def close(self) -> None: ...
+
+
+class LocalExecutor:
+    """Sandboxed kernels on this machine, one slot per running submission.
+
+    Kernels are prepared ahead: each slot starts a kernel (sandbox, limits, its GPU or none,
+    warm-up imports, CUDA initialisation) before a submission needs it; a submission takes its
+    slot's prepared kernel, and the slot prepares the next one while this one runs, as long
+    as submissions are left. Every kernel runs one submission and is then killed.
+
+    All kernels live on one asyncio loop in a helper thread; execute() is called from the
+    runner's threads (one per slot), blocks for a free slot, and waits for its result there.
+
+    jobs: how many submissions the batch has (None: unknown), so that no more kernels are
+    prepared than will be used. prepare_ahead=False starts each kernel when its submission
+    comes (what one-at-a-time grading did before).
+    """
+
+    def __init__(self, spec: JobSpec, slots: SlotPool, *, jobs: int | None = None, prepare_ahead: bool = True,
+                 gpu_memory: gpu_watchdog.MemoryReader | None = None, watchdog_interval: float = 0.5):
+        self.spec, self.slots, self.prepare_ahead = spec, slots, prepare_ahead
+        self.capacity = len(slots)
+        self._unstarted = jobs
+        self._spares: dict[int, asyncio.Future] = {}
+        self._closing = False
+        self._watchdog_interval = watchdog_interval
+        self._gpu_memory, self._gpu_memory_problem = self._open_gpu_memory(gpu_memory)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="autograder-kernels", daemon=True)
+        self._thread.start()
+        if prepare_ahead:
+            first = slots.slots if jobs is None else slots.slots[:max(0, jobs)]
+            for slot in first:
+                self._submit(self._prepare_spare(slot))
+
+    # ------------------------------------------------------------------ API
+
+    def execute(self, nb, label: str = "job") -> ExecutionResult:
+        if self._closing:
+            raise RuntimeError("this executor is closed")
+        with self.slots.acquire() as slot:
+            return self._submit(self._run(slot, nb, label)).result()
+
+    def close(self) -> None:
+        """Kill the prepared kernels nobody took and stop the loop."""
+        if self._closing:
+            return
+        self._closing = True
+        try:
+            self._submit(self._close_spares()).result(timeout=60)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            if not self._loop.is_running():
+                self._loop.close()
+
+    def __enter__(self) -> "LocalExecutor":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ on the loop
+
+    def _submit(self, coroutine) -> Future:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
+
+    async def _prepare_spare(self, slot: Slot) -> None:
+        self._spares[slot.index] = asyncio.ensure_future(self._start(slot))
+
+    async def _start(self, slot: Slot) -> KernelSession:
+        job_dir = Path(tempfile.mkdtemp(prefix=f"autograder-slot{slot.index}-"))
+        session = KernelSession(job_dir=job_dir, limits=self.spec.limits_for(slot), env=self.spec.env_for(slot),
+                                read_only=self.spec.read_only, sandbox=self.spec.sandbox,
+                                gpu_devices=slot.device_nodes)
+        await session.start(warm_up=self.spec.warm_up_code(cuda=slot.gpu is not None))
+        return session
+
+    async def _run(self, slot: Slot, nb, label: str) -> ExecutionResult:
+        spare = self._spares.pop(slot.index, None)
+        if self._unstarted is not None:
+            self._unstarted -= 1
+        session = await spare if spare is not None else await self._start(slot)
+        if self.prepare_ahead and not self._closing and (self._unstarted is None or
+                                                         self._unstarted > len(self._spares)):
+            await self._prepare_spare(slot)
+        guard = self._guard(slot, session)
+        try:
+            result = await session.run(nb)
+        finally:
+            if guard is not None:
+                guard.cancel()
+            await session.close()
+            shutil.rmtree(session.job_dir, ignore_errors=True)
+        result.start_seconds = session.start_seconds
+        result.prepared = spare is not None
+        if slot.gpu is not None and self._gpu_memory_problem:
+            result.warnings.append(f"no GPU memory limit: {self._gpu_memory_problem}")
+        log.debug("%s ran on slot %d (%s kernel)", label, slot.index, "prepared" if spare else "cold")
+        return result
+
+    def _guard(self, slot: Slot, session: KernelSession):
+        """The GPU memory watchdog of a GPU job (None on CPU slots or without NVML)."""
+        if slot.gpu is None or self._gpu_memory is None:
+            return None
+        try:
+            total = self._gpu_memory.total(slot.gpu)
+        except Exception as err:
+            session.notes.append(f"no GPU memory limit: NVML does not know GPU {slot.gpu} ({err})")
+            return None
+        limit = gpu_watchdog.MemoryLimit(slot.gpu, int(total * slot.gpu_share), exclusive=slot.gpu_share >= 1)
+        return asyncio.ensure_future(gpu_watchdog.watch(self._gpu_memory, limit, session.pids, session.kill,
+                                                        session.notes.append, self._watchdog_interval))
+
+    async def _close_spares(self) -> None:
+        spares, self._spares = list(self._spares.values()), {}
+        for spare in spares:
+            try:
+                session = await spare
+            except Exception:
+                log.exception("a prepared kernel failed to start")
+                continue
+            await session.close()
+            shutil.rmtree(session.job_dir, ignore_errors=True)
+
+    def _open_gpu_memory(self, given):
+        if given is not None or not any(slot.gpu is not None for slot in self.slots.slots):
+            return given, None
+        opened = gpu_watchdog.GpuMemory.open()
+        if isinstance(opened, str):
+            log.warning("GPU jobs run without a memory limit: %s", opened)
+            return None, opened
+        return opened, None
