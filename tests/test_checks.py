@@ -195,3 +195,121 @@ def test_by_hand_rule_reads_the_source(function, found, problem):
         assert any(problem in v for v in violations), violations
     else:
         assert violations == []
+
+
+# ----------------------------------------------------------------- gradients: the float64 policy
+
+
+def test_numeric_gradient_is_centred_differences_in_float64():
+    from autograder.checks import numeric_gradient, relative_error
+
+    x = torch.tensor([[0.5, -1.0, 0.0], [2.0, 0.25, -3.0]])        # float32 in; 0.0 needs a fixed step
+    weights = torch.linspace(-1.0, 1.0, 6, dtype=torch.float64).reshape(2, 3)
+    f = lambda t: (torch.tanh(t) * weights).sum() + (t ** 3).sum()  # noqa: E731
+    numeric = numeric_gradient(f, x)
+    leaf = x.double().requires_grad_()
+    f(leaf).backward()
+    assert isinstance(numeric, torch.Tensor) and numeric.dtype == torch.float64 and numeric.shape == x.shape
+    assert relative_error(numeric, leaf.grad).max() < 1e-7              # CS231n: "<= 1e-7 happy"
+    assert x.dtype == torch.float32 and x[0, 0] == 0.5                # the input is never modified
+    on_numpy = numeric_gradient(lambda a: float((a ** 2).sum()), np.array([1.0, -2.0]))
+    assert isinstance(on_numpy, np.ndarray) and np.allclose(on_numpy, [2.0, -4.0], rtol=1e-8)
+    assert abs(numeric_gradient(lambda a: a ** 3, 2.0) - 12.0) < 1e-6  # a plain number, shape ()
+    with pytest.raises(ValueError, match="f must return a single number"):
+        numeric_gradient(lambda t: t * 2, torch.ones(2))
+    with pytest.raises(ValueError, match="positive"):
+        numeric_gradient(f, x, h=0.0)
+
+
+def test_relative_error_has_a_floor_for_exact_zeros():
+    from autograder.checks import relative_error
+
+    error = relative_error(np.array([0.0, 1.0, 1e-12]), np.array([0.0, 1.0 + 2e-6, 0.0]), floor=1e-8)
+    assert error.tolist() == pytest.approx([0.0, 1e-6, 1e-4], rel=1e-3)
+
+
+def grad_obs(value, expected, **params):
+    return Observation("dW", "grad", to_array(value), {"rtol": 1e-6, "floor": 1e-8, **params, "expected": expected})
+
+
+def test_labelled_references_are_each_verified_and_a_wrong_one_is_named():
+    good = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64)
+    assert verify_declared(grad_obs(good, {"autograd": good.tolist(), "finite differences": good.tolist()})).passed
+    off = (good * (1 + 1e-4)).tolist()                                 # within 1e-3, not within 1e-6
+    outcome = verify_declared(grad_obs(good, {"autograd": good.tolist(), "finite differences": off}))
+    assert not outcome.passed
+    assert outcome.message.startswith("the declared reference 'finite differences' disagrees with the solution's value")
+    assert "largest relative error" in outcome.message and "'autograd'" not in outcome.message
+    assert verify_declared(grad_obs(good, {"finite differences": off}, rtol=1e-3)).passed   # the check's own rtol
+    flipped = verify_declared(grad_obs(good, {"autograd": (-good).tolist()}))
+    assert "'autograd'" in flipped.message and "sign is flipped" in flipped.message
+    close = Observation("v", "close", to_array(torch.tensor([1.0, 2.0])),
+                        {"rtol": 1e-5, "atol": 1e-8, "expected": {"by hand": [1.0, 2.0], "torch": [1.0, 2.5]}})
+    assert "the declared reference 'torch' disagrees" in verify_declared(close).message
+
+
+def test_the_checker_records_labelled_references_as_plain_json(monkeypatch):
+    import autograder.checks.checker as checker
+
+    recorded = []
+    monkeypatch.setenv("AUTOGRADER_MODE", "record")
+    monkeypatch.setattr(checker, "_emit", recorded.append)
+    check = Checker()
+    check.grad("dW", torch.ones(2, dtype=torch.float64),
+               expected={"autograd": torch.ones(2, dtype=torch.float64), "finite differences": np.ones(2)})
+    check.equal("pair", {"a": 1}, expected={"a": 1})                  # for equal, a dict is just a value
+    assert recorded[0].params["expected"] == {"autograd": [1.0, 1.0], "finite differences": [1.0, 1.0]}
+    assert recorded[1].params["expected"] == {"a": 1}
+    json.dumps([o.params for o in recorded])
+    with pytest.raises(TypeError, match="labelled by a non-empty string"):
+        check.close("v", torch.ones(1), expected={})
+
+
+def test_a_wrong_labelled_reference_fails_the_build_naming_it(tmp_path):
+    from conftest import new_course
+    from notebooks import SETUP, grade_cell, locked_cell, solution_cell, write_lab
+    from nbformat.v4 import new_notebook
+
+    from autograder.build.pipeline import build_lab
+    from autograder.build.source_rules import SourceError
+
+    course = new_course(tmp_path)
+    write_lab(course.root, "tiny", new_notebook(cells=[
+        locked_cell("setup", SETUP + "\nfrom autograder.checks import numeric_gradient"),
+        solution_cell("square_backward_solution",
+                      "def square_backward(x):\n    \"\"\"x: (N,) -> d(sum x^2)/dx: (N,)\"\"\"\n"
+                      "    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"),
+        grade_cell("square_backward_tests",
+                   "x = torch.linspace(-1, 1, 5, dtype=torch.float64)\n"
+                   "check.grad('square_dx', square_backward(x), expected={\n"
+                   "    'autograd': torch.func.grad(lambda t: (t ** 2).sum())(x),\n"
+                   "    'finite differences': numeric_gradient(lambda t: (t ** 2).sum() / 2, x)})"),
+    ]))
+    with pytest.raises(SourceError, match="tiny.ipynb, cell") as err:
+        build_lab(course, "tiny")
+    assert "the solution fails its own check" in str(err.value)
+    assert "the declared reference 'finite differences' disagrees" in str(err.value)
+    assert "exactly 2x too large" in str(err.value)
+
+
+# ----------------------------------------------------------------- accuracy ranges and the bias hint
+
+
+@pytest.mark.parametrize("params, accuracy, passed, phrase", [
+    ({"min_accuracy": 0.9}, 0.95, True, "(at least 90% needed)"),
+    ({"min_accuracy": 0.9}, 0.85, False, "at least 90% needed"),
+    ({"min_accuracy": 0.0, "max_accuracy": 0.8}, 0.5, True, "(at most 80% expected)"),
+    ({"min_accuracy": 0.0, "max_accuracy": 0.8}, 0.99, False, "accuracy 99.00% on 400 held-out examples, at most 80% expected"),
+    ({"min_accuracy": 0.1, "max_accuracy": 0.8}, 0.05, False, "between 10% and 80% expected"),
+])
+def test_accuracy_may_have_an_upper_bound_to_show_a_model_fails(params, accuracy, passed, phrase):
+    ref = Observation("acc", "accuracy", to_array(np.zeros(0, np.int64)), {"dataset": "d", **params})
+    outcome = compare(ref, Observation("acc", "accuracy", {"accuracy": accuracy, "n": 400}))
+    assert outcome.passed is passed and phrase in outcome.message, outcome.message
+    assert ("near chance" in outcome.message) is (accuracy < 0.1)
+
+
+def test_a_missing_bias_is_named():
+    expected = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    assert "a bias left out" in message(expected, expected - torch.tensor([0.5, -1.0, 2.0]))
+    assert "a bias" not in message(expected, expected + torch.tensor([[1.0], [2.0]]))   # not the same vector

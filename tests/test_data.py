@@ -188,7 +188,7 @@ def test_the_cli_stages_mnist_from_a_folder_and_verifies_the_rest(staged, fake_m
     assert "data sets in" in out and "fashion_mnist, mnist" in out
     assert (course.data / "mnist" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
     assert Course.load(course.root).held_out_labels("mnist_test").shape == (10000,)
-    assert set(read_manifest(course.data)) == {"fashion_mnist", "mnist", "colored_fashion_mnist"}
+    assert set(read_manifest(course.data)) == {"fashion_mnist", "mnist", "colored_fashion_mnist", "xor"}
     again = subprocess.run([AUTOGRADER, "data"], cwd=course.root, capture_output=True, text=True, check=False)
     assert again.returncode == 0 and "mnist: verified 6 files" in " ".join(again.stdout.split())
 
@@ -245,3 +245,28 @@ def test_the_registry_keys_are_folders_and_label_prefixes():
     keys = [d.key for d in REGISTRY]
     assert keys[:2] == ["fashion_mnist", "mnist"] and len(set(keys)) == len(keys)
     assert all(k.isidentifier() and k != "labels" for k in keys)
+
+
+def test_xor_is_staged_deterministically_with_its_labels_held_out(tmp_path, monkeypatch):
+    """Lab 2's XOR test points: public points in data/xor/, labels (the XOR of the signs) in data/labels/."""
+    from autograder.data.xor import build
+
+    course = new_course(tmp_path / "course")
+    lines: list[str] = []
+    assert stage_all(course.data, datasets=["xor"], log=lines.append) == ["xor"]
+    assert lines == ["xor: staged 3 files from generated: four Gaussian clouds at the corners, noise 0.4, "
+                     "seed 20240610"]
+    assert sorted(p.relative_to(course.data).as_posix() for p in course.data.rglob("*") if p.is_file()) == \
+        [MANIFEST, "labels/xor_test.npy", "xor/README.txt", "xor/test_points.npy"]
+    points = np.load(course.data / "xor" / "test_points.npy", allow_pickle=False)
+    labels = course.held_out_labels("xor_test")
+    assert (points.shape, points.dtype, labels.shape, labels.dtype) == ((400, 2), np.float64, (400,), np.int64)
+    assert np.array_equal(labels, (points[:, 0] * points[:, 1] < 0).astype(np.int64))
+    assert 180 <= labels.sum() <= 220                              # both classes, about half each
+    quadrants = np.bincount((points[:, 0] > 0) * 2 + (points[:, 1] > 0), minlength=4)
+    assert quadrants.min() >= 80                                   # every cloud is there
+    again_points, again_labels = build()
+    assert np.array_equal(points, again_points) and np.array_equal(labels, again_labels)
+    binds = read_only_binds(SimpleNamespace(course=course))
+    assert {inside: host for host, inside in binds if str(inside).startswith("/course-data")} == \
+        {"/course-data/xor": course.data / "xor"}

@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .compare import DEFAULT_ATOL, DEFAULT_RTOL, compare, scored_accuracy
+from .compare import DEFAULT_ATOL, DEFAULT_RTOL, LABELLED_EXPECTED_KINDS, compare, scored_accuracy
+from .gradients import DEFAULT_FLOOR, DEFAULT_GRAD_RTOL
 from .observation import MIME_TYPE, Observation, Unrecordable, decode, encode, to_array, to_json_value
 
 MODE_VARIABLE = "AUTOGRADER_MODE"
@@ -38,7 +39,10 @@ class Checker:
 
     def close(self, name: str, value: Any, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, *,
               check_dtype: bool = True, hint: str | None = None, weight: float = 1, expected: Any = None) -> None:
-        """`value` matches the reference in shape, then dtype, then values within rtol/atol."""
+        """`value` matches the reference in shape, then dtype, then values within rtol/atol.
+
+        expected: an independent value the build verifies the solution against, or a dict
+        {label: value} of several (each verified, a disagreement names its label)."""
         params = {"rtol": float(rtol), "atol": float(atol), "check_dtype": bool(check_dtype)}
         self._run(name, "close", value, _array_or_problem, params, hint, weight, expected)
 
@@ -51,9 +55,13 @@ class Checker:
         """`value` equals the reference exactly (ints, bools, strings, tuples, integer tensors)."""
         self._run(name, "equal", value, _json_or_problem, {}, hint, weight, expected)
 
-    def grad(self, name: str, value: Any, rtol: float = 1e-6, *, floor: float = 1e-8, hint: str | None = None,
-             weight: float = 1, expected: Any = None) -> None:
-        """A gradient, compared in float64 by element-wise relative error |x-y| / max(floor, |x|+|y|)."""
+    def grad(self, name: str, value: Any, rtol: float = DEFAULT_GRAD_RTOL, *, floor: float = DEFAULT_FLOOR,
+             hint: str | None = None, weight: float = 1, expected: Any = None) -> None:
+        """A gradient, compared in float64 by element-wise relative error |x-y| / max(floor, |x|+|y|).
+
+        expected: independent references the build verifies the solution's gradient against with
+        this check's rtol and floor, typically {"autograd": ..., "finite differences":
+        numeric_gradient(f, x)}; a single value is accepted too."""
         self._run(name, "grad", value, _array_or_problem, {"rtol": float(rtol), "floor": float(floor)},
                   hint, weight, expected)
 
@@ -71,15 +79,19 @@ class Checker:
         function_name = getattr(function, "__name__", str(function))
         self._run(name, "by_hand", function, _by_hand_in_kernel, {"function": function_name}, hint, 0, None)
 
-    def accuracy(self, name: str, predictions: Any, *, dataset: str, min_accuracy: float,
-                 hint: str | None = None, weight: float = 1) -> None:
+    def accuracy(self, name: str, predictions: Any, *, dataset: str, min_accuracy: float = 0.0,
+                 max_accuracy: float | None = None, hint: str | None = None, weight: float = 1) -> None:
         """Predicted class indices (N,) for the held-out split `dataset`, in the data set's order.
 
-        The labels never enter the grading sandbox: the coordinator computes the accuracy. In a
-        student's Jupyter it is computed at once where the labels are on disk.
+        Passes when min_accuracy <= accuracy (<= max_accuracy, when given: to show that a model
+        fails, such as a single layer on XOR). The labels never enter the grading sandbox: the
+        coordinator computes the accuracy. In a student's Jupyter it is computed at once where
+        the labels are on disk.
         """
-        self._run(name, "accuracy", predictions, _array_or_problem,
-                  {"dataset": str(dataset), "min_accuracy": float(min_accuracy)}, hint, weight, None)
+        params = {"dataset": str(dataset), "min_accuracy": float(min_accuracy)}
+        if max_accuracy is not None:
+            params["max_accuracy"] = float(max_accuracy)
+        self._run(name, "accuracy", predictions, _array_or_problem, params, hint, weight, None)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -90,7 +102,7 @@ class Checker:
             params["hint"] = str(hint)
         params["weight"] = float(weight)
         if expected is not None:
-            params["expected"] = _json_expected(expected)
+            params["expected"] = _declared(kind, expected)
         recorded, problem = convert(value)
         obs = Observation(name=name, kind=kind, value=recorded, params=params, line=_caller_line(), problem=problem)
         if self.mode == "record":
@@ -167,6 +179,16 @@ def _by_hand_in_kernel(function):
         sources = [inspect.getsource(function)]
     found, violations = function_violations(sources, name)
     return {"function": name, "found": found, "violations": violations}, None
+
+
+def _declared(kind: str, expected):
+    """`expected=` as plain JSON: one value, or {label: value} for close and grad checks (for an
+    equal check a dict is a value like any other)."""
+    if not isinstance(expected, dict) or kind not in LABELLED_EXPECTED_KINDS:
+        return _json_expected(expected)
+    if not expected or not all(isinstance(label, str) and label for label in expected):
+        raise TypeError("expected={label: value} needs at least one reference, each labelled by a non-empty string")
+    return {label: _json_expected(value) for label, value in expected.items()}
 
 
 def _json_expected(expected):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .gradients import DEFAULT_FLOOR, DEFAULT_GRAD_RTOL, relative_error
 from .hints import likely_cause_for_shape, likely_cause_for_values
 from .observation import Observation
 
@@ -57,21 +58,37 @@ def scored_accuracy(predictions: Observation, labels: np.ndarray) -> Observation
 def verify_declared(obs: Observation) -> Outcome | None:
     """Check a solution's observation against what its call declared (build time).
 
-    A shape check declares its shape; any check may declare `expected=`. Returns None when
-    nothing was declared.
+    A shape check declares its shape; any check may declare `expected=`. A close or grad check
+    may declare several independent references, `expected={label: value}` (autograd's gradient
+    and finite differences, say): each must agree with the solution within the check's own
+    tolerance, and a disagreement names its label. Returns None when nothing was declared.
     """
     if obs.kind == "shape":
         return _shape(obs, obs, reveal=True)
     if obs.kind in ("at_most", "at_least", "by_hand"):
         return compare(obs, obs)
-    if "expected" in obs.params:
-        # A declared value is typed by hand (Python floats): compare values, not dtypes.
-        expected = obs.params["expected"]
-        value = np.asarray(expected) if isinstance(obs.value, np.ndarray) else expected
-        declared = Observation(obs.name, obs.kind, value,
-                               {**obs.params, "check_dtype": False})
-        return compare(declared, obs)
-    return None
+    if "expected" not in obs.params:
+        return None
+    expected = obs.params["expected"]
+    if obs.kind in LABELLED_EXPECTED_KINDS and isinstance(expected, dict):
+        for label, value in expected.items():
+            outcome = _against_declared(obs, value)
+            if not outcome.passed:
+                return Outcome(False, f"the declared reference {label!r} disagrees with the solution's value: "
+                                      f"{outcome.message}")
+        return Outcome(True, f"check {obs.name!r}: the solution agrees with {', '.join(map(repr, expected))}")
+    return _against_declared(obs, expected)
+
+
+#: Check kinds whose `expected=` may be a dict of labelled, independent references.
+LABELLED_EXPECTED_KINDS = ("close", "grad")
+
+
+def _against_declared(obs: Observation, expected) -> Outcome:
+    # A declared value is typed by hand (Python floats): compare values, not dtypes.
+    value = np.asarray(expected) if isinstance(obs.value, np.ndarray) else expected
+    declared = Observation(obs.name, obs.kind, value, {**obs.params, "check_dtype": False})
+    return compare(declared, obs)
 
 
 # --------------------------------------------------------------------------- kinds
@@ -122,8 +139,9 @@ def _grad(ref: Observation, got: Observation, reveal: bool) -> Outcome:
     value = value.astype(np.float64)
     if not np.all(np.isfinite(value)):
         return _fail(ref, "the gradient has NaN or infinite entries", "an overflow, or 0/0 in a derivative?")
-    rtol, floor = float(ref.params.get("rtol", 1e-6)), float(ref.params.get("floor", 1e-8))
-    error = np.abs(value - expected) / np.maximum(floor, np.abs(value) + np.abs(expected))
+    rtol = float(ref.params.get("rtol", DEFAULT_GRAD_RTOL))
+    floor = float(ref.params.get("floor", DEFAULT_FLOOR))
+    error = relative_error(value, expected, floor)
     worst = float(error.max()) if error.size else 0.0
     if worst <= rtol:
         return _pass(ref)
@@ -164,17 +182,25 @@ def _by_hand(ref: Observation, got: Observation, reveal: bool) -> Outcome:
 
 
 def _accuracy(ref: Observation, got: Observation, reveal: bool) -> Outcome:
-    """got.value: {"accuracy", "n"} from scored_accuracy (the judge's labels)."""
-    minimum = float(ref.params["min_accuracy"])
-    accuracy = float(got.value["accuracy"])
-    if accuracy >= minimum:
-        return Outcome(True, f"check {ref.name!r} passed: accuracy {accuracy:.2%} on {got.value['n']} held-out "
-                             f"examples (at least {minimum:.0%} needed)")
+    """got.value: {"accuracy", "n"} from scored_accuracy (the judge's labels).
+
+    ref.params: min_accuracy, and max_accuracy when the check shows that a model fails (a
+    single layer on XOR, say)."""
+    minimum = float(ref.params.get("min_accuracy", 0.0))
+    maximum = ref.params.get("max_accuracy")
+    accuracy, n = float(got.value["accuracy"]), got.value["n"]
+    if maximum is None:
+        bound = f"at least {minimum:.0%} needed"
+    elif minimum > 0:
+        bound = f"between {minimum:.0%} and {float(maximum):.0%} expected"
+    else:
+        bound = f"at most {float(maximum):.0%} expected"
+    if accuracy >= minimum and (maximum is None or accuracy <= float(maximum)):
+        return Outcome(True, f"check {ref.name!r} passed: accuracy {accuracy:.2%} on {n} held-out examples ({bound})")
     cause = None
-    if accuracy < 0.2:
+    if accuracy < min(minimum, 0.2):
         cause = "near chance: predictions in a different order than the data set, or evaluated on the wrong data?"
-    return _fail(ref, f"accuracy {accuracy:.2%} on {got.value['n']} held-out examples, at least {minimum:.0%} "
-                      "needed", cause)
+    return _fail(ref, f"accuracy {accuracy:.2%} on {n} held-out examples, {bound}", cause)
 
 
 def _shape(ref: Observation, got: Observation, reveal: bool) -> Outcome:

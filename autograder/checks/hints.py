@@ -56,7 +56,18 @@ def likely_cause_for_values(expected: np.ndarray, got: np.ndarray, *, rtol: floa
         return "the rows sum to 1: probabilities (softmax) where raw scores (logits) are expected?"
     if np.all(expected < 50) and close(got, np.exp(expected)):
         return "exp() of the expected values: probabilities where log-probabilities are expected?"
+    if _same_offset_in_every_row(expected, got, close):
+        return ("every row is off by the same vector: a bias left out (out = x @ W + b adds b to each row) "
+                "or added twice?")
     return None
+
+
+def _same_offset_in_every_row(expected: np.ndarray, got: np.ndarray, close) -> bool:
+    """(N, M) results, N >= 2, whose difference is one non-zero row repeated: what a missing bias leaves."""
+    if expected.ndim != 2 or expected.shape[0] < 2:
+        return False
+    offset = expected - got
+    return bool(not close(offset[0], 0.0) and close(offset, np.broadcast_to(offset[0], offset.shape)))
 
 
 def _constant_ratio(expected: np.ndarray, got: np.ndarray) -> float | None:

@@ -77,6 +77,7 @@ REGISTRY: list[Dataset] = [import_module(f".{name}", __name__).DATASET for name 
     "fashion_mnist",
     "mnist",
     "colored",
+    "xor",
 )]
 
 
