@@ -53,12 +53,23 @@ def build(labs: Annotated[Optional[list[str]], typer.Argument(help="Labs to buil
 def grade(lab: str, student: Annotated[Optional[list[str]], typer.Option(help="Only these students.")] = None,
           force: Annotated[bool, typer.Option(help="Regrade submissions already graded.")] = False,
           workers: Annotated[int, typer.Option(help="Submissions at once (0: from config).")] = 0,
+          executor: Annotated[Optional[str], typer.Option(
+              help="Where kernels run: local (this machine's slots) or ray (default: c.Grading.executor).")] = None,
+          address: Annotated[Optional[str], typer.Option(
+              help="Ray cluster address for --executor ray ('auto': a running cluster; default: a local Ray).")] = None,
+          gpus: Annotated[Optional[str], typer.Option(
+              help="GPUs to grade on: auto, none, or minor numbers like 0,2 (default: c.Grading.gpus).")] = None,
           course: CourseOption = Path(".")):
     """Grade every submission in submitted/<student>/LAB/ (resumes where a batch stopped)."""
     from .grading.runner import grade_lab, submitted_students
     from .grading.sandbox import probe
 
     c = _load(course)
+    if executor not in (None, "local", "ray"):
+        _fail(f"--executor {executor}: expected local or ray")
+    for name, value in (("executor", executor), ("ray_address", address), ("gpus", gpus)):
+        if value is not None:
+            setattr(c.config.Grading, name, value)
     try:
         c.check_lab(lab)
     except CourseError as err:
@@ -83,13 +94,17 @@ def grade(lab: str, student: Annotated[Optional[list[str]], typer.Option(help="O
 
         try:
             results = grade_lab(c, lab, students, force=force, workers=workers or None, on_result=on_result)
-        except CourseError as err:
+        except (CourseError, RuntimeError) as err:   # RuntimeError: the ray extra is missing
             _fail(str(err))
     print_results(results)
 
 
 def print_results(results) -> None:
-    table = Table(title="Grades")
+    counts: dict[str, int] = {}
+    for r in results:
+        key = "graded" if r.status == "graded" else f"failed ({r.reason.split(':')[0] if r.reason else '?'})"
+        counts[key] = counts.get(key, 0) + 1
+    table = Table(title="Grades", caption=", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     for column in ("student", "score", "status", "seconds"):
         table.add_column(column, justify="right" if column in ("score", "seconds") else "left")
     for r in results:

@@ -67,6 +67,7 @@ class ExecutionResult:
     warnings: list[str] = field(default_factory=list)
     start_seconds: float = 0.0   # the kernel's start and warm-up (before wall_seconds when prepared)
     prepared: bool = False       # the kernel was started before its notebook was known
+    where: str = ""              # which slot, GPU or Ray node ran it (for people)
 
 
 def execute_notebook(nb, *, job_dir: Path, limits: Limits, env: dict[str, str] | None = None,

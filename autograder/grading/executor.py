@@ -157,12 +157,7 @@ class LocalExecutor:
         self._spares[slot.index] = asyncio.ensure_future(self._start(slot))
 
     async def _start(self, slot: Slot) -> KernelSession:
-        job_dir = Path(tempfile.mkdtemp(prefix=f"autograder-slot{slot.index}-"))
-        session = KernelSession(job_dir=job_dir, limits=self.spec.limits_for(slot), env=self.spec.env_for(slot),
-                                read_only=self.spec.read_only, sandbox=self.spec.sandbox,
-                                gpu_devices=slot.device_nodes)
-        await session.start(warm_up=self.spec.warm_up_code(cuda=slot.gpu is not None))
-        return session
+        return await start_kernel(self.spec, slot, prefix=f"autograder-slot{slot.index}-")
 
     async def _run(self, slot: Slot, nb, label: str) -> ExecutionResult:
         spare = self._spares.pop(slot.index, None)
@@ -172,33 +167,13 @@ class LocalExecutor:
         if self.prepare_ahead and not self._closing and (self._unstarted is None or
                                                          self._unstarted > len(self._spares)):
             await self._prepare_spare(slot)
-        guard = self._guard(slot, session)
-        try:
-            result = await session.run(nb)
-        finally:
-            if guard is not None:
-                guard.cancel()
-            await session.close()
-            shutil.rmtree(session.job_dir, ignore_errors=True)
-        result.start_seconds = session.start_seconds
+        result = await run_session(session, slot, nb, self._gpu_memory, self._watchdog_interval)
         result.prepared = spare is not None
+        result.where = f"slot {slot.index}" + (f", GPU {slot.gpu}" if slot.gpu is not None else ", CPU")
         if slot.gpu is not None and self._gpu_memory_problem:
             result.warnings.append(f"no GPU memory limit: {self._gpu_memory_problem}")
         log.debug("%s ran on slot %d (%s kernel)", label, slot.index, "prepared" if spare else "cold")
         return result
-
-    def _guard(self, slot: Slot, session: KernelSession):
-        """The GPU memory watchdog of a GPU job (None on CPU slots or without NVML)."""
-        if slot.gpu is None or self._gpu_memory is None:
-            return None
-        try:
-            total = self._gpu_memory.total(slot.gpu)
-        except Exception as err:
-            session.notes.append(f"no GPU memory limit: NVML does not know GPU {slot.gpu} ({err})")
-            return None
-        limit = gpu_watchdog.MemoryLimit(slot.gpu, int(total * slot.gpu_share), exclusive=slot.gpu_share >= 1)
-        return asyncio.ensure_future(gpu_watchdog.watch(self._gpu_memory, limit, session.pids, session.kill,
-                                                        session.notes.append, self._watchdog_interval))
 
     async def _close_spares(self) -> None:
         spares, self._spares = list(self._spares.values()), {}
@@ -214,8 +189,54 @@ class LocalExecutor:
     def _open_gpu_memory(self, given):
         if given is not None or not any(slot.gpu is not None for slot in self.slots.slots):
             return given, None
-        opened = gpu_watchdog.GpuMemory.open()
-        if isinstance(opened, str):
-            log.warning("GPU jobs run without a memory limit: %s", opened)
-            return None, opened
-        return opened, None
+        return open_gpu_memory()
+
+
+# ---------------------------------------------------------------------------- shared by the executors
+
+
+async def start_kernel(spec: JobSpec, slot: Slot, prefix: str = "autograder-") -> KernelSession:
+    """A kernel for `slot`, started and warmed up (a failed start is kept in the session)."""
+    job_dir = Path(tempfile.mkdtemp(prefix=prefix))
+    session = KernelSession(job_dir=job_dir, limits=spec.limits_for(slot), env=spec.env_for(slot),
+                            read_only=spec.read_only, sandbox=spec.sandbox, gpu_devices=slot.device_nodes)
+    await session.start(warm_up=spec.warm_up_code(cuda=slot.gpu is not None))
+    return session
+
+
+async def run_session(session: KernelSession, slot: Slot, nb, gpu_memory: gpu_watchdog.MemoryReader | None,
+                      interval: float = 0.5) -> ExecutionResult:
+    """Run `nb` in `session` under the GPU memory watchdog of its slot (when it has a GPU and NVML
+    is there), then close the session and remove its job folder."""
+    guard = _guard(slot, session, gpu_memory, interval)
+    try:
+        result = await session.run(nb)
+    finally:
+        if guard is not None:
+            guard.cancel()
+        await session.close()
+        shutil.rmtree(session.job_dir, ignore_errors=True)
+    result.start_seconds = session.start_seconds
+    return result
+
+
+def _guard(slot: Slot, session: KernelSession, gpu_memory, interval: float):
+    if slot.gpu is None or gpu_memory is None:
+        return None
+    try:
+        total = gpu_memory.total(slot.gpu)
+    except Exception as err:
+        session.notes.append(f"no GPU memory limit: NVML does not know GPU {slot.gpu} ({err})")
+        return None
+    limit = gpu_watchdog.MemoryLimit(slot.gpu, int(total * slot.gpu_share), exclusive=slot.gpu_share >= 1)
+    return asyncio.ensure_future(gpu_watchdog.watch(gpu_memory, limit, session.pids, session.kill,
+                                                    session.notes.append, interval))
+
+
+def open_gpu_memory() -> tuple[gpu_watchdog.GpuMemory | None, str | None]:
+    """(NVML, None), or (None, why GPU jobs will run without a memory limit)."""
+    opened = gpu_watchdog.GpuMemory.open()
+    if isinstance(opened, str):
+        log.warning("GPU jobs run without a memory limit: %s", opened)
+        return None, opened
+    return opened, None

@@ -1,0 +1,202 @@
+"""The executors' contract: the local executor (prepared kernels on this machine's slots) and the
+Ray executor (one task per submission, here on a local Ray instance with fake GPUs) grade alike.
+
+Real kernels, real bubblewrap, real Ray. Ray's GPUs here are logical resources only (this
+machine has none): a task that gets one runs its kernel without a GPU device, and the test
+checks Ray's assignment from the result's `where`.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+from traitlets.config import Config
+
+from conftest import new_course
+from notebooks import mean_square_lab, write_lab
+
+from autograder.build.pipeline import build_lab
+from autograder.course import Course
+from autograder.demo import DemoStudent, make_submission
+from autograder.grading.executor import JobSpec, LocalExecutor
+from autograder.grading.runner import LabContext, grade_lab
+from autograder.grading.sandbox import Limits, probe
+from autograder.grading.slots import SlotPool
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[test]')")
+
+LAB = "tiny"
+pytestmark = pytest.mark.skipif(not probe().available, reason=f"no sandbox here: {probe().reason}")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray with 4 logical CPUs and 2 fake GPUs (what CI can have)."""
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, object_store_memory=80 * 2**20,
+             log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Course:
+    course = new_course(tmp_path_factory.mktemp("executors"))
+    write_lab(course.root, LAB, mean_square_lab())
+    build_lab(course, LAB)
+    return course
+
+
+def with_limits(course: Course, **grading) -> Course:
+    config = Config(course.config)
+    for key, value in grading.items():
+        setattr(config.Grading, key, value)
+    return Course(course.root, config)
+
+
+CLASS = [
+    DemoStudent("honest", "correct"),
+    DemoStudent("blank", "blank release", answers="blank"),
+    DemoStudent("summer", "sum instead of mean", replace={"mean_square": "def mean_square(x):\n    return (x ** 2).sum()"}),
+    DemoStudent("looper", "infinite loop", extra_cell="while True:\n    pass"),
+    DemoStudent("crasher", "kills its kernel", extra_cell="import os\nos._exit(3)"),
+]
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_both_executors_grade_the_same_class_alike(course, executor, request):
+    if executor == "ray":
+        request.getfixturevalue("ray_cluster")
+    for student in CLASS:
+        make_submission(course, LAB, student)
+    fast = with_limits(course, cell_timeout=8, notebook_timeout=30)
+    results = {r.student: r for r in grade_lab(fast, LAB, [s.name for s in CLASS], force=True, workers=2,
+                                               executor=executor)}
+    assert {s: (r.status, r.score) for s, r in results.items()} == {
+        "honest": ("graded", 3.0), "blank": ("graded", 0.0), "summer": ("graded", 1.0),
+        "looper": ("failed", 0.0), "crasher": ("failed", 0.0)}
+    assert results["looper"].reason.startswith("timeout: cell ")
+    assert "kernel died while running cell" in results["crasher"].reason
+    assert all(r.sandboxed for r in results.values())
+    summer = {k["name"]: k["message"] for c in results["summer"].cells for k in c["checks"]}
+    assert "exactly 3x too large" in summer["mean_square_small"]
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def probe_notebook(seconds: float = 0.0):
+    """Prints what a fresh kernel must show, then sleeps: for overlap and isolation checks."""
+    return new_notebook(cells=[new_code_cell(
+        "import glob, os, sys, time\n"
+        "began = time.time()\n"
+        "print('fresh', 'torch' in globals(), len(In), os.path.exists('/tmp/marker'))\n"
+        "print('warm', 'torch' in sys.modules)\n"
+        "print('gpu', repr(os.environ.get('CUDA_VISIBLE_DEVICES')), glob.glob('/dev/nvidia*'))\n"
+        "open('/tmp/marker', 'w').write('a previous submission was here')\n"
+        f"time.sleep({seconds})\n"
+        "print('span', began, time.time())")])
+
+
+def outputs(result) -> dict[str, str]:
+    text = "".join(o.get("text", "") for o in result.notebook.cells[0].outputs)
+    return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in text.splitlines() if " " in line}
+
+
+def spec_for(course: Course, **limits) -> JobSpec:
+    context = LabContext.load(course, LAB)
+    spec = context.job_spec()
+    return JobSpec(limits=Limits(**{**spec.limits.__dict__, **limits}), env=spec.env, read_only=spec.read_only,
+                   sandbox=True, warm_up_modules=("numpy", "torch"))
+
+
+def test_local_kernels_are_prepared_ahead_fresh_and_never_reused(course):
+    jobs = 6
+    with LocalExecutor(spec_for(course), SlotPool.for_machine(gpus=[], cpu_jobs=2), jobs=jobs) as executor:
+        time.sleep(8)   # the batch's first kernels get ready before any submission comes
+        results = [executor.execute(probe_notebook(), f"job{i}") for i in range(jobs)]
+    assert all(r.status == "completed" and r.sandboxed for r in results), [r.reason for r in results]
+    for r in results:
+        seen = outputs(r)
+        # No names and no history from the warm-up (In holds '' and this cell, as in a cold kernel),
+        # and no trace of another submission's /tmp.
+        assert seen["fresh"] == "False 2 False" and r.notebook.cells[0].execution_count == 1
+        assert seen["warm"] == "True"          # torch was imported before the notebook came
+        assert seen["gpu"] == "'' []"          # a CPU slot: no GPU device, CUDA hidden
+        assert r.start_seconds > 0
+    # Run one after another, each job finds the kernel its slot prepared while the previous one ran.
+    assert [r.prepared for r in results] == [True] * jobs
+    assert {r.where for r in results} <= {"slot 0, CPU", "slot 1, CPU"}
+
+
+def test_a_kernel_that_cannot_start_is_a_failed_result_not_an_exception(course, tmp_path):
+    spec = spec_for(course)
+    broken = JobSpec(limits=spec.limits, env=spec.env, sandbox=True,
+                     read_only=spec.read_only + ((str(tmp_path / "gone"), "/opt/gone"),))
+    with LocalExecutor(broken, SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=1) as executor:
+        result = executor.execute(probe_notebook(), "job")
+    assert result.status == "failed" and result.reason.startswith("kernel did not start")
+    assert "gone does not exist" in result.reason
+
+
+def overlaps(spans: list[tuple[float, float]]) -> int:
+    """The largest number of spans running at one instant."""
+    events = sorted([(a, 1) for a, _ in spans] + [(b, -1) for _, b in spans])
+    running = peak = 0
+    for _, step in events:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def run_concurrently(executor, count: int, seconds: float):
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(lambda i: executor.execute(probe_notebook(seconds), f"job{i}"), range(count)))
+
+
+def spans(results) -> list[tuple[float, float]]:
+    return [tuple(map(float, outputs(r)["span"].split())) for r in results]
+
+
+def test_local_slots_are_never_oversubscribed_and_cpu_jobs_see_no_gpu(course):
+    with LocalExecutor(spec_for(course), SlotPool.for_machine(gpus=[], cpu_jobs=2), jobs=6) as executor:
+        results = run_concurrently(executor, 6, 1.5)
+    assert all(r.status == "completed" for r in results), [r.reason for r in results]
+    assert overlaps(spans(results)) <= 2
+    assert all(outputs(r)["gpu"] == "'' []" for r in results)
+
+
+def test_ray_tasks_get_fractional_gpus_fresh_workers_and_the_same_sandbox(course, ray_cluster):
+    from autograder.grading.ray_executor import RayExecutor
+
+    executor = RayExecutor(spec_for(course), gpus_per_job=0.5)
+    assert executor.capacity == 4   # 2 fake GPUs / 0.5, and 4 logical CPUs
+    results = run_concurrently(executor, 6, 2.0)
+    executor.close()   # leaves the test's Ray running: the executor did not start it
+    assert ray.is_initialized()
+    assert all(r.status == "completed" and r.sandboxed for r in results), [r.reason for r in results]
+    gpus = [re.search(r"Ray GPU (\d+)", r.where).group(1) for r in results]
+    assert set(gpus) <= {"0", "1"}
+    for gpu in set(gpus):   # never more than two half-GPU tasks on one GPU at once
+        assert overlaps([s for s, g in zip(spans(results), gpus) if g == gpu]) <= 2
+    for r in results:
+        assert outputs(r)["fresh"] == "False 2 False"
+        assert outputs(r)["gpu"] == "'' []"   # a logical GPU: no device node to expose
+        assert any("no device for" in w for w in r.warnings)
+
+
+def test_ray_force_cancels_a_task_past_its_time(course, ray_cluster):
+    from autograder.grading.ray_executor import RayExecutor
+
+    # The task's clock (8 s) runs out before the kernel's own (60 s): Ray must stop it.
+    executor = RayExecutor(spec_for(course, notebook_timeout=60, cell_timeout=60), task_timeout=8)
+    began = time.monotonic()
+    result = executor.execute(probe_notebook(seconds=60), "sleeper")
+    assert result.status == "failed" and "was cancelled" in result.reason
+    assert time.monotonic() - began < 30
