@@ -313,3 +313,20 @@ def test_a_missing_bias_is_named():
     expected = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     assert "a bias left out" in message(expected, expected - torch.tensor([0.5, -1.0, 2.0]))
     assert "a bias" not in message(expected, expected + torch.tensor([[1.0], [2.0]]))   # not the same vector
+
+
+def test_a_near_miss_gradient_names_float32_only_when_it_was_float32():
+    ref = Observation("g", "grad", to_array(torch.tensor([1.0, 2.0], dtype=torch.float64)), {"rtol": 1e-6})
+    near = torch.tensor([1.0, 2.0001])
+    assert "computed in float32? gradient checks need float64" in compare(ref, obs("g", near, kind="grad")).message
+    text = compare(ref, obs("g", near.double(), kind="grad")).message
+    assert "close, but beyond the tolerance" in text and "float32" not in text
+
+
+def test_by_hand_names_a_module_call_once():
+    """torch.autograd.grad is one violation (uses torch.autograd), not also "reads or writes .grad"."""
+    from autograder.checks.by_hand import function_violations
+
+    cells = ["def f(x):\n    return torch.autograd.grad(x.sum(), x)", "def g(x):\n    return x.grad"]
+    assert function_violations(cells, "f") == (True, ["f, line 2: uses torch.autograd"])
+    assert function_violations(cells, "g") == (True, ["g, line 2: reads or writes .grad"])

@@ -67,7 +67,8 @@ def function_violations(sources: list[str], function: str) -> tuple[bool, list[s
 def _problems(node: ast.AST):
     for child in ast.walk(node):
         if isinstance(child, ast.Attribute) and child.attr in FORBIDDEN_ATTRIBUTES:
-            yield child.lineno, FORBIDDEN_ATTRIBUTES[child.attr]
+            if not _named_by_its_module(child):
+                yield child.lineno, FORBIDDEN_ATTRIBUTES[child.attr]
         elif isinstance(child, ast.Name) and child.id in FORBIDDEN_NAMES:
             yield child.lineno, FORBIDDEN_NAMES[child.id]
         elif isinstance(child, ast.keyword) and child.arg == "requires_grad":
@@ -76,6 +77,13 @@ def _problems(node: ast.AST):
             modules = [child.module or ""] if isinstance(child, ast.ImportFrom) else [a.name for a in child.names]
             if any(part in FORBIDDEN_NAMES or part == "func" for m in modules for part in m.split(".")):
                 yield child.lineno, f"imports {', '.join(modules)}"
+
+
+def _named_by_its_module(node: ast.Attribute) -> bool:
+    """`torch.autograd.grad`, `torch.func.vjp`: the module's own violation already says it (not ".grad")."""
+    parent = node.value
+    module = parent.attr if isinstance(parent, ast.Attribute) else getattr(parent, "id", None)
+    return module in ("autograd", "func") and node.attr not in ("autograd", "func")
 
 
 def _without_magics(source: str) -> str:

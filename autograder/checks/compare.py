@@ -136,6 +136,7 @@ def _grad(ref: Observation, got: Observation, reveal: bool) -> Outcome:
         cause = likely_cause_for_shape(expected.shape, value.shape)
         return _fail(ref, f"expected a gradient of shape {_shape_text(expected.shape)}, got {_shape_text(value.shape)}",
                      cause)
+    computed_in = value.dtype
     value = value.astype(np.float64)
     if not np.all(np.isfinite(value)):
         return _fail(ref, "the gradient has NaN or infinite entries", "an overflow, or 0/0 in a derivative?")
@@ -146,7 +147,12 @@ def _grad(ref: Observation, got: Observation, reveal: bool) -> Outcome:
     if worst <= rtol:
         return _pass(ref)
     cause = likely_cause_for_values(expected, value, rtol=rtol, atol=floor)
-    verdict = "a wrong formula" if worst > 1e-2 else "close, but beyond the tolerance (float32 somewhere?)"
+    if worst > 1e-2:
+        verdict = "a wrong formula"
+    elif computed_in.kind == "f" and computed_in.itemsize < 8:
+        verdict = f"close, but beyond the tolerance: computed in {computed_in}? gradient checks need float64"
+    else:
+        verdict = "close, but beyond the tolerance"
     detail = f"largest relative error {worst:.2e} (allowed {rtol:.0e}): {verdict}"
     if reveal and error.ndim:
         where = np.unravel_index(int(np.argmax(error)), error.shape)
