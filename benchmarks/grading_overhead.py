@@ -1,6 +1,7 @@
 """Grading overhead per submission beyond the notebook's own compute, and serial nbgrader.
 
-Grades N honest copies of a lab's solution one at a time (workers=1), splitting each
+Grades N honest copies of a lab's solution one at a time, each in a kernel started cold
+(no kernel prepared ahead: benchmarks/throughput.py measures those), splitting each
 grade into its stages (sanitize, sandboxed execution, verdicts + gradebook write), and
 subtracts the notebook's own cell time (nbclient's per-cell timing) to get the overhead:
 sanitize + sandbox + kernel start + verdicts + gradebook. Then runs `nbgrader autograde`
@@ -27,6 +28,7 @@ from autograder.build.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course
 from autograder.demo import DemoStudent, make_submission
 from autograder.grading import runner
+from autograder.grading.execute import execute_notebook
 from autograder.grading.gradebook import record_result
 from autograder.grading.results import Result
 from autograder.grading.sandbox import probe
@@ -55,7 +57,7 @@ def grade_in_stages(context: runner.LabContext, student: str) -> dict[str, float
     nb = sanitize(context.course, context.lab, path)
     t1 = time.perf_counter()
     job = Path(tempfile.mkdtemp())
-    execution = runner.execute_notebook(nb, job_dir=job, limits=runner.limits_from(context.settings),
+    execution = execute_notebook(nb, job_dir=job, limits=runner.limits_from(context.settings),
                                         env=runner.kernel_environment(context.settings),
                                         read_only=runner.read_only_binds(context))
     shutil.rmtree(job, ignore_errors=True)

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import re
 import time
-from pathlib import Path
 
-import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 from traitlets.config import Config
@@ -84,6 +82,9 @@ def test_both_executors_grade_the_same_class_alike(course, executor, request):
     assert all(r.sandboxed for r in results.values())
     summer = {k["name"]: k["message"] for c in results["summer"].cells for k in c["checks"]}
     assert "exactly 3x too large" in summer["mean_square_small"]
+    timings = results["honest"].timings
+    assert set(timings) == {"sanitize", "wait", "run", "cells", "judge", "record"}
+    assert 0 < timings["cells"] <= timings["run"] < results["honest"].seconds
 
 
 # --------------------------------------------------------------------------- kernels

@@ -24,6 +24,7 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -68,6 +69,20 @@ class ExecutionResult:
     start_seconds: float = 0.0   # the kernel's start and warm-up (before wall_seconds when prepared)
     prepared: bool = False       # the kernel was started before its notebook was known
     where: str = ""              # which slot, GPU or Ray node ran it (for people)
+    wait_seconds: float = 0.0    # from the executor's hand-over until a kernel was ready for it
+
+
+def cell_seconds(nb) -> float:
+    """The notebook's own compute: the sum of its cells' run times as nbclient recorded them
+    (cell.metadata.execution, from iopub.execute_input to shell.execute_reply)."""
+    total = 0.0
+    for cell in nb.cells:
+        timing = cell.get("metadata", {}).get("execution", {})
+        start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+        if start and end:
+            total += (datetime.fromisoformat(end.replace("Z", "+00:00")) -
+                      datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+    return total
 
 
 def execute_notebook(nb, *, job_dir: Path, limits: Limits, env: dict[str, str] | None = None,

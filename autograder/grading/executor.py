@@ -18,6 +18,7 @@ import logging
 import shutil
 import tempfile
 import threading
+import time
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -126,8 +127,9 @@ class LocalExecutor:
     def execute(self, nb, label: str = "job") -> ExecutionResult:
         if self._closing:
             raise RuntimeError("this executor is closed")
+        called = time.monotonic()
         with self.slots.acquire() as slot:
-            return self._submit(self._run(slot, nb, label)).result()
+            return self._submit(self._run(slot, nb, label, called)).result()
 
     def close(self) -> None:
         """Kill the prepared kernels nobody took and stop the loop."""
@@ -159,16 +161,17 @@ class LocalExecutor:
     async def _start(self, slot: Slot) -> KernelSession:
         return await start_kernel(self.spec, slot, prefix=f"autograder-slot{slot.index}-")
 
-    async def _run(self, slot: Slot, nb, label: str) -> ExecutionResult:
+    async def _run(self, slot: Slot, nb, label: str, called: float) -> ExecutionResult:
         spare = self._spares.pop(slot.index, None)
         if self._unstarted is not None:
             self._unstarted -= 1
         session = await spare if spare is not None else await self._start(slot)
+        waited = time.monotonic() - called
         if self.prepare_ahead and not self._closing and (self._unstarted is None or
                                                          self._unstarted > len(self._spares)):
             await self._prepare_spare(slot)
         result = await run_session(session, slot, nb, self._gpu_memory, self._watchdog_interval)
-        result.prepared = spare is not None
+        result.prepared, result.wait_seconds = spare is not None, round(waited, 3)
         result.where = f"slot {slot.index}" + (f", GPU {slot.gpu}" if slot.gpu is not None else ", CPU")
         if slot.gpu is not None and self._gpu_memory_problem:
             result.warnings.append(f"no GPU memory limit: {self._gpu_memory_problem}")

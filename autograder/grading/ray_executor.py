@@ -86,7 +86,10 @@ class RayExecutor:
             payload = ray.get(ref)
         except Exception as err:   # the worker died (killed, out of memory), or our code failed there
             return _failed(nb, f"the Ray worker failed: {type(err).__name__}: {_first_line(err)}", started)
-        return _from_payload(payload, nb, started)
+        result = _from_payload(payload, nb, started)
+        # queueing in Ray, the worker's start and the kernel's: everything but the notebook's run
+        result.wait_seconds = round(max(0.0, time.monotonic() - started - result.wall_seconds), 3)
+        return result
 
     def close(self) -> None:
         if self._owns_ray and self._ray.is_initialized():

@@ -29,6 +29,7 @@ class Result:
     fingerprint: str = ""        # hash of the submission files and the references it was judged with
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)   # what the run went on despite (no GPU memory limit...)
+    timings: dict[str, float] = field(default_factory=dict)   # seconds per stage (see runner.grade_submission)
 
     @property
     def status_text(self) -> str:

@@ -23,6 +23,7 @@ from ..checks.checker import MODE_VARIABLE
 from ..checks.observation import MIME_TYPE
 from ..course import Course, CourseError
 from ..settings import Grading
+from .execute import cell_seconds
 from .executor import Executor, JobSpec, LocalExecutor
 from .gradebook import max_scores, record_result
 from .results import Result, fingerprint, load_result, save_result
@@ -182,14 +183,25 @@ def grade_submission(context: LabContext, student: str, force: bool = False) -> 
         result.status, result.reason = "failed", f"internal error while grading: {type(err).__name__}: {err}"
     if result.status == "graded":
         result.score = round(sum(c["score"] for c in result.cells), 6)
-    result.seconds = round(time.perf_counter() - start, 3)
+    recorded = time.perf_counter()
+    result.seconds = round(recorded - start, 3)
     record_result(course, result, timestamp=course.coursedir().get_existing_timestamp(str(folder)))
     save_result(course.autograded, result)
+    _add_timing(result, "record", time.perf_counter() - recorded)
     return result, False
 
 
+def _add_timing(result: Result, stage: str, seconds: float) -> None:
+    """Stages: sanitize, wait (for a slot and a ready kernel: ~0 when prepared), run (the notebook,
+    from hand-over to the end), cells (its own compute), judge (verdicts and the autograded copy),
+    record (gradebook and result file; after `seconds` was taken)."""
+    result.timings[stage] = round(result.timings.get(stage, 0.0) + seconds, 3)
+
+
 def _grade_notebook(context: LabContext, student: str, name: str, path: Path, result: Result) -> None:
+    began = time.perf_counter()
     nb = sanitize(context.course, context.lab, path)
+    _add_timing(result, "sanitize", time.perf_counter() - began)
     sources = [cell.source for cell in nb.cells if cell.cell_type == "code"]
     # grade_submission called on its own (not from grade_lab) brings no executor: use one for this job
     executor = context.executor or make_executor(context, jobs=1)
@@ -198,6 +210,10 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
     finally:
         if executor is not context.executor:
             executor.close()
+    judged = time.perf_counter()
+    for stage, seconds in (("wait", execution.wait_seconds), ("run", execution.wall_seconds),
+                           ("cells", cell_seconds(execution.notebook))):
+        _add_timing(result, stage, seconds)
     result.sandboxed = result.sandboxed and execution.sandboxed
     result.warnings.extend(w for w in execution.warnings if w not in result.warnings)
     stopped = execution.reason if execution.status != "completed" else None
@@ -206,6 +222,7 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
                             labels_for=context.course.held_out_labels)
     result.cells.extend(score.to_dict() for score in scores)
     write_autograded_notebook(context.course, student, context.lab, name, execution.notebook, scores)
+    _add_timing(result, "judge", time.perf_counter() - judged)
     if stopped:
         raise SubmissionError(stopped)
 
