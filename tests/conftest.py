@@ -86,3 +86,27 @@ def assert_no_secrets_in_release(lab: str) -> None:
     for source in sorted((REPO / "source" / lab).glob("*.ipynb")):
         check_release(nbformat.read(source, as_version=4),
                       nbformat.read(REPO / "release" / lab / source.name, as_version=4), source)
+
+
+def cell_scores(result) -> dict[str, float]:
+    """grade_id → score of a graded Result, rounded for exact comparison."""
+    return {c["grade_id"]: round(c["score"], 6) for c in result.cells}
+
+
+def failed_checks(result) -> dict[str, str]:
+    """name → message of every check a Result failed."""
+    return {check["name"]: check["message"] for c in result.cells for check in c["checks"] if not check["passed"]}
+
+
+def assert_data_cell_names_the_command(lab: str, tmp_path: Path, monkeypatch) -> None:
+    """The lab's data cell, run without staged data, says to run `autograder data`."""
+    import nbformat
+
+    nb = nbformat.read(REPO / "source" / lab / f"{lab}.ipynb", as_version=4)
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells if c.cell_type == "code"}
+    monkeypatch.setenv("AUTOGRADER_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    namespace: dict = {}
+    exec(compile(cells["setup"], "setup", "exec"), namespace)
+    with pytest.raises(FileNotFoundError, match=r"is not staged: run `autograder data` in the course folder"):
+        exec(compile(cells["load_data"], "load_data", "exec"), namespace)

@@ -181,12 +181,18 @@ BY_HAND_CELLS = [
     "def sneaky(dout, x):\n    return helper(x)",
     "def direct(x):\n    from torch.autograd import grad\n    return grad(x.sum(), x)",
     "def dynamic(x):\n    return getattr(x, 'back' + 'ward')()",
+    "from torch.autograd import grad as g\nimport torch.func as tf",
+    "def aliased(x):\n    return g(x.sum(), x)",
+    "def aliased_module(f, x):\n    return tf.vjp(f, x)",
+    "def named_grad(dout, x):\n    grad = dout * (x > 0)   # dx's natural name is no autograd\n    return grad",
 ]
 
 
 @pytest.mark.parametrize("function, found, problem", [
     ("honest", True, None), ("sneaky", True, "helper (called from sneaky), line 2: calls .backward()"),
-    ("direct", True, "imports torch.autograd"), ("dynamic", True, "getattr"), ("absent", False, None)])
+    ("direct", True, "imports torch.autograd"), ("dynamic", True, "getattr"), ("absent", False, None),
+    ("aliased", True, "uses torch.autograd.grad (imported as g)"), ("aliased_module", True, "uses torch.func"),
+    ("named_grad", True, None)])
 def test_by_hand_rule_reads_the_source(function, found, problem):
     from autograder.checks.by_hand import function_violations
     was_found, violations = function_violations(BY_HAND_CELLS, function)

@@ -61,7 +61,6 @@ def test_the_blank_release_runs_to_the_end_and_fails_every_hidden_check(graded):
 def test_a_missing_batch_mean_costs_the_batch_cell_and_is_named(graded):
     result = graded[1]["no_mean"]
     assert result.status == "graded"
-    failed = [k for k in checks(result).values() if not k["passed"]]
     assert failed_cells(result) == {"cross_entropy_batch_tests"}
     assert "3x too large: a sum where a mean" in checks(result)["ce_batch_mean"]["message"]
 

@@ -14,7 +14,8 @@ import json
 import nbformat
 import pytest
 
-from conftest import REPO, assert_no_secrets_in_release, assert_release_in_sync
+from conftest import (REPO, assert_data_cell_names_the_command, assert_no_secrets_in_release,
+                      assert_release_in_sync, cell_scores, failed_checks)
 
 from autograder.build.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course
@@ -157,12 +158,6 @@ def graded(lab3_course):
     return {r.student: r for r in results}
 
 
-def cell_scores(result) -> dict[str, float]:
-    return {c["grade_id"]: c["score"] for c in result.cells}
-
-
-def failed_checks(result) -> dict[str, str]:
-    return {check["name"]: check["message"] for c in result.cells for check in c["checks"] if not check["passed"]}
 
 
 FULL_CELLS = {"softmax_regression_tests": 1.0, "mlp_tests": 2.0, "deep_mlp_tests": 1.0, "lenet_tests": 3.0,
@@ -248,13 +243,5 @@ def test_the_committed_release_and_solutions_match_a_fresh_build(lab3_course):
 
 
 def test_a_missing_data_set_names_the_command(tmp_path, monkeypatch):
-    """The lab's data cell, run without staged data, says to run `autograder data`."""
-    nb = nbformat.read(REPO / "source" / LAB / f"{LAB}.ipynb", as_version=4)
-    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c.source for c in nb.cells if c.cell_type == "code"}
-    monkeypatch.setenv("AUTOGRADER_DATA", str(tmp_path / "empty"))
-    monkeypatch.setenv("MPLBACKEND", "Agg")
-    namespace: dict = {}
-    exec(compile(cells["setup"], "setup", "exec"), namespace)
-    with pytest.raises(FileNotFoundError, match=r"is not staged: run `autograder data` in the course folder"):
-        exec(compile(cells["load_data"], "load_data", "exec"), namespace)
+    assert_data_cell_names_the_command(LAB, tmp_path, monkeypatch)
 

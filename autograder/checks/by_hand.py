@@ -24,13 +24,14 @@ FORBIDDEN_ATTRIBUTES = {
 FORBIDDEN_NAMES = {
     "autograd": "uses autograd",
     "functorch": "uses functorch",
-    "grad": "uses an autograd grad function",
     "eval": "runs code from a string (eval)",
     "exec": "runs code from a string (exec)",
     "__import__": "imports dynamically",
     "getattr": "looks up attributes dynamically (getattr), which hides what is called",
     "importlib": "imports dynamically",
 }
+# Modules whose names, imported anywhere in the notebook, are autograd wherever they are used.
+AUTOGRAD_MODULES = ("torch.autograd", "torch.func", "functorch")
 
 
 def function_violations(sources: list[str], function: str) -> tuple[bool, list[str]]:
@@ -39,6 +40,7 @@ def function_violations(sources: list[str], function: str) -> tuple[bool, list[s
     A cell that does not parse is skipped; the last definition wins, as in a notebook.
     """
     definitions: dict[str, ast.FunctionDef] = {}
+    aliases: dict[str, str] = {}   # a name bound to autograd by an import anywhere → what it is
     for source in sources:
         try:
             tree = ast.parse(_without_magics(source))
@@ -47,6 +49,7 @@ def function_violations(sources: list[str], function: str) -> tuple[bool, list[s
         for node in tree.body:
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 definitions[node.name] = node
+        aliases.update(_autograd_aliases(tree))
     if function not in definitions:
         return False, []
     violations, seen, queue = [], set(), [function]
@@ -56,7 +59,7 @@ def function_violations(sources: list[str], function: str) -> tuple[bool, list[s
             continue
         seen.add(name)
         node = definitions[name]
-        for problem in _problems(node):
+        for problem in _problems(node, aliases):
             where = name if name == function else f"{name} (called from {function})"
             violations.append(f"{where}, line {problem[0]}: {problem[1]}")
         queue.extend(n.func.id for n in ast.walk(node) if isinstance(n, ast.Call) and isinstance(n.func, ast.Name)
@@ -64,13 +67,46 @@ def function_violations(sources: list[str], function: str) -> tuple[bool, list[s
     return True, sorted(set(violations))
 
 
-def _problems(node: ast.AST):
+def _autograd_aliases(tree: ast.AST) -> dict[str, str]:
+    """Names that imports bind to autograd: `from torch.autograd import grad as g` → {"g": ...},
+    `import torch.func as tf`, `from torch import autograd`. A plain variable called `grad`
+    (dW's natural name) is no such alias. Module level only: an import inside a function is a
+    violation of that function already."""
+    found = {}
+    for node in _module_level(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            for alias in node.names:
+                full = f"{node.module}.{alias.name}"
+                if any(full == m or full.startswith(m + ".") or node.module == m or node.module.startswith(m + ".")
+                       for m in AUTOGRAD_MODULES):
+                    found[alias.asname or alias.name] = full
+        elif isinstance(node, ast.Import):
+            for alias in node.names:
+                if alias.asname and any(alias.name == m or alias.name.startswith(m + ".") for m in AUTOGRAD_MODULES):
+                    found[alias.asname] = alias.name
+    return found
+
+
+def _module_level(tree: ast.AST):
+    """The nodes of a cell outside any function or class body."""
+    stack = list(ast.iter_child_nodes(tree))
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)):
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def _problems(node: ast.AST, aliases: dict[str, str]):
     for child in ast.walk(node):
         if isinstance(child, ast.Attribute) and child.attr in FORBIDDEN_ATTRIBUTES:
             if not _named_by_its_module(child):
                 yield child.lineno, FORBIDDEN_ATTRIBUTES[child.attr]
         elif isinstance(child, ast.Name) and child.id in FORBIDDEN_NAMES:
             yield child.lineno, FORBIDDEN_NAMES[child.id]
+        elif isinstance(child, ast.Name) and child.id in aliases and isinstance(child.ctx, ast.Load):
+            yield child.lineno, f"uses {aliases[child.id]} (imported as {child.id})"
         elif isinstance(child, ast.keyword) and child.arg == "requires_grad":
             yield child.value.lineno, "creates a tensor with requires_grad"
         elif isinstance(child, (ast.Import, ast.ImportFrom)):
