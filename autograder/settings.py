@@ -21,11 +21,10 @@ class Grading(Configurable):
     require_sandbox = Bool(False, help="Refuse to grade (status failed) where bubblewrap cannot run.").tag(config=True)
     gpus = Unicode("auto", help="GPUs to grade on: 'auto' (every /dev/nvidiaN), 'none' (CPU slots only), "
                                 "or minor numbers such as '0,2'.").tag(config=True)
-    prepare_kernels = Bool(True, help="Start each slot's next kernel (sandbox, imports, CUDA) before its "
-                                      "submission comes.").tag(config=True)
-    warm_up_modules = List(Unicode(), ["numpy", "torch", "torchvision", "matplotlib.pyplot", "safetensors.numpy",
-                                       "autograder.checks"],
-                           help="Imported in each kernel before it gets its notebook.").tag(config=True)
+    prepared_per_slot = Int(1, help="Kernels each slot keeps started ahead (sandbox, imports, CUDA) for the "
+                                     "submissions to come; 0: start each when its submission comes.").tag(config=True)
+    warm_up_modules = List(Unicode(), [], help="Imported in each kernel before it gets its notebook, besides "
+                                               "the modules the lab's source notebooks import.").tag(config=True)
     executor = Enum(["local", "ray"], "local", help="Where kernels run: this machine, or a Ray cluster "
                                                     "(the `ray` extra).").tag(config=True)
     ray_address = Unicode("", help="Ray cluster address ('' starts a local Ray; 'auto' finds a running "

@@ -4,7 +4,7 @@ Builds LAB in a temporary course, makes N submissions (honest copies of the solu
 share of buggy or blank ones), then grades them
 
   (a) with the runner: every slot of this machine, kernels prepared ahead (the default);
-  (b) with the runner, kernels started cold when their submission comes (prepare_kernels off);
+  (b) with the runner, kernels started cold when their submission comes (prepared_per_slot = 0);
   (c) with `nbgrader autograde`, one submission after another (its own kernel, no sandbox);
 
 and prints submissions per minute, the ratio to nbgrader, and the overhead per submission
@@ -69,7 +69,7 @@ def grade_with(course: Course, lab: str, students: list[str], workers: int | Non
     # Beyond the notebook's compute: every stage of grade_submission (runner.py) but the cells.
     overheads = [r.seconds + r.timings.get("record", 0) - r.timings.get("cells", 0) for r in results]
     stages = {stage: statistics.median(r.timings.get(stage, 0) for r in results)
-              for stage in ("sanitize", "wait", "run", "cells", "judge", "record")}
+              for stage in ("sanitize", "wait", "run", "cells", "judge", "record", "start")}
     return {"wall": wall, "per_minute": 60 * len(results) / wall, "overhead": statistics.median(overheads),
             "stages": stages, "scores": {r.student: (r.status, r.score) for r in results}}
 
@@ -92,6 +92,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=0, help="submissions at once (0: the machine's slots)")
     parser.add_argument("--nbgrader-n", type=int, default=0, help="submissions for nbgrader (0: all N)")
     parser.add_argument("--skip-cold", action="store_true", help="skip run (b)")
+    parser.add_argument("--ahead", type=int, default=1, help="kernels each slot prepares ahead in run (a)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -105,8 +106,8 @@ def main() -> None:
         names = [s.name for s in students]
         workers = args.workers or None
 
-        prepared = grade_with(course, args.lab, names, workers, prepare_kernels=True)
-        cold = None if args.skip_cold else grade_with(course, args.lab, names, workers, prepare_kernels=False)
+        prepared = grade_with(course, args.lab, names, workers, prepared_per_slot=args.ahead)
+        cold = None if args.skip_cold else grade_with(course, args.lab, names, workers, prepared_per_slot=0)
         if cold is not None and cold["scores"] != prepared["scores"]:
             raise SystemExit(f"scores differ between prepared and cold kernels:\n{prepared['scores']}\n{cold['scores']}")
         serial_names = names[:args.nbgrader_n or len(names)]
@@ -119,7 +120,7 @@ def main() -> None:
               f"{'bubblewrap' if sandbox.available else 'NONE (' + sandbox.reason + ')'}")
         print(f"{args.lab}: {len(names)} submissions ({honest} honest, {len(names) - honest} blank or buggy), "
               f"workers: {workers or 'all slots'}")
-        rows = [("runner, kernels prepared ahead", prepared), ("runner, cold kernels", cold),
+        rows = [(f"runner, {args.ahead} kernel(s) per slot prepared ahead", prepared), ("runner, cold kernels", cold),
                 (f"nbgrader autograde, serial ({len(serial_names)} submissions)", serial)]
         for label, row in rows:
             if row is None:

@@ -83,7 +83,7 @@ def test_both_executors_grade_the_same_class_alike(course, executor, request):
     summer = {k["name"]: k["message"] for c in results["summer"].cells for k in c["checks"]}
     assert "exactly 3x too large" in summer["mean_square_small"]
     timings = results["honest"].timings
-    assert set(timings) == {"sanitize", "wait", "run", "cells", "judge", "record"}
+    assert set(timings) == {"sanitize", "wait", "run", "cells", "judge", "record", "start"}
     assert 0 < timings["cells"] <= timings["run"] < results["honest"].seconds
 
 
@@ -132,6 +132,20 @@ def test_local_kernels_are_prepared_ahead_fresh_and_never_reused(course):
     # Run one after another, each job finds the kernel its slot prepared while the previous one ran.
     assert [r.prepared for r in results] == [True] * jobs
     assert {r.where for r in results} <= {"slot 0, CPU", "slot 1, CPU"}
+
+
+def test_kernels_import_ahead_what_the_labs_source_imports(course):
+    modules = LabContext.load(course, LAB).job_spec().warm_up_modules
+    assert modules == ("torch", "autograder.checks")   # the tiny lab's set-up cell
+
+
+def test_two_kernels_per_slot_prepared_ahead(course):
+    jobs = 5
+    with LocalExecutor(spec_for(course), SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=jobs,
+                       prepare_ahead=2) as executor:
+        results = [executor.execute(probe_notebook(), f"job{i}") for i in range(jobs)]
+    assert [r.prepared for r in results] == [True] * jobs
+    assert all(outputs(r)["fresh"] == "False 2 False" for r in results)
 
 
 def test_a_kernel_that_cannot_start_is_a_failed_result_not_an_exception(course, tmp_path):

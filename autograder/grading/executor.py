@@ -18,6 +18,7 @@ import logging
 import shutil
 import tempfile
 import threading
+from collections import deque
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -92,35 +93,38 @@ class Executor(Protocol):
 class LocalExecutor:
     """Sandboxed kernels on this machine, one slot per running submission.
 
-    Kernels are prepared ahead: each slot starts a kernel (sandbox, limits, its GPU or none,
-    warm-up imports, CUDA initialisation) before a submission needs it; a submission takes its
-    slot's prepared kernel, and the slot prepares the next one while this one runs, as long
-    as submissions are left. Every kernel runs one submission and is then killed.
+    Kernels are prepared ahead: each slot keeps `prepare_ahead` kernels started (sandbox,
+    limits, its GPU or none, warm-up imports, CUDA initialisation) before a submission needs
+    them; a submission takes its slot's oldest prepared kernel, and the slot starts another
+    while this one runs, as long as submissions are left to use it. Every kernel runs one
+    submission and is then killed. prepare_ahead=0 starts each kernel when its submission
+    comes. More than one ahead pays where a kernel starts slower than a notebook runs (CUDA
+    initialisation under contention) and cores or GPU time are idle meanwhile; each prepared
+    kernel holds its memory (and, on a GPU slot, a CUDA context) while it waits.
 
     All kernels live on one asyncio loop in a helper thread; execute() is called from the
     runner's threads (one per slot), blocks for a free slot, and waits for its result there.
 
     jobs: how many submissions the batch has (None: unknown), so that no more kernels are
-    prepared than will be used. prepare_ahead=False starts each kernel when its submission
-    comes (what one-at-a-time grading did before).
+    prepared than will be used.
     """
 
-    def __init__(self, spec: JobSpec, slots: SlotPool, *, jobs: int | None = None, prepare_ahead: bool = True,
+    def __init__(self, spec: JobSpec, slots: SlotPool, *, jobs: int | None = None, prepare_ahead: int = 1,
                  gpu_memory: gpu_watchdog.MemoryReader | None = None, watchdog_interval: float = 0.5):
-        self.spec, self.slots, self.prepare_ahead = spec, slots, prepare_ahead
+        self.spec, self.slots, self.prepare_ahead = spec, slots, int(prepare_ahead)
         self.capacity = len(slots)
         self._unstarted = jobs
-        self._spares: dict[int, asyncio.Future] = {}
+        self._spares: dict[int, deque[asyncio.Future]] = {slot.index: deque() for slot in slots.slots}
         self._closing = False
         self._watchdog_interval = watchdog_interval
         self._gpu_memory, self._gpu_memory_problem = self._open_gpu_memory(gpu_memory)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="autograder-kernels", daemon=True)
         self._thread.start()
-        if prepare_ahead:
-            first = slots.slots if jobs is None else slots.slots[:max(0, jobs)]
-            for slot in first:
-                self._submit(self._prepare_spare(slot))
+        # First round: one kernel per slot, then the second for each slot, ... up to the batch's size.
+        first = [slot for _ in range(self.prepare_ahead) for slot in slots.slots]
+        for slot in first if jobs is None else first[:max(0, jobs)]:
+            self._submit(self._prepare_spare(slot))
 
     # ------------------------------------------------------------------ API
 
@@ -156,19 +160,23 @@ class LocalExecutor:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop)
 
     async def _prepare_spare(self, slot: Slot) -> None:
-        self._spares[slot.index] = asyncio.ensure_future(self._start(slot))
+        self._spares[slot.index].append(asyncio.ensure_future(self._start(slot)))
+
+    def _spare_count(self) -> int:
+        return sum(len(queue) for queue in self._spares.values())
 
     async def _start(self, slot: Slot) -> KernelSession:
         return await start_kernel(self.spec, slot, prefix=f"autograder-slot{slot.index}-")
 
     async def _run(self, slot: Slot, nb, label: str, called: float) -> ExecutionResult:
-        spare = self._spares.pop(slot.index, None)
+        queue = self._spares[slot.index]
+        spare = queue.popleft() if queue else None
         if self._unstarted is not None:
             self._unstarted -= 1
         session = await spare if spare is not None else await self._start(slot)
         waited = time.monotonic() - called
         if self.prepare_ahead and not self._closing and (self._unstarted is None or
-                                                         self._unstarted > len(self._spares)):
+                                                         self._unstarted > self._spare_count()):
             await self._prepare_spare(slot)
         result = await run_session(session, slot, nb, self._gpu_memory, self._watchdog_interval)
         result.prepared, result.wait_seconds = spare is not None, round(waited, 3)
@@ -179,7 +187,9 @@ class LocalExecutor:
         return result
 
     async def _close_spares(self) -> None:
-        spares, self._spares = list(self._spares.values()), {}
+        spares = [spare for queue in self._spares.values() for spare in queue]
+        for queue in self._spares.values():
+            queue.clear()
         for spare in spares:
             try:
                 session = await spare

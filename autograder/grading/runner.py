@@ -62,10 +62,32 @@ class LabContext:
     def job_spec(self) -> JobSpec:
         """How this lab's kernels start: the same for every submission and slot."""
         settings = self.settings
+        modules = dict.fromkeys([*source_imports(self.course.source_notebooks(self.lab)), *settings.warm_up_modules])
         return JobSpec(limits=limits_from(settings), env=kernel_environment(settings),
                        read_only=tuple((str(host), inside) for host, inside in read_only_binds(self)),
-                       sandbox=True if settings.require_sandbox else None,
-                       warm_up_modules=tuple(settings.warm_up_modules))
+                       sandbox=True if settings.require_sandbox else None, warm_up_modules=tuple(modules))
+
+
+def source_imports(notebooks: list[Path]) -> list[str]:
+    """The modules the instructor's notebooks import at the top level of their cells, in order:
+    what a prepared kernel imports ahead (the trusted source, not the submission, decides)."""
+    import ast
+
+    found: list[str] = []
+    for path in notebooks:
+        for cell in nbformat.read(path, as_version=4).cells:
+            if cell.cell_type != "code":
+                continue
+            try:
+                tree = ast.parse("\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+            except SyntaxError:
+                continue
+            for node in tree.body:
+                if isinstance(node, ast.Import):
+                    found += [alias.name for alias in node.names]
+                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                    found.append(node.module)
+    return list(dict.fromkeys(found))
 
 
 def make_executor(context: LabContext, jobs: int | None = None, workers: int | None = None,
@@ -85,7 +107,7 @@ def make_executor(context: LabContext, jobs: int | None = None, workers: int | N
     cpu_jobs = workers or settings.workers or max(1, (os.cpu_count() or 1) // settings.threads_per_job)
     slots = SlotPool.for_machine(gpus=grading_gpus(settings.gpus), jobs_per_gpu=settings.jobs_per_gpu,
                                  cpu_jobs=cpu_jobs)
-    return LocalExecutor(context.job_spec(), slots, jobs=jobs, prepare_ahead=settings.prepare_kernels)
+    return LocalExecutor(context.job_spec(), slots, jobs=jobs, prepare_ahead=settings.prepared_per_slot)
 
 
 def grading_gpus(setting: str) -> list[int]:
@@ -192,9 +214,10 @@ def grade_submission(context: LabContext, student: str, force: bool = False) -> 
 
 
 def _add_timing(result: Result, stage: str, seconds: float) -> None:
-    """Stages: sanitize, wait (for a slot and a ready kernel: ~0 when prepared), run (the notebook,
-    from hand-over to the end), cells (its own compute), judge (verdicts and the autograded copy),
-    record (gradebook and result file; after `seconds` was taken)."""
+    """Stages: sanitize, wait (for a slot and a ready kernel: ~0 when prepared in time), run (the
+    notebook, from hand-over to the end), cells (its own compute), judge (verdicts and the
+    autograded copy), record (gradebook and result file; after `seconds` was taken); and start,
+    the kernel's start and warm-up, which overlapped the previous submission when prepared."""
     result.timings[stage] = round(result.timings.get(stage, 0.0) + seconds, 3)
 
 
@@ -212,7 +235,7 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
             executor.close()
     judged = time.perf_counter()
     for stage, seconds in (("wait", execution.wait_seconds), ("run", execution.wall_seconds),
-                           ("cells", cell_seconds(execution.notebook))):
+                           ("cells", cell_seconds(execution.notebook)), ("start", execution.start_seconds)):
         _add_timing(result, stage, seconds)
     result.sandboxed = result.sandboxed and execution.sandboxed
     result.warnings.extend(w for w in execution.warnings if w not in result.warnings)
