@@ -18,3 +18,4 @@ build: setup
 bench: setup
 	.venv/bin/python benchmarks/build_time.py
 	.venv/bin/python benchmarks/grading_overhead.py
+	.venv/bin/python benchmarks/throughput.py
