@@ -102,7 +102,7 @@ def grade(lab: str, student: Annotated[Optional[list[str]], typer.Option(help="O
 def print_results(results) -> None:
     counts: dict[str, int] = {}
     for r in results:
-        key = "graded" if r.status == "graded" else f"failed ({r.reason.split(':')[0] if r.reason else '?'})"
+        key = "graded" if r.status == "graded" else f"failed ({r.failure_kind})"
         counts[key] = counts.get(key, 0) + 1
     table = Table(title="Grades", caption=", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
     for column in ("student", "score", "status", "seconds"):

@@ -117,6 +117,7 @@ def write_solution(executed, target: Path) -> None:
     nb = copy.deepcopy(executed)
     strip_observations(nb)
     for cell in nb.cells:
+        cell.metadata.pop("execution", None)   # nbclient's timestamps: noise in every rebuild's diff
         lines = cell.source.splitlines()
         drop = {n for a, b in marker_lines(cell.source, BEGIN_HIDDEN, END_HIDDEN) for n in range(a, b + 1)}
         kept = [line for number, line in enumerate(lines, start=1)

@@ -14,6 +14,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 RESULT_FILE = "result.json"
+# What failed results' reasons say (runner, execute, sanitize, executors), shortest first where nested.
+FAILURE_KINDS = ("kernel did not start", "kernel stopped", "kernel died", "timeout", "not valid JSON",
+                 "missing from the submission", "GPU memory over its share", "output over", "sandbox unavailable",
+                 "Ray worker failed", "internal error")
 
 
 @dataclass
@@ -30,6 +34,17 @@ class Result:
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)   # what the run went on despite (no GPU memory limit...)
     timings: dict[str, float] = field(default_factory=dict)   # seconds per stage (see runner.grade_submission)
+
+    @property
+    def failure_kind(self) -> str | None:
+        """A short name for why it failed (for summaries), or None when graded."""
+        if self.status == "graded":
+            return None
+        reason = self.reason or "no reason given"
+        for phrase in FAILURE_KINDS:
+            if phrase in reason:
+                return phrase
+        return reason.split(":")[0][:40]
 
     @property
     def status_text(self) -> str:
