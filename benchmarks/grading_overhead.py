@@ -21,14 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
 from pathlib import Path
 
 from autograder.build.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course
 from autograder.demo import DemoStudent, make_submission
 from autograder.grading import runner
-from autograder.grading.execute import execute_notebook
+from autograder.grading.execute import cell_seconds, execute_notebook
 from autograder.grading.gradebook import record_result
 from autograder.grading.results import Result
 from autograder.grading.sandbox import probe
@@ -36,17 +35,6 @@ from autograder.grading.sanitize import sanitize
 from autograder.grading.verdicts import judge_notebook
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def cell_seconds(nb) -> float:
-    total = 0.0
-    for cell in nb.cells:
-        timing = cell.get("metadata", {}).get("execution", {})
-        start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
-        if start and end:
-            total += (datetime.fromisoformat(end.replace("Z", "+00:00")) -
-                      datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
-    return total
 
 
 def grade_in_stages(context: runner.LabContext, student: str) -> dict[str, float]:

@@ -110,3 +110,24 @@ def assert_data_cell_names_the_command(lab: str, tmp_path: Path, monkeypatch) ->
     exec(compile(cells["setup"], "setup", "exec"), namespace)
     with pytest.raises(FileNotFoundError, match=r"is not staged: run `autograder data` in the course folder"):
         exec(compile(cells["load_data"], "load_data", "exec"), namespace)
+
+
+def build_repo_lab(tmp_path_factory, lab: str, datasets: list[str] = ()) -> Course:
+    """A copy of this repository's `lab` with `datasets` staged, built from scratch."""
+    from autograder.data import stage_all
+
+    course = Course.load(copy_course_skeleton(REPO, tmp_path_factory.mktemp(f"{lab}-course"), [lab]))
+    if datasets:
+        assert stage_all(course.data, datasets=list(datasets)) == list(datasets)
+    build_lab(course, lab)
+    return course
+
+
+def grade_class(course: Course, lab: str, students) -> dict:
+    """Submit every DemoStudent and grade them in one batch: {student: Result}."""
+    from autograder.demo import make_submission
+    from autograder.grading.runner import grade_lab
+
+    for student in students:
+        make_submission(course, lab, student)
+    return {r.student: r for r in grade_lab(course, lab, [s.name for s in students], force=True, workers=2)}

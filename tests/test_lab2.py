@@ -26,15 +26,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import (REPO, assert_data_cell_names_the_command, assert_no_secrets_in_release,
-                      assert_release_in_sync, cell_scores, failed_checks)
+from conftest import (assert_data_cell_names_the_command, assert_no_secrets_in_release,
+                      assert_release_in_sync, build_repo_lab, cell_scores, failed_checks, grade_class)
 
-from autograder.build.pipeline import build_lab, copy_course_skeleton
 from autograder.build.references import load_references
 from autograder.course import Course
-from autograder.data import stage_all
-from autograder.demo import DemoStudent, make_submission
-from autograder.grading.runner import grade_lab
+from autograder.demo import DemoStudent
 
 LAB = "lab2_backprop_xor"
 FULL_CELLS = {"affine_forward_tests": 1.0, "affine_backward_tests": 3.0, "relu_tests": 2.0, "sigmoid_tests": 2.0,
@@ -155,22 +152,13 @@ STUDENTS = [
 @pytest.fixture(scope="session")
 def lab2_course(tmp_path_factory) -> Course:
     """A copy of this repository's lab 2 with the XOR test points staged, built from scratch."""
-    root = copy_course_skeleton(REPO, tmp_path_factory.mktemp("lab2-course"), [LAB])
-    course = Course.load(root)
-    assert stage_all(course.data, datasets=["xor"]) == ["xor"]
-    build_lab(course, LAB)
-    return course
+    return build_repo_lab(tmp_path_factory, LAB, ["xor"])
 
 
 @pytest.fixture(scope="module")
 def graded(lab2_course):
     """Every submission of this file, graded in one batch: {student: Result}."""
-    for student in STUDENTS:
-        make_submission(lab2_course, LAB, student)
-    results = grade_lab(lab2_course, LAB, [s.name for s in STUDENTS], force=True, workers=2)
-    return {r.student: r for r in results}
-
-
+    return grade_class(lab2_course, LAB, STUDENTS)
 
 
 # ------------------------------------------------------------------------------------------ build

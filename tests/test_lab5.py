@@ -23,16 +23,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import (REPO, assert_data_cell_names_the_command, assert_no_secrets_in_release,
-                      assert_release_in_sync, cell_scores, failed_checks)
+from conftest import (assert_data_cell_names_the_command, assert_no_secrets_in_release,
+                      assert_release_in_sync, build_repo_lab, cell_scores, failed_checks, grade_class)
 
-from autograder.build.pipeline import build_lab, copy_course_skeleton
 from autograder.build.references import load_references
 from autograder.course import Course
-from autograder.data import FASHION_MNIST_SOURCE, stage_all
+from autograder.data import FASHION_MNIST_SOURCE
 from autograder.data.colored import build as build_colored
-from autograder.demo import DemoStudent, make_submission
-from autograder.grading.runner import grade_lab
+from autograder.demo import DemoStudent
 
 LAB = "lab5_vae_debiasing"
 FULL = 14.0
@@ -115,23 +113,13 @@ STUDENTS = [
 @pytest.fixture(scope="session")
 def lab5_course(tmp_path_factory) -> Course:
     """A copy of this repository's lab 5 with Fashion-MNIST and its coloured version staged, built from scratch."""
-    root = copy_course_skeleton(REPO, tmp_path_factory.mktemp("lab5-course"), [LAB])
-    course = Course.load(root)
-    assert stage_all(course.data, datasets=["fashion_mnist", "colored_fashion_mnist"]) == \
-        ["fashion_mnist", "colored_fashion_mnist"]
-    build_lab(course, LAB)
-    return course
+    return build_repo_lab(tmp_path_factory, LAB, ["fashion_mnist", "colored_fashion_mnist"])
 
 
 @pytest.fixture(scope="module")
 def graded(lab5_course):
     """Every submission of this file, graded in one batch: {student: Result}."""
-    for student in STUDENTS:
-        make_submission(lab5_course, LAB, student)
-    results = grade_lab(lab5_course, LAB, [s.name for s in STUDENTS], force=True, workers=2)
-    return {r.student: r for r in results}
-
-
+    return grade_class(lab5_course, LAB, STUDENTS)
 
 
 # ------------------------------------------------------------------------------------------ data
