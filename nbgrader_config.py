@@ -27,6 +27,13 @@ c.Grading.tmpfs_mib = 1024            # the sandbox's private /tmp
 c.Grading.threads_per_job = 1         # OMP/MKL threads in each kernel
 c.Grading.require_sandbox = False     # True: refuse to grade where bubblewrap cannot run
 
+# Where kernels run. Locally: one slot per core (threads_per_job each), or jobs_per_gpu slots per
+# GPU, each with 1/jobs_per_gpu of its GPU's memory (enforced by an NVML watchdog).
+c.Grading.executor = "local"          # or "ray" (pip install -e '.[ray]'), with c.Grading.ray_address
+c.Grading.gpus = "auto"               # "auto": every /dev/nvidiaN; "none": CPU only; or "0,2"
+c.Grading.jobs_per_gpu = 1
+c.Grading.prepared_per_slot = 1       # kernels each slot starts ahead (sandbox, imports, CUDA); 0: none
+
 # `autograder collect`: LMS downloads named <student>_<notebook>.ipynb (inside zips or not).
 # nbgrader matches this against the absolute path, hence the leading ".*/".
 c.FileNameCollectorPlugin.named_regexp = r".*/(?P<student_id>[A-Za-z0-9.-]+)_(?P<file_id>[^/]+\.ipynb)$"
