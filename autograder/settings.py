@@ -16,7 +16,8 @@ class Grading(Configurable):
     max_processes = Int(256, help="Processes a kernel may have (cgroup pids.max).").tag(config=True)
     tmpfs_mib = Int(1024, help="Size of the sandbox's private /tmp.").tag(config=True)
     threads_per_job = Int(1, help="OMP/MKL/torch threads per kernel.").tag(config=True)
-    workers = Int(0, help="Submissions graded at once on a CPU-only machine; 0: one per two cores.").tag(config=True)
+    workers = Int(0, help="Submissions graded at once on a CPU-only machine; 0: one per threads_per_job "
+                          "cores.").tag(config=True)
     jobs_per_gpu = Int(1, help="Submissions sharing one GPU at once (each sees only its GPU).").tag(config=True)
     require_sandbox = Bool(False, help="Refuse to grade (status failed) where bubblewrap cannot run.").tag(config=True)
     gpus = Unicode("auto", help="GPUs to grade on: 'auto' (every /dev/nvidiaN), 'none' (CPU slots only), "

@@ -44,7 +44,7 @@ class ChargedMemory:
 
 
 def test_usage_is_the_jobs_own_processes():
-    limit = MemoryLimit(0, 10 * GiB, exclusive=False)
+    limit = MemoryLimit(0, 10 * GiB, exclusive=False, total_bytes=80 * GiB)
     me = os.getpid()
     reader = ChargedMemory(lambda: [me], 3 * GiB, others={os.getppid(): 50 * GiB})
     assert job_usage(reader, limit, {me}) == (3 * GiB, None)
@@ -54,9 +54,9 @@ def test_usage_is_the_jobs_own_processes():
 def test_pids_from_another_namespace_charge_an_exclusive_job_the_whole_device():
     stranger = 2**22 + 17   # above pid_max: no such process here
     reader = ChargedMemory(lambda: [], 0, others={stranger: 7 * GiB})
-    used, note = job_usage(reader, MemoryLimit(0, 10 * GiB, exclusive=True), {os.getpid()})
+    used, note = job_usage(reader, MemoryLimit(0, 10 * GiB, exclusive=True, total_bytes=80 * GiB), {os.getpid()})
     assert (used, note) == (7 * GiB, None)
-    used, note = job_usage(reader, MemoryLimit(0, 10 * GiB, exclusive=False), {os.getpid()})
+    used, note = job_usage(reader, MemoryLimit(0, 10 * GiB, exclusive=False, total_bytes=80 * GiB), {os.getpid()})
     assert used is None and "cannot be charged to one job" in note
 
 
@@ -70,7 +70,7 @@ def test_the_watchdog_kills_a_process_over_its_share_and_spares_one_under_it():
         process.kill()
 
     async def watch_both():
-        limit = MemoryLimit(0, 4 * GiB, exclusive=False)
+        limit = MemoryLimit(0, 4 * GiB, exclusive=False, total_bytes=80 * GiB)
         tasks = [asyncio.ensure_future(gpu_watchdog.watch(ChargedMemory(lambda p=p: [p.pid], used), limit,
                                                           lambda p=p: [p.pid], lambda r, p=p: kill(r, p),
                                                           interval=0.05))
@@ -102,7 +102,8 @@ def test_a_sandboxed_kernel_over_its_share_fails_with_the_reason(tmp_path):
         await session.start()
         assert session.pids(), "a started kernel has processes"
         reader = ChargedMemory(session.pids, 2 * GiB)
-        watch = asyncio.ensure_future(gpu_watchdog.watch(reader, MemoryLimit(0, 1 * GiB, exclusive=True),
+        limit = MemoryLimit(0, 1 * GiB, exclusive=True, total_bytes=80 * GiB)
+        watch = asyncio.ensure_future(gpu_watchdog.watch(reader, limit,
                                                          session.pids, session.kill, interval=0.2))
         try:
             return await session.run(notebook)

@@ -43,7 +43,7 @@ def function_violations(sources: list[str], function: str) -> tuple[bool, list[s
     aliases: dict[str, str] = {}   # a name bound to autograd by an import anywhere → what it is
     for source in sources:
         try:
-            tree = ast.parse(_without_magics(source))
+            tree = ast.parse(without_magics(source))
         except SyntaxError:
             continue
         for node in tree.body:
@@ -122,6 +122,6 @@ def _named_by_its_module(node: ast.Attribute) -> bool:
     return module in ("autograd", "func") and node.attr not in ("autograd", "func")
 
 
-def _without_magics(source: str) -> str:
+def without_magics(source: str) -> str:
     """IPython magics and shell escapes are not Python; blank them so the rest parses."""
     return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())

@@ -293,7 +293,7 @@ class KernelSession:
             self.client.kc, self.client.iopub_monitor = self.kc, self._iopub_monitor
             await self._execute()
         return ExecutionResult(nb, self.status, self.reason, self.sandboxed, self.cell_errors,
-                               round(time.monotonic() - began, 3), list(self.notes))
+                               round(time.monotonic() - began, 3), list(self.notes), self.start_seconds)
 
     async def _execute(self) -> None:
         """Run every cell within the notebook's wall clock, then say how it ended."""
@@ -373,8 +373,7 @@ class KernelSession:
         if self.km is not None and self.km.kernel_alive():
             _kill_group(self.km.process.pid)
         if self._processes is not None:
-            for pid in self._processes.pids():
-                _kill_pid(pid)
+            self._processes.signal_all()
 
     # ------------------------------------------------------------------ close
 
@@ -579,13 +578,6 @@ def _kill_group(pid: int) -> None:
             return
         except (ProcessLookupError, PermissionError):
             continue
-
-
-def _kill_pid(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def process_tree(root: int) -> list[int]:

@@ -196,8 +196,7 @@ class LocalExecutor:
             except Exception:
                 log.exception("a prepared kernel failed to start")
                 continue
-            await session.close()
-            shutil.rmtree(session.job_dir, ignore_errors=True)
+            await discard(session)
 
     def _open_gpu_memory(self, given):
         if given is not None or not any(slot.gpu is not None for slot in self.slots.slots):
@@ -223,14 +222,17 @@ async def run_session(session: KernelSession, slot: Slot, nb, gpu_memory: gpu_wa
     is there), then close the session and remove its job folder."""
     guard = _guard(slot, session, gpu_memory, interval)
     try:
-        result = await session.run(nb)
+        return await session.run(nb)
     finally:
         if guard is not None:
             guard.cancel()
-        await session.close()
-        shutil.rmtree(session.job_dir, ignore_errors=True)
-    result.start_seconds = session.start_seconds
-    return result
+        await discard(session)
+
+
+async def discard(session: KernelSession) -> None:
+    """Kill the session's kernel and remove the job folder start_kernel made for it."""
+    await session.close()
+    shutil.rmtree(session.job_dir, ignore_errors=True)
 
 
 def _guard(slot: Slot, session: KernelSession, gpu_memory, interval: float):
@@ -241,7 +243,8 @@ def _guard(slot: Slot, session: KernelSession, gpu_memory, interval: float):
     except Exception as err:
         session.notes.append(f"no GPU memory limit: NVML does not know GPU {slot.gpu} ({err})")
         return None
-    limit = gpu_watchdog.MemoryLimit(slot.gpu, int(total * slot.gpu_share), exclusive=slot.gpu_share >= 1)
+    limit = gpu_watchdog.MemoryLimit(slot.gpu, int(total * slot.gpu_share), exclusive=slot.gpu_share >= 1,
+                                     total_bytes=total)
     return asyncio.ensure_future(gpu_watchdog.watch(gpu_memory, limit, session.pids, session.kill,
                                                     session.notes.append, interval))
 

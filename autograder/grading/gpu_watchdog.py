@@ -28,7 +28,7 @@ GiB = 2**30
 
 
 class MemoryReader(Protocol):
-    """What the watchdog needs from NVML (GpuMemory below; a test can pass its own)."""
+    """What the executors need from NVML (GpuMemory below; a test can pass its own)."""
 
     def total(self, minor: int) -> int: ...
     def used(self, minor: int) -> int: ...
@@ -87,8 +87,10 @@ class MemoryLimit:
     minor: int             # the GPU (/dev/nvidiaN)
     limit_bytes: int
     exclusive: bool        # the job is alone on this GPU (jobs_per_gpu = 1)
+    total_bytes: int       # the GPU's memory (the limit is a share of it)
 
-    def describe(self, used: int, total: int | None = None) -> str:
+    def describe(self, used: int) -> str:
+        total = self.total_bytes
         share = f" ({self.limit_bytes / total:.0%} of {total / GiB:.1f} GiB)" if total else ""
         return (f"GPU memory over its share: {used / GiB:.2f} GiB in use on GPU {self.minor}, "
                 f"limit {self.limit_bytes / GiB:.2f} GiB{share}")
@@ -114,11 +116,9 @@ async def watch(reader: MemoryReader, limit: MemoryLimit, pids: Callable[[], lis
                 kill: Callable[[str], None], note: Callable[[str], None] = lambda text: None,
                 interval: float = 0.5) -> None:
     """Poll until cancelled; kill the job (once) with the reason when it is over its limit."""
-    total = None
     noted = False
     while True:
         try:
-            total = total or reader.total(limit.minor)
             used, why_unknown = job_usage(reader, limit, set(pids()))
         except Exception as err:   # NVML hiccups must not kill honest jobs, nor the executor
             log.warning("GPU watchdog on GPU %d: %s", limit.minor, err)
@@ -127,7 +127,7 @@ async def watch(reader: MemoryReader, limit: MemoryLimit, pids: Callable[[], lis
             note(why_unknown)
             noted = True
         if used is not None and used > limit.limit_bytes:
-            kill(limit.describe(used, total))
+            kill(limit.describe(used))
             return
         await asyncio.sleep(interval)
 

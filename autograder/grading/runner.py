@@ -19,6 +19,7 @@ from typing import Callable
 import nbformat
 
 from ..build.references import Reference, load_references
+from ..checks.by_hand import without_magics
 from ..checks.checker import MODE_VARIABLE
 from ..checks.observation import MIME_TYPE
 from ..course import Course, CourseError
@@ -79,7 +80,7 @@ def source_imports(notebooks: list[Path]) -> list[str]:
             if cell.cell_type != "code":
                 continue
             try:
-                tree = ast.parse("\n".join(l for l in cell.source.splitlines() if not l.lstrip().startswith(("%", "!"))))
+                tree = ast.parse(without_magics(cell.source))
             except SyntaxError:
                 continue
             for node in tree.body:
@@ -144,25 +145,29 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, fo
     """
     context = LabContext.load(course, lab)
     students = students or submitted_students(course, lab)
-    stale = [s for s in students if force or not _up_to_date(context, s)]
     results: dict[str, Result] = {}
-    for student in students:   # unchanged since their last grading: reused at once, no kernel
-        if student not in stale:
-            results[student] = load_result(course.autograded, student, lab)
+    stale: dict[str, str] = {}   # student → fingerprint of what is to be graded
+    for student in students:
+        stamp, previous = _fingerprint_and_previous(context, student)
+        if previous is not None and not force:   # unchanged since its last grading: reused, no kernel
+            results[student] = previous
             if on_result:
-                on_result(results[student], True)
+                on_result(previous, True)
+        else:
+            stale[student] = stamp
     if not stale:
         return [results[s] for s in students]
     context.executor = make_executor(context, jobs=len(stale), workers=workers, executor=executor)
     try:
         # One thread per slot: each sanitizes, waits for its kernel's result, judges, records.
         with ThreadPoolExecutor(max_workers=context.executor.capacity) as pool:
-            futures = {pool.submit(grade_submission, context, student, force): student for student in stale}
+            futures = {pool.submit(grade_submission, context, student, stamp): student
+                       for student, stamp in stale.items()}
             for future in as_completed(futures):
-                result, reused = future.result()
+                result = future.result()
                 results[futures[future]] = result
                 if on_result:
-                    on_result(result, reused)
+                    on_result(result, False)
     finally:
         context.executor.close()
     return [results[s] for s in students]
@@ -173,23 +178,20 @@ def _submission_files(context: LabContext, student: str) -> list[Path]:
     return [folder / f"{name}.ipynb" for name in sorted(context.max_scores)]
 
 
-def _up_to_date(context: LabContext, student: str) -> bool:
-    previous = load_result(context.course.autograded, student, context.lab)
+def _fingerprint_and_previous(context: LabContext, student: str) -> tuple[str, Result | None]:
+    """The submission's fingerprint, and its previous result when that was judged on the same one."""
     files = [f for f in _submission_files(context, student) if f.exists()]
-    return previous is not None and previous.fingerprint == fingerprint(files, context.references_file)
+    stamp = fingerprint(files, context.references_file)
+    previous = load_result(context.course.autograded, student, context.lab)
+    return stamp, previous if previous is not None and previous.fingerprint == stamp else None
 
 
-def grade_submission(context: LabContext, student: str, force: bool = False) -> tuple[Result, bool]:
-    """Grade one student's submission; returns (result, reused_previous_result)."""
+def grade_submission(context: LabContext, student: str, stamp: str) -> Result:
+    """Grade one student's submission (fingerprint `stamp`) with context.executor, which grade_lab sets."""
     course, lab = context.course, context.lab
     folder = course.submitted / student / lab
     notebooks = sorted(context.max_scores)
     files = _submission_files(context, student)
-    stamp = fingerprint([f for f in files if f.exists()], context.references_file)
-    previous = None if force else load_result(course.autograded, student, lab)
-    if previous is not None and previous.fingerprint == stamp:
-        return previous, True
-
     start = time.perf_counter()
     result = Result(student=student, lab=lab, status="graded", fingerprint=stamp,
                     max_score=sum(sum(cells.values()) for cells in context.max_scores.values()))
@@ -208,15 +210,15 @@ def grade_submission(context: LabContext, student: str, force: bool = False) -> 
     recorded = time.perf_counter()
     result.seconds = round(recorded - start, 3)
     record_result(course, result, timestamp=course.coursedir().get_existing_timestamp(str(folder)))
-    save_result(course.autograded, result)
     _add_timing(result, "record", time.perf_counter() - recorded)
-    return result, False
+    save_result(course.autograded, result)
+    return result
 
 
 def _add_timing(result: Result, stage: str, seconds: float) -> None:
     """Stages: sanitize, wait (for a slot and a ready kernel: ~0 when prepared in time), run (the
     notebook, from hand-over to the end), cells (its own compute), judge (verdicts and the
-    autograded copy), record (gradebook and result file; after `seconds` was taken); and start,
+    autograded copy), record (the gradebook write, after `seconds` was taken); and start,
     the kernel's start and warm-up, which overlapped the previous submission when prepared."""
     result.timings[stage] = round(result.timings.get(stage, 0.0) + seconds, 3)
 
@@ -226,13 +228,7 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
     nb = sanitize(context.course, context.lab, path)
     _add_timing(result, "sanitize", time.perf_counter() - began)
     sources = [cell.source for cell in nb.cells if cell.cell_type == "code"]
-    # grade_submission called on its own (not from grade_lab) brings no executor: use one for this job
-    executor = context.executor or make_executor(context, jobs=1)
-    try:
-        execution = executor.execute(nb, f"{student}/{context.lab}/{name}")
-    finally:
-        if executor is not context.executor:
-            executor.close()
+    execution = context.executor.execute(nb, f"{student}/{context.lab}/{name}")
     judged = time.perf_counter()
     for stage, seconds in (("wait", execution.wait_seconds), ("run", execution.wall_seconds),
                            ("cells", cell_seconds(execution.notebook)), ("start", execution.start_seconds)):

@@ -283,6 +283,14 @@ class ProcessLimit:
         except OSError:
             return []
 
+    def signal_all(self, pids: list[int] | None = None) -> None:
+        """SIGKILL every process in the cgroup once, without waiting (safe on an event loop)."""
+        for pid in self.pids() if pids is None else pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
     def kill_all(self, timeout: float = 10.0) -> bool:
         """SIGKILL every process in the cgroup until it is empty; True when it is."""
         deadline = time.monotonic() + timeout
@@ -292,11 +300,7 @@ class ProcessLimit:
                 return True
             if time.monotonic() > deadline:
                 return False
-            for pid in pids:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+            self.signal_all(pids)
             time.sleep(0.05)
 
     def remove(self) -> None:
