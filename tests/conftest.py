@@ -98,6 +98,22 @@ def failed_checks(result) -> dict[str, str]:
     return {check["name"]: check["message"] for c in result.cells for check in c["checks"] if not check["passed"]}
 
 
+def assert_full_marks(result, full_cells: dict[str, float]) -> dict[str, str]:
+    """The solution's Result: graded, every test cell at its points, no check failed.
+    Returns name → message of every check (for the lab's own assertions on them)."""
+    assert (result.status, result.reason) == ("graded", None)
+    assert cell_scores(result) == full_cells and result.score == result.max_score == sum(full_cells.values())
+    assert failed_checks(result) == {}
+    return {check["name"]: check["message"] for c in result.cells for check in c["checks"]}
+
+
+def assert_graded_zero(result, full_cells: dict[str, float]) -> dict[str, str]:
+    """The blank release's Result: graded (not failed), 0 in every test cell. Returns its failed checks."""
+    assert (result.status, result.score, result.max_score) == ("graded", 0.0, sum(full_cells.values()))
+    assert cell_scores(result) == {grade_id: 0.0 for grade_id in full_cells}
+    return failed_checks(result)
+
+
 def assert_data_cell_names_the_command(lab: str, tmp_path: Path, monkeypatch) -> None:
     """The lab's data cell, run without staged data, says to run `autograder data`."""
     import nbformat

@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import (assert_data_cell_names_the_command, assert_no_secrets_in_release,
-                      assert_release_in_sync, build_repo_lab, cell_scores, failed_checks, grade_class)
+from conftest import (assert_data_cell_names_the_command, assert_full_marks, assert_graded_zero,
+                     assert_no_secrets_in_release, assert_release_in_sync, build_repo_lab, cell_scores,
+                     failed_checks, grade_class)
 
 from autograder.build.references import load_references
 from autograder.course import Course
@@ -201,20 +202,13 @@ def test_every_exercise_has_public_and_hidden_checks(lab2_course):
 
 
 def test_the_solution_scores_full_marks(graded):
-    ada = graded["ada"]
-    assert (ada.status, ada.reason) == ("graded", None)
-    assert cell_scores(ada) == FULL_CELLS and ada.score == ada.max_score == FULL
-    assert failed_checks(ada) == {}
-    messages = {ch["name"]: ch["message"] for c in ada.cells for ch in c["checks"]}
+    messages = assert_full_marks(graded["ada"], FULL_CELLS)
     assert "on 400 held-out examples (at least 95% needed)" in messages["xor_relu_mlp_accuracy"]
     assert "on 400 held-out examples (at most 80% expected)" in messages["xor_single_layer_accuracy"]
 
 
 def test_the_blank_release_runs_to_the_end_and_scores_zero(graded):
-    ben = graded["ben"]
-    assert (ben.status, ben.score, ben.max_score) == ("graded", 0.0, FULL)
-    assert cell_scores(ben) == {grade_id: 0.0 for grade_id in FULL_CELLS}
-    failed = failed_checks(ben)
+    failed = assert_graded_zero(graded["ben"], FULL_CELLS)
     assert "the test cell raised NotImplementedError" in failed["affine_backward_dW"]
     assert "the test cell raised NotImplementedError" in failed["mlp_relu_layers"]
     assert "the test cell raised NameError" in failed["by_hand_xor_accuracy"]

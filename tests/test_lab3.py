@@ -14,8 +14,8 @@ import json
 import nbformat
 import pytest
 
-from conftest import (REPO, assert_data_cell_names_the_command, assert_no_secrets_in_release,
-                      assert_release_in_sync, cell_scores, failed_checks)
+from conftest import (REPO, assert_data_cell_names_the_command, assert_full_marks, assert_graded_zero,
+                     assert_no_secrets_in_release, assert_release_in_sync, cell_scores, failed_checks)
 
 from autograder.build.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course
@@ -166,18 +166,12 @@ FULL_CELLS = {"softmax_regression_tests": 1.0, "mlp_tests": 2.0, "deep_mlp_tests
 
 
 def test_the_solution_scores_full_marks(graded):
-    ada = graded["ada"]
-    assert (ada.status, ada.reason) == ("graded", None)
-    assert cell_scores(ada) == FULL_CELLS and ada.score == ada.max_score == FULL
-    assert failed_checks(ada) == {}
-    accuracy = next(ch["message"] for c in ada.cells for ch in c["checks"] if ch["name"] == "lenet_test_accuracy")
-    assert "on 10000 held-out examples" in accuracy
+    messages = assert_full_marks(graded["ada"], FULL_CELLS)
+    assert "on 10000 held-out examples" in messages["lenet_test_accuracy"]
 
 
 def test_the_blank_release_scores_zero(graded):
-    ben = graded["ben"]
-    assert (ben.status, ben.score, ben.max_score) == ("graded", 0.0, FULL)
-    assert set(cell_scores(ben).values()) == {0.0}
+    assert_graded_zero(graded["ben"], FULL_CELLS)
 
 
 def test_no_relu_and_shuffled_predictions(graded):

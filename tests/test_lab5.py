@@ -23,8 +23,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import (assert_data_cell_names_the_command, assert_no_secrets_in_release,
-                      assert_release_in_sync, build_repo_lab, cell_scores, failed_checks, grade_class)
+from conftest import (assert_data_cell_names_the_command, assert_full_marks, assert_graded_zero,
+                     assert_no_secrets_in_release, assert_release_in_sync, build_repo_lab, cell_scores,
+                     failed_checks, grade_class)
 
 from autograder.build.references import load_references
 from autograder.course import Course
@@ -187,20 +188,13 @@ def test_every_exercise_has_public_and_hidden_checks(lab5_course):
 
 
 def test_the_solution_scores_full_marks(graded):
-    ada = graded["ada"]
-    assert (ada.status, ada.reason) == ("graded", None)
-    assert cell_scores(ada) == FULL_CELLS and ada.score == ada.max_score == FULL
-    assert failed_checks(ada) == {}
-    messages = {ch["name"]: ch["message"] for c in ada.cells for ch in c["checks"]}
+    messages = assert_full_marks(graded["ada"], FULL_CELLS)
     assert "on 1000 held-out examples (at least 74% needed)" in messages["dbvae_rare_accuracy"]
     assert "on 2000 held-out examples (at least 80% needed)" in messages["dbvae_test_accuracy"]
 
 
 def test_the_blank_release_runs_to_the_end_and_scores_zero(graded):
-    ben = graded["ben"]
-    assert (ben.status, ben.score, ben.max_score) == ("graded", 0.0, FULL)
-    assert cell_scores(ben) == {grade_id: 0.0 for grade_id in FULL_CELLS}
-    failed = failed_checks(ben)
+    failed = assert_graded_zero(graded["ben"], FULL_CELLS)
     assert "the test cell raised NotImplementedError" in failed["vae_loss_values"]
     assert "the test cell raised NameError" in failed["dbvae_rare_accuracy"]
 
