@@ -2,7 +2,8 @@
 # Idempotent set-up for `make demo` and `make test`: system packages when missing, then
 # .venv with the pinned dependencies. A second run only checks and returns in a second.
 #   scripts/setup.sh          what grading needs (bubblewrap, prlimit, the offline data set)
-#   scripts/setup.sh --test   also PostgreSQL, for the gradebook test against a real server
+#   scripts/setup.sh --test   also PostgreSQL (the gradebook test against a real server) and
+#                             Debian's chromium (the pages people open are tested in a browser)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,8 +11,9 @@ need=()
 command -v bwrap >/dev/null || need+=(bubblewrap)
 command -v prlimit >/dev/null || need+=(util-linux)
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
-if [ "${1:-}" = "--test" ] && ! ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1; then
-  need+=(postgresql)
+if [ "${1:-}" = "--test" ]; then
+  ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+  command -v chromium >/dev/null || need+=(chromium)   # the browser tests of feedback and formgrader pages
 fi
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
