@@ -29,6 +29,10 @@ MAX_VALUE_BYTES = 16 * 1024 * 1024
 #: Largest JSON value (characters) and nesting accepted for non-numeric values.
 MAX_JSON_CHARS = 64 * 1024
 KINDS = ("close", "shape", "equal", "grad", "at_most", "at_least", "by_hand", "accuracy")
+#: Kinds whose value is a numeric array (safetensors).
+ARRAY_KINDS = ("close", "grad", "at_most", "at_least", "accuracy")
+#: Longest reason text ("the value was ...") accepted from a kernel.
+MAX_PROBLEM_CHARS = 2000
 NUMERIC_DTYPES = {
     "bool", "uint8", "int8", "int16", "int32", "int64",
     "float16", "float32", "float64",
@@ -159,18 +163,45 @@ def decode(payload: Any) -> Observation:
     if line is not None and not isinstance(line, int):
         raise MalformedObservation(f"observation {name!r}: line must be an integer")
     problem = payload.get("problem")
-    if problem is not None and not isinstance(problem, str):
-        raise MalformedObservation(f"observation {name!r}: problem must be text")
+    if problem is not None and (not isinstance(problem, str) or len(problem) > MAX_PROBLEM_CHARS):
+        raise MalformedObservation(f"observation {name!r}: problem must be text of at most {MAX_PROBLEM_CHARS} characters")
     fmt, data = payload.get("format"), payload.get("data")
     if fmt == "safetensors":
         value = _decode_array(name, data)
     elif fmt == "json":
-        if len(json.dumps(data)) > MAX_JSON_CHARS:
+        try:
+            size = len(json.dumps(data))
+        except (TypeError, ValueError, RecursionError):
+            raise MalformedObservation(f"observation {name!r}: a JSON value nested too deep or not JSON") from None
+        if size > MAX_JSON_CHARS:
             raise MalformedObservation(f"observation {name!r}: JSON value over {MAX_JSON_CHARS} characters")
         value = data
     else:
         raise MalformedObservation(f"observation {name!r}: unknown format {fmt!r}")
+    _check_value(name, kind, value, problem)
     return Observation(name=name, kind=kind, value=value, params=params, line=line, problem=problem)
+
+
+def _check_value(name: str, kind: str, value: Any, problem: str | None) -> None:
+    """Each kind's value has one form (what Checker records); anything else is malformed, so
+    that the judge never meets a value it does not expect."""
+    if value is None:
+        if problem is None and (kind in ARRAY_KINDS or kind == "shape"):
+            raise MalformedObservation(f"observation {name!r}: no value and no reason why")
+        return
+    if problem is not None:
+        raise MalformedObservation(f"observation {name!r}: a value and a problem at once")
+    if kind in ARRAY_KINDS and not isinstance(value, np.ndarray):
+        raise MalformedObservation(f"observation {name!r}: a {kind} check records a numeric array, "
+                                   f"not {type(value).__name__}")
+    if kind == "shape":
+        shape = value.get("shape") if isinstance(value, dict) else None
+        if not (isinstance(value, dict) and set(value) <= {"shape", "dtype"} and isinstance(shape, list)
+                and len(shape) <= 64 and all(type(s) is int and s >= 0 for s in shape)
+                and isinstance(value.get("dtype", ""), str) and len(value.get("dtype", "")) <= 64):
+            raise MalformedObservation(f"observation {name!r}: a shape check records {{'shape': [sizes], 'dtype': text}}")
+    if kind == "by_hand" and not isinstance(value, dict):
+        raise MalformedObservation(f"observation {name!r}: a by_hand check records an object")
 
 
 def _decode_array(name: str, data: Any) -> np.ndarray:

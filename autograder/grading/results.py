@@ -75,9 +75,13 @@ def load_result(autograded: Path, student: str, lab: str) -> Result | None:
         return None  # a damaged result is regraded, not trusted
 
 
-def fingerprint(files: list[Path], references_file: Path) -> str:
+def fingerprint(contents: dict[str, bytes], references_file: Path) -> str:
+    """A hash of the submission (file name → its bytes, or a marker for a missing or refused
+    file) and of the references it is judged with."""
     digest = hashlib.sha256()
-    for path in sorted(files) + [references_file]:
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes() if path.is_file() else b"<missing>")
+    for name, data in sorted(contents.items()):
+        digest.update(name.encode())
+        digest.update(data)
+    digest.update(references_file.name.encode())
+    digest.update(references_file.read_bytes() if references_file.is_file() else b"<missing>")
     return digest.hexdigest()

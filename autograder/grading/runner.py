@@ -19,6 +19,7 @@ from typing import Callable
 import nbformat
 
 from ..build.references import Reference, load_references
+from ..build.source_rules import is_test_cell, nbgrader_meta
 from ..checks.by_hand import without_magics
 from ..checks.checker import MODE_VARIABLE
 from ..checks.observation import MIME_TYPE
@@ -31,6 +32,7 @@ from .results import Result, fingerprint, load_result, save_result
 from .sandbox import Limits
 from .sanitize import SubmissionError, sanitize
 from .slots import SlotPool, visible_gpus
+from .submission_files import UnsafeSubmission, checked_path, read_regular_file
 from .verdicts import judge_notebook
 
 CHECKS_PACKAGE = Path(__file__).resolve().parent.parent / "checks"
@@ -130,9 +132,11 @@ def grading_gpus(setting: str) -> list[int]:
 
 
 def submitted_students(course: Course, lab: str) -> list[str]:
+    """Every student with a `submitted/<student>/<lab>` entry (a link there is listed too: grading
+    refuses it with its reason, rather than skipping it silently)."""
     if not course.submitted.is_dir():
         return []
-    return sorted(p.name for p in course.submitted.iterdir() if (p / lab).is_dir())
+    return sorted(p.name for p in course.submitted.iterdir() if os.path.lexists(p / lab))
 
 
 def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, force: bool = False,
@@ -173,15 +177,27 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, fo
     return [results[s] for s in students]
 
 
-def _submission_files(context: LabContext, student: str) -> list[Path]:
-    folder = context.course.submitted / student / context.lab
-    return [folder / f"{name}.ipynb" for name in sorted(context.max_scores)]
+def _submission_file(context: LabContext, student: str, name: str) -> Path:
+    """submitted/<student>/<lab>/<name>.ipynb, checked to be a regular file reached without links
+    (SubmissionError otherwise; FileNotFoundError when it is absent)."""
+    try:
+        return checked_path(context.course.submitted, student, context.lab, f"{name}.ipynb")
+    except UnsafeSubmission as err:
+        raise SubmissionError(str(err)) from None
 
 
 def _fingerprint_and_previous(context: LabContext, student: str) -> tuple[str, Result | None]:
-    """The submission's fingerprint, and its previous result when that was judged on the same one."""
-    files = [f for f in _submission_files(context, student) if f.exists()]
-    stamp = fingerprint(files, context.references_file)
+    """The submission's fingerprint, and its previous result when that was judged on the same one.
+    A missing or refused file is part of the fingerprint as a marker: nothing unsafe is read."""
+    contents = {}
+    for name in sorted(context.max_scores):
+        try:
+            contents[name] = read_regular_file(_submission_file(context, student, name))
+        except FileNotFoundError:
+            contents[name] = b"<missing>"
+        except (SubmissionError, UnsafeSubmission) as err:
+            contents[name] = f"<refused: {err}>".encode()
+    stamp = fingerprint(contents, context.references_file)
     previous = load_result(context.course.autograded, student, context.lab)
     return stamp, previous if previous is not None and previous.fingerprint == stamp else None
 
@@ -190,16 +206,16 @@ def grade_submission(context: LabContext, student: str, stamp: str) -> Result:
     """Grade one student's submission (fingerprint `stamp`) with context.executor, which grade_lab sets."""
     course, lab = context.course, context.lab
     folder = course.submitted / student / lab
-    notebooks = sorted(context.max_scores)
-    files = _submission_files(context, student)
     start = time.perf_counter()
     result = Result(student=student, lab=lab, status="graded", fingerprint=stamp,
                     max_score=sum(sum(cells.values()) for cells in context.max_scores.values()))
     try:
-        for name, path in zip(notebooks, files):
-            if not path.is_file():
+        for name in sorted(context.max_scores):
+            try:
+                path = _submission_file(context, student, name)
+            except FileNotFoundError:
                 found = ", ".join(sorted(p.name for p in folder.glob("*.ipynb"))) or "no notebooks"
-                raise SubmissionError(f"{name}.ipynb is missing from the submission (found: {found})")
+                raise SubmissionError(f"{name}.ipynb is missing from the submission (found: {found})") from None
             _grade_notebook(context, student, name, path, result)
     except SubmissionError as err:
         result.status, result.reason = "failed", str(err)
@@ -209,10 +225,21 @@ def grade_submission(context: LabContext, student: str, stamp: str) -> Result:
         result.score = round(sum(c["score"] for c in result.cells), 6)
     recorded = time.perf_counter()
     result.seconds = round(recorded - start, 3)
-    record_result(course, result, timestamp=course.coursedir().get_existing_timestamp(str(folder)))
+    record_result(course, result, timestamp=_timestamp(course, folder))
     _add_timing(result, "record", time.perf_counter() - recorded)
     save_result(course.autograded, result)
     return result
+
+
+def _timestamp(course: Course, folder: Path):
+    """nbgrader's submission timestamp (timestamp.txt), read only from a regular file in a real folder."""
+    try:
+        if folder.is_symlink() or not folder.is_dir():
+            return None
+        checked_path(course.submitted, folder.parent.name, folder.name, "timestamp.txt")
+    except (OSError, UnsafeSubmission):
+        return None
+    return course.coursedir().get_existing_timestamp(str(folder))
 
 
 def _add_timing(result: Result, stage: str, seconds: float) -> None:
@@ -227,7 +254,11 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
     began = time.perf_counter()
     nb = sanitize(context.course, context.lab, path)
     _add_timing(result, "sanitize", time.perf_counter() - began)
-    sources = [cell.source for cell in nb.cells if cell.cell_type == "code"]
+    code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
+    sources = [cell.source for cell in code_cells]
+    # Restored from the gradebook by OverwriteCells: the instructor's code, not the student's.
+    trusted = frozenset(i for i, cell in enumerate(code_cells)
+                        if nbgrader_meta(cell).get("locked") or is_test_cell(cell))
     execution = context.executor.execute(nb, f"{student}/{context.lab}/{name}")
     judged = time.perf_counter()
     for stage, seconds in (("wait", execution.wait_seconds), ("run", execution.wall_seconds),
@@ -237,7 +268,8 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
     result.warnings.extend(w for w in execution.warnings if w not in result.warnings)
     stopped = execution.reason if execution.status != "completed" else None
     scores = judge_notebook(name, execution.notebook, context.references, context.max_scores[name],
-                            sources=sources, cell_errors=execution.cell_errors, stopped=stopped,
+                            sources=sources, trusted_sources=trusted, cell_errors=execution.cell_errors,
+                            stopped=stopped,
                             labels_for=context.course.held_out_labels)
     result.cells.extend(score.to_dict() for score in scores)
     write_autograded_notebook(context.course, student, context.lab, name, execution.notebook, scores)

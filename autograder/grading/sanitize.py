@@ -3,7 +3,9 @@
 OverwriteCells replaces every locked and test cell with the gradebook's copy (restoring the
 hidden tests and undoing tampering) and, with add_missing_cells (nbgrader_config.py),
 re-inserts deleted test cells. ClearOutput drops anything the student's file claimed
-as output (forged observations included).
+as output (forged observations included). Test cells keep no `expected=` argument: the build
+already stored them without (reference code runs in the build only), and this is said again
+here for a gradebook made by other means.
 """
 
 from __future__ import annotations
@@ -16,7 +18,10 @@ from nbconvert.exporters.exporter import ResourcesDict
 from nbgrader.preprocessors import (CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells,
                                     OverwriteKernelspec)
 
+from ..build.reference_code import strip_expected_arguments
+from ..build.source_rules import is_test_cell
 from ..course import Course
+from .submission_files import UnsafeSubmission, read_regular_file
 
 SANITIZE_PREPROCESSORS = (ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata)
 
@@ -26,9 +31,12 @@ class SubmissionError(Exception):
 
 
 def read_submission(path: Path):
-    """Parse a submitted notebook; SubmissionError says what is wrong with the file."""
+    """Parse a submitted notebook (a regular file, checked by submission_files); SubmissionError
+    says what is wrong with the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_regular_file(path).decode("utf-8")
+    except UnsafeSubmission as err:
+        raise SubmissionError(str(err)) from None
     except UnicodeDecodeError:
         raise SubmissionError(f"{path.name} is not a text file (not UTF-8)") from None
     try:
@@ -56,4 +64,7 @@ def sanitize(course: Course, lab: str, path: Path):
         except Exception as err:  # nbgrader raises plain exceptions for tampered metadata
             raise SubmissionError(f"{path.name} could not be sanitized ({preprocessor_class.__name__}): "
                                   f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    for cell in nb.cells:
+        if is_test_cell(cell):   # the build stored them without; a gradebook made otherwise still computes none
+            cell.source = strip_expected_arguments(cell.source)
     return nb

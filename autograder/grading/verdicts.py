@@ -4,7 +4,10 @@ Input: the references recorded from the instructor's solution (private build fol
 the executed submission (data from the sandbox). Each check's observation is taken only
 from the test cell the build attributed it to (found by grade_id; sanitizing restored
 those cells), compared with `checks.compare` using the build's tolerances, never the
-submission's. A test cell's points are shared among its checks by weight.
+submission's. A test cell's points are shared among its HIDDEN checks by weight: public
+checks are judged and shown (the student's aid), but their references ship with the release,
+so a value copied from there earns nothing. A by-hand violation zeroes its cell. An
+observation that does not follow its schema fails that check alone, with the reason.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from ..build.references import Reference
 from ..build.source_rules import nbgrader_meta
 from ..checks.by_hand import function_violations
 from ..checks.compare import compare, scored_accuracy
-from ..checks.observation import Observation, observations_in_outputs
+from ..checks.observation import MalformedObservation, Observation, observations_in_outputs
 
 
 @dataclass
@@ -44,12 +47,14 @@ class CellScore:
 
 def judge_notebook(notebook: str, executed, references: dict[str, Reference], max_scores: dict[str, float],
                    *, sources: list[str], cell_errors: dict[int, str], stopped: str | None,
-                   labels_for: Callable[[str], np.ndarray] | None = None) -> list[CellScore]:
+                   labels_for: Callable[[str], np.ndarray] | None = None,
+                   trusted_sources: frozenset[int] = frozenset()) -> list[CellScore]:
     """Scores of every test cell of one notebook.
 
     executed:    the executed, sanitized notebook (outputs hold the observations).
     max_scores:  grade_id → points, from the gradebook (what the build stored).
     sources:     the code cells of the sanitized submission, for static rules (by_hand).
+    trusted_sources: indices into `sources` of the cells restored from the instructor's copy.
     cell_errors: cell index → "ename: evalue" for cells that raised.
     stopped:     why the run ended early (timeout, kernel died), or None.
     labels_for:  data set name → held-out labels (coordinator-side files), for accuracy checks.
@@ -65,26 +70,35 @@ def judge_notebook(notebook: str, executed, references: dict[str, Reference], ma
         index, cell = cells.get(grade_id, (None, None))
         observed, rejected = observations_in_outputs(cell.get("outputs", [])) if cell is not None else ([], [])
         latest: dict[str, Observation] = {obs.name: obs for obs in observed}
-        verdicts = []
-        for ref in refs:
-            got = latest.get(ref.name)
-            if ref.observation.kind == "by_hand" and got is not None:
-                got = _read_by_hand(ref, sources)   # the file decides, not the kernel
-            if ref.observation.kind == "accuracy" and got is not None:
-                got = _score_accuracy(ref, got, labels_for)
-            if got is None:
-                message = _why_missing(ref, index, cell_errors, stopped, rejected)
-                verdicts.append(CheckVerdict(ref.name, False, message, ref.weight, ref.hidden))
-                continue
-            outcome = compare(ref.observation, got, reveal=not ref.hidden)
-            verdicts.append(CheckVerdict(ref.name, outcome.passed, outcome.message, ref.weight, ref.hidden))
+        verdicts = [_verdict(ref, latest.get(ref.name), sources, trusted_sources, labels_for,
+                             lambda r: _why_missing(r, index, cell_errors, stopped, rejected))
+                    for ref in refs]
         max_score = float(max_scores.get(grade_id, 0.0))
-        total = sum(v.weight for v in verdicts) or 1.0
-        earned = sum(v.weight for v in verdicts if v.passed)
+        total = sum(v.weight for v in verdicts if v.hidden)
+        earned = sum(v.weight for v in verdicts if v.hidden and v.passed)
         if any(not v.passed for v, r in zip(verdicts, refs) if r.observation.kind == "by_hand"):
             earned = 0.0   # autograd in a by-hand exercise: the cell's checks do not count
-        scores.append(CellScore(notebook, grade_id, round(max_score * earned / total, 6), max_score, verdicts))
+        score = round(max_score * earned / total, 6) if total else 0.0
+        scores.append(CellScore(notebook, grade_id, score, max_score, verdicts))
     return scores
+
+
+def _verdict(ref: Reference, got: Observation | None, sources, trusted_sources, labels_for, why_missing) -> CheckVerdict:
+    """One check's verdict. Whatever the kernel sent is data: a value of the wrong form fails
+    this check with the reason and never stops the judging of the others."""
+    try:
+        if ref.observation.kind == "by_hand" and got is not None:
+            got = _read_by_hand(ref, sources, trusted_sources)   # the file decides, not the kernel
+        if ref.observation.kind == "accuracy" and got is not None:
+            got = _score_accuracy(ref, got, labels_for)
+        if got is None:
+            return CheckVerdict(ref.name, False, why_missing(ref), ref.weight, ref.hidden)
+        outcome = compare(ref.observation, got, reveal=not ref.hidden)
+    except (MalformedObservation, TypeError, ValueError, KeyError, IndexError) as err:
+        # decode() validates each kind's schema; this catches what slips through, for this check alone
+        return CheckVerdict(ref.name, False, f"check {ref.name!r} failed: its observation was malformed "
+                            f"({type(err).__name__}: {err})", ref.weight, ref.hidden)
+    return CheckVerdict(ref.name, outcome.passed, outcome.message, ref.weight, ref.hidden)
 
 
 def _score_accuracy(ref: Reference, got: Observation, labels_for) -> Observation:
@@ -96,9 +110,9 @@ def _score_accuracy(ref: Reference, got: Observation, labels_for) -> Observation
     return scored_accuracy(got, labels)
 
 
-def _read_by_hand(ref: Reference, sources: list[str]) -> Observation:
+def _read_by_hand(ref: Reference, sources: list[str], trusted_sources: frozenset[int]) -> Observation:
     function = ref.observation.params["function"]
-    found, violations = function_violations(sources, function)
+    found, violations = function_violations(sources, function, trusted=trusted_sources)
     return Observation(ref.name, "by_hand", {"function": function, "found": found, "violations": violations})
 
 

@@ -1,0 +1,78 @@
+"""The files of a submission, read only when they are what they claim to be.
+
+Everything under `submitted/` comes from students (LMS downloads, exchange folders). The
+coordinator opens only regular files that lie inside `submitted/<student>/<lab>/`, reached
+without following any symbolic link: a submission that is a link to the instructor's source
+notebook, a FIFO that would block the batch, a folder, or a path that resolves elsewhere is
+refused with a reason, and nothing is read through it.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+#: Largest submission file read (a notebook with attachments is rarely over a few MiB).
+MAX_SUBMISSION_BYTES = 64 * 2**20
+
+
+class UnsafeSubmission(Exception):
+    """A submission path the coordinator refuses to read; the message is the reason."""
+
+
+def checked_path(submitted: Path, student: str, lab: str, filename: str) -> Path:
+    """submitted/<student>/<lab>/<filename>, after checking that no part of it is a link and that
+    the file is a regular file inside `submitted/`. Raises FileNotFoundError when it is absent."""
+    root = Path(submitted).resolve()
+    path = root
+    for part, what in ((student, "the student's folder"), (lab, "the lab folder"), (filename, filename)):
+        if part in ("", ".", "..") or "/" in part or "\0" in part:
+            raise UnsafeSubmission(f"{what} has an unusable name {part!r}")
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            raise
+        except OSError as err:
+            raise UnsafeSubmission(f"{what} cannot be examined: {err.strerror or err}") from None
+        if stat.S_ISLNK(mode):
+            raise UnsafeSubmission(f"{what} is a symbolic link (to {os.readlink(path)!r}): only regular files are "
+                                   "graded; submit the notebook itself")
+        expected_dir = part is not filename
+        if expected_dir and not stat.S_ISDIR(mode):
+            raise UnsafeSubmission(f"{what} is not a folder")
+        if not expected_dir and not stat.S_ISREG(mode):
+            raise UnsafeSubmission(f"{filename} is not a regular file ({_kind(mode)}): only regular files are graded")
+    if not path.resolve().is_relative_to(root):   # a bind mount or a link above submitted/ itself
+        raise UnsafeSubmission(f"{filename} resolves outside the submitted folder")
+    return path
+
+
+def read_regular_file(path: Path, limit: int = MAX_SUBMISSION_BYTES) -> bytes:
+    """The bytes of `path`, opened without following a link and without blocking on a FIFO, and
+    only when it is a regular file of at most `limit` bytes."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as err:
+        raise UnsafeSubmission(f"{Path(path).name} cannot be opened as a regular file: {err.strerror or err}") from None
+    with os.fdopen(fd, "rb") as file:
+        info = os.fstat(file.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeSubmission(f"{Path(path).name} is not a regular file ({_kind(info.st_mode)})")
+        if info.st_size > limit:
+            raise UnsafeSubmission(f"{Path(path).name} is {info.st_size / 2**20:.1f} MiB, over the "
+                                   f"{limit / 2**20:.0f} MiB a submission may have")
+        data = file.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafeSubmission(f"{Path(path).name} grew over {limit / 2**20:.0f} MiB while it was read")
+    return data
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "not a regular file"
