@@ -3,7 +3,9 @@
 Order (each step a function below; the first failure stops the lab with a SourceError):
   1. the source follows the authoring rules            (source_rules.check_source)
   2. the solution runs and its checks are recorded     (references.run_trusted / record_references)
-  3. nbgrader writes the student release               (nbgrader GenerateAssignment)
+     every test cell's points come from hidden checks that no public value can answer
+  3. nbgrader writes the student release and the gradebook's copy of every cell, both without
+     reference code (`expected=` arguments and what feeds only them: reference_code)
   4. the release holds no solution or hidden-test text (check_release)
   5. public references ship beside the release; all references go to the private build folder
   6. executed solution notebooks, hidden tests removed, go to solutions/
@@ -20,11 +22,14 @@ from pathlib import Path
 import nbformat
 from nbgrader.converters import GenerateAssignment
 from nbgrader.utils import capture_log
+from traitlets.config import Config
 
 from ..checks.checker import PUBLIC_REFERENCES
 from ..checks.observation import strip_observations
 from ..course import Course
-from .references import Reference, read_notebook, record_references, run_trusted, save_references
+from .reference_code import StripReferenceCode, strip_reference_code
+from .references import (Reference, check_points_are_hidden, read_notebook, record_references, run_trusted,
+                         save_references)
 from .source_rules import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, SourceError, check_source,
                            marker_lines)
 
@@ -55,8 +60,11 @@ def build_lab(course: Course, lab: str) -> BuildReport:
         check_source(nb, path)
         points += sum(float(c.metadata.get("nbgrader", {}).get("points", 0))
                       for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
+        strip_reference_code(copy.deepcopy(nb), path)   # refuses reference code it cannot move, before the run
         executed[path] = run_trusted(copy.deepcopy(nb), cwd=path.parent)
-        for name, ref in record_references(executed[path], path, course.held_out_labels).items():
+        recorded = record_references(executed[path], path, course.held_out_labels)
+        check_points_are_hidden(nb, recorded, path)
+        for name, ref in recorded.items():
             if name in references:
                 raise SourceError(path, ref.cell_index, f"check name {name!r} repeats: notebook "
                                   f"{references[name].notebook} records it too", ref.grade_id)
@@ -77,9 +85,13 @@ def build_lab(course: Course, lab: str) -> BuildReport:
 
 def generate_release(course: Course, lab: str) -> None:
     """nbgrader's generate_assignment: release/<lab>/ and the gradebook's copy of every cell."""
+    config = Config(course.config)
+    # Reference code leaves every test cell before nbgrader saves it to the gradebook (SaveCells):
+    # what OverwriteCells restores under grading, and the release, compute no reference.
+    config.GenerateAssignment.preprocessors = [StripReferenceCode, *GenerateAssignment.class_traits()["preprocessors"].make_dynamic_default()]
     coursedir = course.coursedir()
     coursedir.assignment_id = lab
-    app = GenerateAssignment(coursedir=coursedir, config=course.config)
+    app = GenerateAssignment(coursedir=coursedir, config=config)
     app.force = True
     app.create_assignment = True
     result = capture_log(app)

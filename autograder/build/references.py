@@ -100,6 +100,44 @@ def record_references(nb, path: Path, labels_for=None) -> dict[str, Reference]:
     return references
 
 
+def check_points_are_hidden(nb, references: dict[str, Reference], path: Path) -> None:
+    """What can be copied earns nothing: a test cell's points are shared among its hidden checks
+    (public checks are the student's aid, and their references ship with the release). So every
+    cell with points needs a hidden check of positive weight, and no hidden check may record a
+    value that a public reference already holds (copying it from public_references.json would
+    answer it)."""
+    public = [ref.observation for ref in references.values() if not ref.hidden]
+    by_cell: dict[str, list[Reference]] = {}
+    for ref in references.values():
+        by_cell.setdefault(ref.grade_id, []).append(ref)
+    for index, cell in enumerate(nb.cells):
+        meta = nbgrader_meta(cell)
+        if not is_test_cell(cell) or not float(meta.get("points", 0) or 0):
+            continue
+        refs = by_cell.get(meta.get("grade_id"), [])
+        if not any(ref.hidden and ref.weight > 0 and ref.observation.kind != "by_hand" for ref in refs):
+            raise SourceError(path, index, "this test cell has points but no hidden check of positive weight: its points "
+                              "come from hidden checks only (public references ship with the release, so a public "
+                              "value can be copied). Add a hidden check between ### BEGIN HIDDEN TESTS and "
+                              "### END HIDDEN TESTS.", meta.get("grade_id"))
+    for ref in references.values():
+        if ref.hidden and ref.observation.kind in ("close", "grad", "equal"):
+            twin = next((p for p in public if _same_value(p, ref.observation)), None)
+            if twin is not None:
+                raise SourceError(path, ref.cell_index, f"hidden check {ref.name!r} records the same value as the "
+                                  f"public check {twin.name!r}: a student could copy it from public_references.json. "
+                                  "Test the hidden check on other inputs.", ref.grade_id)
+
+
+def _same_value(public: Observation, hidden: Observation) -> bool:
+    """Whether a hidden value is answered by a public one: equal arrays of more than a couple of
+    entries (a lone number or boolean is guessable anyway, and coincides by chance)."""
+    a, b = public.value, hidden.value
+    if not (isinstance(a, np.ndarray) and isinstance(b, np.ndarray)) or b.size < 3:
+        return False
+    return a.shape == b.shape and np.array_equal(a.astype(np.float64), b.astype(np.float64))
+
+
 # --------------------------------------------------------------------------- files
 
 
