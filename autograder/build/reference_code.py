@@ -26,7 +26,7 @@ import ast
 from nbgrader.preprocessors import NbGraderPreprocessor
 
 from ..checks.by_hand import without_magics
-from .source_rules import SourceError, is_test_cell
+from .source_rules import SourceError, is_test_cell, nbgrader_meta
 
 EXPECTED = "expected"
 
@@ -34,7 +34,7 @@ EXPECTED = "expected"
 def strip_expected_arguments(source: str) -> str:
     """`source` without any `expected=` keyword argument (the local half of the rule: safe on any
     test cell, used again when a submission is sanitized)."""
-    return _strip(source, reference_only=frozenset(), path="", index=None)
+    return _strip(source, reference_only=frozenset(), path="", where=(None, None))
 
 
 def reference_only_names(cells: list[str]) -> frozenset[str]:
@@ -86,7 +86,7 @@ def strip_reference_code(nb, path="") -> None:
     reference_only = reference_only_names(codes)
     for index, cell in enumerate(nb.cells):
         if is_test_cell(cell):
-            cell.source = _strip(cell.source, reference_only, path, index)
+            cell.source = _strip(cell.source, reference_only, path, (index, nbgrader_meta(cell).get("grade_id")))
 
 
 class StripReferenceCode(NbGraderPreprocessor):
@@ -101,7 +101,8 @@ class StripReferenceCode(NbGraderPreprocessor):
 # --------------------------------------------------------------------------- text surgery
 
 
-def _strip(source: str, reference_only: frozenset[str], path, index) -> str:
+def _strip(source: str, reference_only: frozenset[str], path, where: tuple) -> str:
+    """where: (cell index, grade_id) for messages."""
     tree = _parse(source)
     if tree is None:
         return source
@@ -113,7 +114,7 @@ def _strip(source: str, reference_only: frozenset[str], path, index) -> str:
                 if keyword.arg == EXPECTED:
                     spans.append(_keyword_span(source, offsets.start(keyword), offsets.end(keyword)))
     for body in _statement_lists(tree):
-        removed = [stmt for stmt in body if _is_reference_statement(stmt, reference_only, path, index)]
+        removed = [stmt for stmt in body if _is_reference_statement(stmt, reference_only, path, where)]
         for number, stmt in enumerate(removed):
             # A body left empty keeps one `pass`, at the first removed statement's place.
             keep_pass = len(removed) == len(body) and number == 0
@@ -125,38 +126,38 @@ def _strip(source: str, reference_only: frozenset[str], path, index) -> str:
     for start, end, replacement in sorted(spans, reverse=True):
         text = text[:start] + replacement + text[end:]
     if _parse(text) is None:
-        raise SourceError(path, index, "removing the reference code (expected= arguments) leaves a test cell that "
-                          "does not parse: keep each check call on lines of its own")
+        raise SourceError(path, where[0],  "removing the reference code (expected= arguments) leaves a test cell that "
+                          "does not parse: keep each check call on lines of its own", where[1])
     return text
 
 
-def _is_reference_statement(stmt, reference_only, path, index) -> bool:
+def _is_reference_statement(stmt, reference_only, path, where) -> bool:
     names = _bound_by(stmt)
     if names is None:   # binds through attributes or subscripts, or does not bind
         hidden = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
                   and n.id in reference_only and not _nested_in_function(stmt, n)}
         if hidden and not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.For, ast.While, ast.If,
                                             ast.With, ast.Try)):
-            _refuse(path, index, stmt, hidden)
+            _refuse(path, where, stmt, hidden)
         if isinstance(stmt, (ast.For, ast.AsyncFor)):
             target = {n.id for n in ast.walk(stmt.target) if isinstance(n, ast.Name)} & reference_only
             if target:
-                _refuse(path, index, stmt, target)
+                _refuse(path, where, stmt, target)
         return False
     inside = names & reference_only
     if not inside:
         return False
     if inside != names:
-        _refuse(path, index, stmt, inside)
+        _refuse(path, where, stmt, inside)
     return True
 
 
-def _refuse(path, index, stmt, names) -> None:
+def _refuse(path, where, stmt, names) -> None:
     listed = ", ".join(sorted(names))
-    raise SourceError(path, index, f"line {stmt.lineno} binds {listed}, used only in expected= arguments, together "
+    raise SourceError(path, where[0], f"line {stmt.lineno} binds {listed}, used only in expected= arguments, together "
                       "with values the test uses (or as a loop variable): under grading it would be computed in the "
                       "student's kernel. Compute the reference inside expected= (a lambda or an inline expression) or "
-                      "in an assignment of its own.")
+                      "in an assignment of its own.", where[1])
 
 
 def _bound_by(stmt) -> set[str] | None:
