@@ -16,6 +16,13 @@ c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedE
 # Re-insert graded test cells a student deleted, so that they still count.
 c.OverwriteCells.add_missing_cells = True
 
+# nbgrader's own grading engine is off: it runs student code unsandboxed and judges in the student's
+# kernel. `nbgrader autograde` / `generate_feedback` and formgrader's Autograde / Generate Feedback
+# buttons refuse, before touching any file, naming `autograder grade LAB --student S` and
+# `autograder feedback LAB` (autograder/grading/nbgrader_guard.py says how and why).
+c.Autograde.exporter_class = "autograder.grading.nbgrader_guard.RefuseAutograde"
+c.GenerateFeedback.exporter_class = "autograder.grading.nbgrader_guard.RefuseFeedback"
+
 # Our grader. Timeouts are generous on purpose: honest training cells must not be cut on a
 # loaded machine; the sandbox's CPU-time limit and the notebook limit stop runaway code.
 c.Grading.cell_timeout = 300          # seconds for one cell (wall clock)
