@@ -188,6 +188,13 @@ BY_HAND_CELLS = [
 ]
 
 
+#: What the cheating cells of BY_HAND_CELLS cost every function of that notebook: code in a cell the
+#: student edits can rebind or patch what any graded function calls, so it is judged notebook-wide.
+BY_HAND_NOTEBOOK_WIDE = ["cell 5, line 2: imports torch.autograd", "cell 6, line 2: looks up attributes dynamically (getattr)",
+                         "cell 7, line 1: imports torch.autograd.grad", "cell 7, line 2: imports torch.func",
+                         "cell 9, line 2: keeps the function tf.vjp(...) returns as a value"]
+
+
 @pytest.mark.parametrize("function, found, problem", [
     ("honest", True, None), ("sneaky", True, "helper (called from sneaky), line 2: calls .backward()"),
     ("direct", True, "imports torch.autograd"), ("dynamic", True, "getattr"), ("absent", False, None),
@@ -197,10 +204,19 @@ def test_by_hand_rule_reads_the_source(function, found, problem):
     from autograder.checks.by_hand import function_violations
     was_found, violations = function_violations(BY_HAND_CELLS, function)
     assert was_found is found
-    if problem:
-        assert any(problem in v for v in violations), violations
-    else:
+    if not found:
         assert violations == []
+        return
+    notebook_wide = [v for v in violations if v.startswith("cell ")]
+    assert len(notebook_wide) == len(BY_HAND_NOTEBOOK_WIDE), violations
+    assert all(v.startswith(w) for v, w in zip(notebook_wide, BY_HAND_NOTEBOOK_WIDE)), notebook_wide
+    own = [v for v in violations if not v.startswith("cell ")]
+    if problem:
+        assert any(problem in v for v in own), violations
+    else:
+        assert own == []
+        # Without the cheating cells, nothing at all: honest code and a dx called grad are fine.
+        assert function_violations([BY_HAND_CELLS[0], BY_HAND_CELLS[2], BY_HAND_CELLS[9]], function) == (True, [])
 
 
 # ----------------------------------------------------------------- gradients: the float64 policy
@@ -333,6 +349,6 @@ def test_by_hand_names_a_module_call_once():
     """torch.autograd.grad is one violation (uses torch.autograd), not also "reads or writes .grad"."""
     from autograder.checks.by_hand import function_violations
 
-    cells = ["def f(x):\n    return torch.autograd.grad(x.sum(), x)", "def g(x):\n    return x.grad"]
+    cells = ["import torch", "def f(x):\n    return torch.autograd.grad(x.sum(), x)", "def g(x):\n    return x.grad"]
     assert function_violations(cells, "f") == (True, ["f, line 2: uses torch.autograd"])
     assert function_violations(cells, "g") == (True, ["g, line 2: reads or writes .grad"])
