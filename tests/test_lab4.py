@@ -177,11 +177,12 @@ def test_each_bug_costs_exactly_its_checks(graded, student):
               for grade_id, cell in cells(result).items()}
     assert {g: names for g, names in failed.items() if names} == expected, \
         {n: k["message"] for n, k in checks(result).items() if not k["passed"]}
-    for grade_id, cell in cells(result).items():   # a cell's points shared by the weights of its checks
-        total = sum(k["weight"] for k in cell["checks"])
-        earned = sum(k["weight"] for k in cell["checks"] if k["passed"])
+    for grade_id, cell in cells(result).items():   # a cell's points shared by the weights of its hidden checks
+        total = sum(k["weight"] for k in cell["checks"] if k["hidden"])
+        earned = sum(k["weight"] for k in cell["checks"] if k["hidden"] and k["passed"])
         assert cell["score"] == pytest.approx(cell["max_score"] * earned / total)
-        assert (cell["score"] == cell["max_score"]) == (grade_id not in expected)
+        assert (cell["score"] == cell["max_score"]) == (earned == total)
+    assert result.score < result.max_score   # every bug costs points: a hidden check catches each
 
 
 @pytest.mark.parametrize("student", sorted(EXPECTED_FAILURES))

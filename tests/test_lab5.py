@@ -200,17 +200,17 @@ def test_the_blank_release_runs_to_the_end_and_scores_zero(graded):
 
 
 EXPECTED = {
-    "mixer": ({"vae_loss_tests": 1.333333, "sampling_tests": 1.5, "debiasing_loss_tests": 1.5,
-               "resampling_tests": 0.666667},
-              {"vae_loss_values", "vae_loss_reconstruction_only", "sampling_variance",
+    "mixer": ({"vae_loss_tests": 1.0, "sampling_tests": 1.333333, "debiasing_loss_tests": 1.5,
+               "resampling_tests": 0.0},
+              {"vae_loss_values", "vae_loss_reconstruction_only", "sampling_variance", "sampling_variance_other_sigmas",
                "debias_per_sample_values", "debias_loss_value", "debias_no_reconstruction_grad_for_negatives",
                "resample_sums_to_one", "resample_values", "resample_values_bins5", "resample_sums_to_one_bins5"}),
-    "flipper": ({"vae_loss_tests": 1.333333, "sampling_tests": 1.5, "debiasing_loss_tests": 1.0,
-                 "accuracy_tests": 1.2},
+    "flipper": ({"vae_loss_tests": 1.0, "sampling_tests": 1.333333, "debiasing_loss_tests": 0.0,
+                 "accuracy_tests": 0.0},
                 {"vae_loss_values", "vae_loss_kl_only", "sampling_grad_mu", "sampling_grad_reaches_logsigma",
                  "debias_per_sample_values", "debias_loss_value", "debias_no_reconstruction_grad_for_negatives",
                  "debias_classification_only_for_negatives", "dbvae_rare_accuracy", "dbvae_test_accuracy"}),
-    "broadcaster": ({"debiasing_loss_tests": 1.0},
+    "broadcaster": ({"debiasing_loss_tests": 1.5},
                     {"debias_per_sample_shape", "debias_per_sample_values", "debias_loss_value",
                      "debias_no_reconstruction_grad_for_negatives"}),
 }

@@ -25,7 +25,7 @@ import ast
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 
-from ..checks.by_hand import without_magics
+from ..checks.by_hand import parse_python, without_magics
 from .source_rules import SourceError, is_test_cell, nbgrader_meta
 
 EXPECTED = "expected"
@@ -235,8 +235,8 @@ def _expected_value_nodes(tree) -> set[int]:
 
 
 def _parse(source: str):
-    try:
-        return ast.parse(without_magics(source))
+    try:   # parse_python: ast.parse is not thread-safe on CPython 3.11, and sanitize runs in grading threads
+        return parse_python(without_magics(source))
     except SyntaxError:
         return None
 
