@@ -34,6 +34,10 @@ from autograder.grading.sandbox import probe
 from autograder.grading.sanitize import sanitize
 from autograder.grading.verdicts import judge_notebook
 
+# The course config turns nbgrader's in-kernel engine off (nbgrader_guard); the comparison runs it on purpose,
+# on demo students who do not attack the grader.
+NBGRADER_ENGINE_ON = ["--Autograde.exporter_class=nbconvert.exporters.NotebookExporter"]
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -96,7 +100,7 @@ def main() -> None:
         nbgrader = str(Path(sys.executable).with_name("nbgrader"))
         start = time.perf_counter()
         for student in students:
-            subprocess.run([nbgrader, "autograde", args.lab, "--student", student, "--force", "--create"],
+            subprocess.run([nbgrader, "autograde", args.lab, "--student", student, "--force", "--create", *NBGRADER_ENGINE_ON],
                            cwd=course.root, check=True, capture_output=True)
         serial = (time.perf_counter() - start) / len(students)
         print(f"  nbgrader autograde (serial, same machine, same submissions): {serial:.2f} s per submission")

@@ -39,6 +39,10 @@ from autograder.demo import NO_BATCH_MEAN, UNSTABLE_SOFTMAX, DemoStudent, make_s
 from autograder.grading.runner import grade_lab, grading_gpus
 from autograder.grading.sandbox import probe
 
+# The course config turns nbgrader's in-kernel engine off (nbgrader_guard); the comparison runs it on purpose,
+# on demo students who do not attack the grader.
+NBGRADER_ENGINE_ON = ["--Autograde.exporter_class=nbconvert.exporters.NotebookExporter"]
+
 REPO = Path(__file__).resolve().parent.parent
 DATA_FOR = {"lab3_mnist_lenet": ["fashion_mnist"], "lab5_vae_debiasing": ["fashion_mnist", "colored_fashion_mnist"]}
 BUGS = {"lab1_cross_entropy": [{"cross_entropy_batch": NO_BATCH_MEAN}, {"softmax": UNSTABLE_SOFTMAX}]}
@@ -78,7 +82,7 @@ def nbgrader_serial(course: Course, lab: str, students: list[str]) -> dict:
     nbgrader = str(Path(sys.executable).with_name("nbgrader"))
     began = time.perf_counter()
     for student in students:
-        subprocess.run([nbgrader, "autograde", lab, "--student", student, "--force", "--create"],
+        subprocess.run([nbgrader, "autograde", lab, "--student", student, "--force", "--create", *NBGRADER_ENGINE_ON],
                        cwd=course.root, check=True, capture_output=True)
     wall = time.perf_counter() - began
     return {"wall": wall, "per_minute": 60 * len(students) / wall}
