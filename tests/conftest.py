@@ -71,6 +71,8 @@ def assert_release_in_sync(course: Course, lab: str) -> None:
     for name in refs[0]:
         a, b = decode(refs[0][name]), decode(refs[1][name])
         assert (a.kind, a.params) == (b.kind, b.params), stale
+        if a.kind in ("at_most", "at_least"):
+            continue   # judged by the limit alone; the value is the solution's own training outcome, machine-dependent
         if isinstance(a.value, np.ndarray):
             assert a.value.shape == b.value.shape and np.allclose(a.value, b.value, rtol=1e-5, atol=1e-7), stale
         else:
