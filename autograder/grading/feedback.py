@@ -1,23 +1,62 @@
 """`autograder feedback LAB`: per-student HTML that teaches without leaking hidden tests.
 
-Built from the autograded notebook (coordinator-side). Hidden-test source is removed with
-nbgrader's own ClearHiddenTests; every output of a test cell is replaced by the verdicts
-(a hidden check's message never shows reference values; see checks.compare), so no
-traceback line from a hidden test can reach the student.
+Built here, on the coordinator, from two things: the cells of the autograded notebook and the
+verdicts in result.json. The page returns verdicts, never what the grading run printed: no
+output of any cell is shown (student code running after a hidden test can read it from the
+kernel's history or frames and print it), only
+
+- a summary: lab, notebook, student, status (a failed run's reason), score, a table of the
+  test cells;
+- the cells' sources: code highlighted by pygments, markdown rendered by mistune with raw HTML
+  escaped, links kept only for http(s)/mailto/#, images only as data: PNG/JPEG/GIF/WebP (or a
+  cell attachment of those types), `$...$`/`$$...$$` converted to MathML here (latex2mathml,
+  then re-serialised through an element and attribute allow-list: no script needed to read it);
+- each test cell with its hidden-test regions removed (nbgrader's ClearHiddenTests) and, below
+  it, its points and every check's name, PASS/FAIL and message. A message that reports an
+  exception raised in a test cell names its built-in type only: the exception's text and a
+  class's name are written by student code under grading (`raise ValueError(In[-1])`); and any
+  hidden-test line found verbatim in a message is cut out as a second net.
+
+Everything from the notebook or the result is escaped, and each page carries a strict
+Content-Security-Policy as its first <head> element (no script at all, images only data:), so a
+mistake in escaping still runs nothing. tests/test_feedback_browser.py opens every page of an
+attacked class in Chromium.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import builtins
 import html
+import re
 from pathlib import Path
 
+import mistune
+import mistune.plugins.math
+import mistune.util
 import nbformat
-from nbconvert import HTMLExporter
+from latex2mathml.converter import convert_to_element
 from nbgrader.preprocessors import ClearHiddenTests
+from pygments import highlight
+from pygments.formatters import HtmlFormatter
+from pygments.lexers import PythonLexer
 
 from ..build.source_rules import is_test_cell, nbgrader_meta
 from ..course import Course
 from .results import Result, load_result
+
+# No script of any kind, nothing fetched: inline styles, and images only from data: URIs.
+CSP = ("default-src 'none'; script-src 'none'; object-src 'none'; style-src 'unsafe-inline'; "
+       "img-src data:; font-src 'none'; connect-src 'none'; media-src 'none'; frame-src 'none'; "
+       "worker-src 'none'; manifest-src 'none'; base-uri 'none'; form-action 'none'")
+# A test cell that raised is named by its exception's type alone: the exception's text is written by
+# student code under grading (it can carry the kernel's input history), and so is a class's name.
+RAISED = re.compile(r"(the test cell raised )(.*)\Z", re.S)
+SHOWN_EXCEPTIONS = {name for name, value in vars(builtins).items()
+                    if isinstance(value, type) and issubclass(value, BaseException)} | {"OutOfMemoryError"}
+IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
+LINK_SCHEMES = ("http://", "https://", "mailto:")
 
 
 def write_feedback(course: Course, lab: str, students: list[str]) -> list[Path]:
@@ -38,42 +77,271 @@ def _submitted_notebooks(course: Course, student: str, lab: str) -> set[str]:
 def _write_one(course: Course, result: Result, notebook: str) -> Path:
     source = course.autograded / result.student / result.lab / f"{notebook}.ipynb"
     nb = nbformat.read(source, as_version=4) if source.is_file() else nbformat.v4.new_notebook()
-    nb, _ = ClearHiddenTests(config=course.config).preprocess(nb, {})
-    cells = {c["grade_id"]: c for c in result.cells if c["notebook"] == notebook}
-    for cell in nb.cells:
-        if is_test_cell(cell):
-            score = cells.get(nbgrader_meta(cell).get("grade_id"))
-            cell.outputs = [_verdict_output(score)] if score else []
-    nb.cells.insert(0, nbformat.v4.new_markdown_cell(_summary_markdown(result, notebook, cells)))
-    exporter = HTMLExporter(config=course.config)
-    exporter.sanitize_html = True  # student outputs may hold HTML or scripts
-    body, _ = exporter.from_notebook_node(nb)
+    clear = ClearHiddenTests(config=course.config)
+    hidden = _hidden_lines(nb, clear)
+    cells = {c["grade_id"]: _redacted(c, hidden) for c in result.cells if c["notebook"] == notebook}
     target = course.feedback / result.student / result.lab / f"{notebook}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(body, encoding="utf-8")
+    target.write_text(render_page(result, notebook, nb, cells, clear), encoding="utf-8")
     return target
 
 
-def _verdict_output(score: dict):
-    lines = [f"{score['score']:g} / {score['max_score']:g} points"]
-    for check in score["checks"]:
-        mark = "PASS" if check["passed"] else "FAIL"
-        lines.append(f"[{mark}] {check['name']}" + ("" if check["passed"] else "\n" + _indent(check["message"])))
-    return nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n")
+def render_page(result: Result, notebook: str, nb, cells: dict[str, dict], clear: ClearHiddenTests) -> str:
+    """The whole HTML page: summary, then every cell's source (test cells with their verdicts)."""
+    title = f"Feedback: {result.lab} / {notebook}"
+    body = [_summary(result, notebook, cells), '<main>\n<h2>Your notebook</h2>']
+    for index, cell in enumerate(nb.cells):
+        body.append(_cell(cell, index, cells, clear))
+    body.append("</main>")
+    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n'
+            f'<meta http-equiv="Content-Security-Policy" content="{_attr(CSP)}">\n'
+            f'<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+            f'<meta name="referrer" content="no-referrer">\n'
+            f"<title>{_esc(title)} ({_esc(result.student)})</title>\n<style>\n{STYLE}{_pygments_css()}</style>\n"
+            f"</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
 
 
-def _summary_markdown(result: Result, notebook: str, cells: dict) -> str:
-    lines = [f"# Feedback: {html.escape(result.lab)} / {html.escape(notebook)}",
-             f"**Student:** {html.escape(result.student)}  ",
-             f"**Status:** {html.escape(result.status_text)}  ",
-             f"**Score:** {result.score:g} / {result.max_score:g}", "",
-             "| test cell | points | checks passed |", "|---|---|---|"]
-    for grade_id, cell in cells.items():
-        passed = sum(c["passed"] for c in cell["checks"])
-        lines.append(f"| {html.escape(grade_id)} | {cell['score']:g} / {cell['max_score']:g} | "
-                     f"{passed} / {len(cell['checks'])} |")
-    return "\n".join(lines)
+def _hidden_lines(nb, clear: ClearHiddenTests) -> list[str]:
+    """The hidden-test lines of the notebook's test cells (restored by sanitize), longest first."""
+    found = set()
+    for cell in nb.cells:
+        if is_test_cell(cell):
+            inside = False
+            for line in cell.get("source", "").splitlines():
+                if clear.begin_test_delimeter in line:
+                    inside = True
+                elif clear.end_test_delimeter in line:
+                    inside = False
+                elif inside and len(line.strip()) >= 6:
+                    found.add(line.strip())
+    return sorted(found, key=len, reverse=True)
 
 
-def _indent(text: str) -> str:
-    return "\n".join("    " + line for line in text.splitlines())
+def _redacted(cell: dict, hidden: list[str]) -> dict:
+    """A test cell's scores with every check message cleaned of what student code wrote: an
+    exception's text reduced to its type, and (a second net) any hidden-test line cut out."""
+    def clean(message: str) -> str:
+        message = RAISED.sub(lambda m: m[1] + _exception_name(m[2]), message or "")
+        for line in hidden:
+            message = message.replace(line, "[hidden test]")
+        return message
+    return {**cell, "checks": [{**c, "message": clean(c.get("message", ""))} for c in cell["checks"]]}
+
+
+def _exception_name(raised: str) -> str:
+    name = raised.split(":", 1)[0].strip()
+    return name if name in SHOWN_EXCEPTIONS else "an exception"
+
+
+# ---- summary and verdicts -------------------------------------------------------------------------
+
+def _summary(result: Result, notebook: str, cells: dict[str, dict]) -> str:
+    failed = result.status != "graded"
+    rows = [("Lab", result.lab), ("Notebook", notebook), ("Student", result.student),
+            ("Status", result.status_text)]
+    facts = "".join(f'<tr><th scope="row">{_esc(k)}</th><td{" class=failed" if k == "Status" and failed else ""}>'
+                    f"{_esc(v)}</td></tr>\n" for k, v in rows)
+    score = "not scored (the run failed)" if failed else f"{result.score:g} / {result.max_score:g}"
+    facts += f'<tr><th scope="row">Score</th><td class="score">{_esc(score)}</td></tr>\n'
+    parts = [f'<header>\n<h1>Feedback: {_esc(result.lab)} / {_esc(notebook)}</h1>\n'
+             f'<table class="facts">\n<tbody>\n{facts}</tbody>\n</table>']
+    if cells:
+        rows = "".join(
+            f'<tr><td><a href="#{_anchor(grade_id)}">{_esc(grade_id)}</a></td>'
+            f'<td class="num">{cell["score"]:g} / {cell["max_score"]:g}</td>'
+            f'<td class="num">{sum(bool(c["passed"]) for c in cell["checks"])} / {len(cell["checks"])}</td></tr>\n'
+            for grade_id, cell in cells.items())
+        parts.append('<h2>Scores</h2>\n<table class="scores">\n<thead><tr><th scope="col">test cell</th>'
+                     '<th scope="col">points</th><th scope="col">checks passed</th></tr></thead>\n'
+                     f"<tbody>\n{rows}</tbody>\n</table>")
+    parts.append("</header>")
+    return "\n".join(parts)
+
+
+def _verdict(score: dict) -> str:
+    rows = "".join(
+        f'<tr class="{"pass" if c["passed"] else "fail"}"><td><code>{_esc(c["name"])}</code></td>'
+        f'<td class="mark">{"PASS" if c["passed"] else "FAIL"}</td>'
+        f'<td>{"" if not c.get("message") else "<pre>" + _esc(c["message"]) + "</pre>"}</td></tr>\n'
+        for c in score["checks"])
+    return (f'<div class="verdict">\n<p class="points">{score["score"]:g} / {score["max_score"]:g} points</p>\n'
+            '<table class="checks">\n<thead><tr><th scope="col">check</th><th scope="col">result</th>'
+            f'<th scope="col">message</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n</div>')
+
+
+# ---- cells ---------------------------------------------------------------------------------------
+
+def _cell(cell, index: int, scores: dict[str, dict], clear: ClearHiddenTests) -> str:
+    kind = cell.get("cell_type")
+    if kind == "markdown":
+        return f'<section class="cell markdown">\n{render_markdown(cell.get("source", ""), cell.get("attachments"))}</section>'
+    if kind != "code":   # raw cells: shown as text, never passed through as HTML
+        return f'<section class="cell raw"><pre>{_esc(cell.get("source", ""))}</pre></section>'
+    source = _without_hidden_tests(cell, index, clear)
+    code = highlight(source, PythonLexer(), HtmlFormatter(cssclass="highlight")) if source.strip() else ""
+    if not is_test_cell(cell):
+        return f'<section class="cell code">\n{code}</section>'
+    grade_id = str(nbgrader_meta(cell).get("grade_id", ""))
+    score = scores.get(grade_id)
+    verdict = _verdict(score) if score else '<p class="points">not graded</p>'
+    return (f'<section class="cell test" id="{_anchor(grade_id)}">\n<p class="label">test cell '
+            f"<code>{_esc(grade_id)}</code></p>\n{code}{verdict}\n</section>")
+
+
+def _without_hidden_tests(cell, index: int, clear: ClearHiddenTests) -> str:
+    """The cell's source less its hidden-test regions (nbgrader's ClearHiddenTests). A region
+    it cannot delimit (nested or unterminated markers, which only a student's own cell can
+    hold) hides the whole source rather than guessing."""
+    copy = nbformat.from_dict({"cell_type": "code", "source": cell.get("source", ""),
+                               "metadata": cell.get("metadata", {}), "outputs": [], "execution_count": None})
+    try:
+        clear._remove_hidden_test_region(copy)
+    except RuntimeError:
+        return "# (this cell's source is not shown: its hidden-test markers do not pair up)"
+    return copy.source
+
+
+def _anchor(grade_id: str) -> str:
+    return "test-" + re.sub(r"[^A-Za-z0-9_-]", "_", grade_id)
+
+
+# ---- markdown --------------------------------------------------------------------------------------
+
+class _SafeRenderer(mistune.HTMLRenderer):
+    """mistune's HTML with raw HTML escaped, only harmless links and images, math as MathML."""
+
+    def __init__(self, attachments: dict | None = None):
+        super().__init__(escape=True)
+        self.attachments = attachments or {}
+
+    def link(self, text: str, url: str, title: str | None = None) -> str:
+        url = url.strip()
+        if not (url.lower().startswith(LINK_SCHEMES) or re.fullmatch(r"#[A-Za-z0-9_.:-]*", url)) or "\\" in url:
+            return f'<span class="dropped-link">{text}</span>'
+        return f'<a href="{_attr(url)}" rel="noopener noreferrer nofollow">{text}</a>'
+
+    def image(self, text: str, url: str, title: str | None = None) -> str:
+        source = _image_data_uri(url.strip(), self.attachments)
+        alt = _attr(html.unescape(mistune.util.striptags(text)))   # text: the alt's markdown, rendered
+        if source is None:
+            return f'<span class="dropped-image">[image: {alt}]</span>'
+        return f'<img src="{_attr(source)}" alt="{alt}">'
+
+    def inline_math(self, text: str) -> str:
+        return math_html(text, display=False)
+
+    def block_math(self, text: str) -> str:
+        return f'<div class="math">{math_html(text, display=True)}</div>\n'
+
+
+def render_markdown(source: str, attachments: dict | None = None) -> str:
+    markdown = mistune.create_markdown(renderer=_SafeRenderer(attachments), escape=True,
+                                       plugins=["table", "strikethrough", "math"])
+    mistune.plugins.math.math_in_list(markdown)
+    mistune.plugins.math.math_in_quote(markdown)
+    return markdown(source)
+
+
+def _image_data_uri(url: str, attachments: dict) -> str | None:
+    if url.startswith("attachment:"):
+        bundle = attachments.get(url[len("attachment:"):]) or {}
+        for mime in IMAGE_TYPES:
+            data = bundle.get(mime)
+            if isinstance(data, str) and _is_base64(data):
+                return f"data:{mime};base64,{''.join(data.split())}"
+        return None
+    match = re.fullmatch(r"data:(image/(?:png|jpeg|gif|webp));base64,([A-Za-z0-9+/=\s]+)", url)
+    return f"data:{match[1]};base64,{''.join(match[2].split())}" if match and _is_base64(match[2]) else None
+
+
+def _is_base64(data: str) -> bool:
+    try:
+        base64.b64decode("".join(data.split()), validate=True)
+        return True
+    except (binascii.Error, ValueError):
+        return False
+
+
+# ---- math ------------------------------------------------------------------------------------------
+
+# MathML that latex2mathml produces and Chromium renders; anything else makes the formula plain text.
+MATH_ELEMENTS = {"math", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace", "msub", "msup", "msubsup", "mfrac",
+                 "msqrt", "mroot", "munder", "mover", "munderover", "mtable", "mtr", "mtd", "mstyle", "mpadded",
+                 "mphantom", "menclose", "merror", "mmultiscripts", "mprescripts", "none", "semantics"}
+MATH_ATTRIBUTES = {"display", "mathvariant", "mathsize", "displaystyle", "scriptlevel", "rowspacing",
+                   "columnspacing", "columnalign", "rowalign", "columnlines", "rowlines", "stretchy", "fence",
+                   "separator", "lspace", "rspace", "width", "height", "depth", "voffset", "minsize", "maxsize",
+                   "accent", "accentunder", "movablelimits", "linethickness", "notation", "form", "largeop",
+                   "symmetric", "frame", "framespacing", "align", "mathcolor", "mathbackground"}
+SAFE_ATTRIBUTE_VALUE = re.compile(r"[A-Za-z0-9 .#%+-]*")
+
+
+def math_html(tex: str, display: bool) -> str:
+    """TeX as MathML, re-serialised from latex2mathml's element tree through allow-lists (its own
+    string output passes \\text{...} through unescaped); TeX it cannot convert stays as text."""
+    try:
+        element = convert_to_element(tex, display="block" if display else "inline")
+        return '<math xmlns="http://www.w3.org/1998/Math/MathML"' + _math_node(element)[len("<math"):]
+    except Exception:   # latex2mathml raises many kinds on bad TeX; the student still sees their formula
+        delimiter = "$$" if display else "$"
+        return f'<code class="tex">{_esc(delimiter + tex + delimiter)}</code>'
+
+
+def _math_node(element) -> str:
+    tag = element.tag
+    if tag not in MATH_ELEMENTS:
+        raise ValueError(f"unexpected MathML element {tag!r}")
+    attributes = "".join(f' {name}="{_attr(value)}"' for name, value in element.attrib.items()
+                         if name in MATH_ATTRIBUTES and SAFE_ATTRIBUTE_VALUE.fullmatch(str(value)))
+    inner = _esc(html.unescape(element.text or "")) + "".join(
+        _math_node(child) + _esc(html.unescape(child.tail or "")) for child in element)
+    return f"<{tag}{attributes}>{inner}</{tag}>"
+
+
+# ---- helpers -------------------------------------------------------------------------------------
+
+def _esc(text) -> str:
+    """Text content (quotes need no escaping outside attributes)."""
+    return html.escape(str(text), quote=False)
+
+
+def _attr(text) -> str:
+    """An attribute value, always written between double quotes."""
+    return html.escape(str(text), quote=True)
+
+
+_PYGMENTS_CSS: list[str] = []
+
+
+def _pygments_css() -> str:
+    if not _PYGMENTS_CSS:
+        css = HtmlFormatter(style="default").get_style_defs(".highlight")
+        _PYGMENTS_CSS.append(re.sub(r"\s*/\*.*?\*/", "", css) + "\n")   # token names ("Generic.Traceback") unsaid
+    return _PYGMENTS_CSS[0]
+
+
+STYLE = """\
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; line-height: 1.5; color: #1b1b1b;
+       max-width: 60rem; margin: 2rem auto; padding: 0 1rem; }
+header { border-bottom: 2px solid #ccc; margin-bottom: 1.5rem; padding-bottom: 1rem; }
+table { border-collapse: collapse; margin: 0.5rem 0; }
+th, td { border: 1px solid #ccc; padding: 0.25rem 0.6rem; text-align: left; vertical-align: top; }
+thead th { background: #f2f2f2; }
+td.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.failed { color: #a40000; font-weight: bold; }
+td.score { font-weight: bold; }
+.cell { margin: 1rem 0; }
+.cell.code, .cell.test { border-left: 3px solid #ddd; padding-left: 0.75rem; }
+.cell.test { border-left-color: #4a7ebb; }
+.label { margin: 0; color: #555; font-size: 0.9rem; }
+.highlight { background: #f7f7f7; overflow-x: auto; }
+.highlight pre { margin: 0; padding: 0.5rem; }
+pre { white-space: pre-wrap; margin: 0; font-family: ui-monospace, "DejaVu Sans Mono", monospace; }
+.verdict .points { font-weight: bold; margin: 0.4rem 0 0; }
+tr.pass .mark { color: #176117; font-weight: bold; }
+tr.fail .mark { color: #a40000; font-weight: bold; }
+.math { overflow-x: auto; margin: 0.5rem 0; }
+math[display="block"] { font-size: 1.15em; }
+.dropped-link { text-decoration: underline dotted; }
+.dropped-image { color: #777; }
+"""
