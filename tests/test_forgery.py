@@ -15,10 +15,9 @@ import os
 
 import nbformat
 import pytest
-from nbformat.v4 import new_markdown_cell, new_notebook
 
 from conftest import failed_checks, new_course
-from notebooks import SETUP, grade_cell, locked_cell, solution_cell, write_lab
+from notebooks import mean_square_lab, write_lab
 
 from autograder.build.pipeline import build_lab
 from autograder.checks.observation import decode
@@ -34,27 +33,17 @@ pytestmark = pytest.mark.skipif(not probe().available, reason=f"no sandbox here:
 
 
 def reference_lab():
-    """Two test cells; the hidden reference of the first is computed in an assignment of its own."""
-    return new_notebook(cells=[
-        new_markdown_cell("# A lab with declared references"),
-        locked_cell("setup", SETUP),
-        solution_cell("mean_square_solution", "def mean_square(x):\n    ### BEGIN SOLUTION\n"
-                      "    return (x ** 2).mean()\n    ### END SOLUTION"),
-        grade_cell("mean_square_tests",
-                   "check.close('mean_square_small', mean_square(torch.tensor([1.0, 2.0, 3.0])), expected=14 / 3)\n"
-                   "### BEGIN HIDDEN TESTS\n"
-                   "ms_x = torch.tensor([-1.0, -3.0, 2.0, 0.5])\n"
-                   "ms_reference = torch.mean(ms_x * ms_x)   # the reference: used only in expected=\n"
-                   f"{HIDDEN_LINE}\n"
-                   "### END HIDDEN TESTS", points=2),
-        solution_cell("outer_solution", "def outer(a, b):\n    ### BEGIN SOLUTION\n"
-                      "    return a[:, None] * b[None, :]\n    ### END SOLUTION"),
-        grade_cell("outer_tests",
-                   "check.shape('outer_shape', outer(torch.ones(3), torch.ones(4)), (3, 4))\n"
-                   "### BEGIN HIDDEN TESTS\n"
-                   "check.close('outer_values', outer(torch.tensor([1.0, -2.0]), torch.tensor([3.0, 0.5, 4.0])))\n"
-                   "### END HIDDEN TESTS"),
-    ])
+    """The tiny lab, whose first test cell declares its references: a public one typed in, a hidden
+    one computed in an assignment of its own."""
+    nb = mean_square_lab()
+    tests = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "mean_square_tests")
+    tests.source = ("check.close('mean_square_small', mean_square(torch.tensor([1.0, 2.0, 3.0])), expected=14 / 3)\n"
+                    "### BEGIN HIDDEN TESTS\n"
+                    "ms_x = torch.tensor([-1.0, -3.0, 2.0, 0.5])\n"
+                    "ms_reference = torch.mean(ms_x * ms_x)   # the reference: used only in expected=\n"
+                    f"{HIDDEN_LINE}\n"
+                    "### END HIDDEN TESTS")
+    return nb
 
 
 # The reference a hidden cell would compute, read from the calling test cell's globals.
