@@ -122,8 +122,13 @@ def feedback(lab: str, student: Annotated[Optional[list[str]], typer.Option(help
     from .grading.runner import submitted_students
 
     c = _load(course)
-    written = write_feedback(c, lab, student or submitted_students(c, lab))
-    console.print(f"wrote {len(written)} feedback file(s) under {c.feedback}")
+    problems: list[tuple[str, str]] = []
+    written = write_feedback(c, lab, student or submitted_students(c, lab),
+                             on_problem=lambda who, what: problems.append((who, what)))
+    for who, what in problems:   # one line each; every other student's page is written
+        console.print(f"[yellow]{who}:[/] {what}", highlight=False, soft_wrap=True)
+    console.print(f"wrote {len(written)} feedback file(s) under {c.feedback}"
+                  + (f"; {len(problems)} problem(s) above" if problems else ""))
 
 
 @app.command()

@@ -19,6 +19,10 @@ class Grading(Configurable):
     workers = Int(0, help="Submissions graded at once on a CPU-only machine; 0: one per threads_per_job "
                           "cores.").tag(config=True)
     jobs_per_gpu = Int(1, help="Submissions sharing one GPU at once (each sees only its GPU).").tag(config=True)
+    max_submission_mib = Float(20.0, help="Largest submitted notebook file graded (MiB); a larger one is failed "
+                                          "with its size, unread.").tag(config=True)
+    max_feedback_mib = Float(5.0, help="Largest feedback page written (MiB): images, then long sources, are "
+                                       "left out of a page that would be larger, and it says so.").tag(config=True)
     require_sandbox = Bool(False, help="Refuse to grade (status failed) where bubblewrap cannot run.").tag(config=True)
     gpus = Unicode("auto", help="GPUs to grade on: 'auto' (every /dev/nvidiaN), 'none' (CPU slots only), "
                                 "or minor numbers such as '0,2'.").tag(config=True)

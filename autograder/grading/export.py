@@ -1,20 +1,34 @@
 """`autograder export`: one CSV row per student and lab, with a status nbgrader's export lacks.
 
 status is "graded", "failed: <reason>" or "missing" (a known student with no submission),
-so a failed run is never mistaken for an honest 0.
+so a failed run is never mistaken for an honest 0. Every text cell that a spreadsheet would
+run as a formula (it starts with =, +, -, @, a tab or a carriage return: OWASP's CSV-injection
+rule) is written with a leading ' ; numbers stay numbers.
 """
 
 from __future__ import annotations
 
 import csv
+import os
+import re
 from pathlib import Path
 
 from nbgrader.api import Gradebook
 
 from ..course import Course
-from .results import load_result
+from .results import load_result, result_path
 
 COLUMNS = ["student", "lab", "status", "score", "max_score", "sandboxed", "graded_seconds"]
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
+def spreadsheet_safe(value) -> str:
+    """The cell as text no spreadsheet executes: numbers as they are, formula-like text quoted."""
+    text = str(value)
+    if text.startswith(FORMULA_STARTS) and not NUMBER.fullmatch(text):   # -1.5 is a number, not a formula
+        return "'" + text
+    return text
 
 
 def export_csv(course: Course, target: Path, labs: list[str] | None = None) -> int:
@@ -24,18 +38,23 @@ def export_csv(course: Course, target: Path, labs: list[str] | None = None) -> i
     students = sorted(set(students) | {p.name for p in course.autograded.glob("*") if p.is_dir()})
     rows = 0
     target.parent.mkdir(parents=True, exist_ok=True)
-    with target.open("w", newline="") as handle:
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")   # a killed export leaves the old file
+    with temporary.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
+        row = lambda values: writer.writerow([spreadsheet_safe(v) for v in values])  # noqa: E731
         for lab in labs:
             for student in students:
                 result = load_result(course.autograded, student, lab)
-                if result is None:
-                    writer.writerow([student, lab, "missing", "", "", "", ""])
+                if result is None and os.path.lexists(result_path(course.autograded, student, lab)):
+                    row([student, lab, "failed: result.json is damaged (grade again with --force)", "", "", "", ""])
+                elif result is None:
+                    row([student, lab, "missing", "", "", "", ""])
                 else:
                     # A failed run has no score: an empty cell, never a 0 that looks earned.
                     score = f"{result.score:g}" if result.status == "graded" else ""
-                    writer.writerow([student, lab, result.status_text, score, f"{result.max_score:g}",
-                                     result.sandboxed, result.seconds])
+                    row([student, lab, result.status_text, score, f"{result.max_score:g}", result.sandboxed,
+                         result.seconds])
                 rows += 1
+    os.replace(temporary, target)
     return rows

@@ -29,8 +29,12 @@ import base64
 import binascii
 import builtins
 import html
+import json
+import logging
+import os
 import re
 from pathlib import Path
+from typing import Callable
 
 import mistune
 import mistune.plugins.math
@@ -44,7 +48,7 @@ from pygments.lexers import PythonLexer
 
 from ..build.source_rules import is_test_cell, nbgrader_meta
 from ..course import Course
-from .results import Result, load_result
+from .results import Result, load_result, result_path
 
 # No script of any kind, nothing fetched: inline styles, and images only from data: URIs.
 CSP = ("default-src 'none'; script-src 'none'; object-src 'none'; style-src 'unsafe-inline'; "
@@ -57,16 +61,44 @@ SHOWN_EXCEPTIONS = {name for name, value in vars(builtins).items()
                     if isinstance(value, type) and issubclass(value, BaseException)} | {"OutOfMemoryError"}
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
 LINK_SCHEMES = ("http://", "https://", "mailto:")
+COMPACT_CHARS = 20_000   # of each cell's source, on a page that would be over the size cap in full
+
+log = logging.getLogger(__name__)
 
 
-def write_feedback(course: Course, lab: str, students: list[str]) -> list[Path]:
+def write_feedback(course: Course, lab: str, students: list[str],
+                   on_problem: Callable[[str, str], None] | None = None) -> list[Path]:
+    """Write feedback/<student>/<lab>/<notebook>.html for every graded student; returns the pages.
+
+    Each page stands alone: a student whose result or autograded notebook cannot be read gets
+    on_problem(student, what went wrong) (default: a logged warning) and everyone else a page.
+    A notebook that cannot be read still gets a page with its verdicts, saying so. Pages are
+    written atomically (a killed run leaves whole pages or none) and at most
+    c.Grading.max_feedback_mib each."""
+    report = on_problem or (lambda student, problem: log.warning("feedback for %s: %s", student, problem))
+    cap = int(course.grading.max_feedback_mib * 2**20)
     written = []
     for student in students:
-        result = load_result(course.autograded, student, lab)
-        if result is None:
+        try:
+            result = load_result(course.autograded, student, lab)
+            if result is None:
+                if os.path.lexists(result_path(course.autograded, student, lab)):
+                    report(student, "no page: its result.json is damaged; `autograder grade --force` grades it again")
+                continue
+            notebooks = sorted({c["notebook"] for c in result.cells} or _submitted_notebooks(course, student, lab)
+                               or {path.stem for path in course.source_notebooks(lab)})   # a failed run too
+        except Exception as err:   # a damaged folder of one student
+            report(student, f"no page: the result cannot be read ({type(err).__name__}: {str(err)[:200]})")
             continue
-        for notebook in sorted({c["notebook"] for c in result.cells} or _submitted_notebooks(course, student, lab)):
-            written.append(_write_one(course, result, notebook))
+        for notebook in notebooks:
+            try:
+                page, problem = _write_one(course, result, notebook, cap)
+                written.append(page)
+                if problem:
+                    report(student, f"{notebook}: {problem}")
+            except Exception as err:   # a bug of ours: this page only, said with what to report
+                log.exception("feedback for %s/%s/%s", student, lab, notebook)
+                report(student, f"{notebook}: no page (internal error: {type(err).__name__}: {str(err)[:200]})")
     return written
 
 
@@ -74,24 +106,67 @@ def _submitted_notebooks(course: Course, student: str, lab: str) -> set[str]:
     return {p.stem for p in (course.autograded / student / lab).glob("*.ipynb")}
 
 
-def _write_one(course: Course, result: Result, notebook: str) -> Path:
-    source = course.autograded / result.student / result.lab / f"{notebook}.ipynb"
-    nb = nbformat.read(source, as_version=4) if source.is_file() else nbformat.v4.new_notebook()
+def _write_one(course: Course, result: Result, notebook: str, cap: int) -> tuple[Path, str | None]:
+    """Write one page; returns it and a problem worth telling the TA (or None)."""
+    nb, problem = _read_autograded(course.autograded / result.student / result.lab / f"{notebook}.ipynb")
     clear = ClearHiddenTests(config=course.config)
     hidden = _hidden_lines(nb, clear)
     cells = {c["grade_id"]: _redacted(c, hidden) for c in result.cells if c["notebook"] == notebook}
+    page = ""
+    for detail in ("full", "compact", "verdicts") if problem is None else ("unreadable",):   # the most that fits
+        page = render_page(result, notebook, nb, cells, clear, detail=detail)
+        if len(page.encode("utf-8", "replace")) <= cap:
+            break
+        shrunk = f"the page would be over {cap / 2**20:g} MiB (c.Grading.max_feedback_mib)"
+        problem = f"{problem}; {shrunk}" if problem else shrunk
     target = course.feedback / result.student / result.lab / f"{notebook}.html"
+    _write_atomically(target, page.encode("utf-8", "replace"))
+    return target, problem
+
+
+def _read_autograded(path: Path):
+    """The autograded notebook, or an empty one and why it could not be read."""
+    if not path.is_file():
+        return nbformat.v4.new_notebook(), None
+    try:
+        nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+        json.dumps(nb, ensure_ascii=False).encode("utf-8")   # a lone surrogate cannot be shown either
+        return nb, None
+    except Exception as err:   # nbformat and json raise many kinds for damaged files
+        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        return nbformat.v4.new_notebook(), (f"the autograded notebook cannot be read ({first}): the page shows the "
+                                            "verdicts only; `autograder grade --force` writes it again")
+
+
+def _write_atomically(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(render_page(result, notebook, nb, cells, clear), encoding="utf-8")
-    return target
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):   # left by a run that was killed
+        stale.unlink(missing_ok=True)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    os.replace(temporary, target)
 
 
-def render_page(result: Result, notebook: str, nb, cells: dict[str, dict], clear: ClearHiddenTests) -> str:
-    """The whole HTML page: summary, then every cell's source (test cells with their verdicts)."""
+def render_page(result: Result, notebook: str, nb, cells: dict[str, dict], clear: ClearHiddenTests,
+                detail: str = "full") -> str:
+    """The whole HTML page: summary, then every cell's source (test cells with their verdicts).
+
+    detail: "full"; "compact" (no images, each cell's source cut at COMPACT_CHARS), for a page
+    over the size cap; "verdicts" (the test cells' verdicts alone), or "unreadable" (the same, for
+    an autograded notebook that could not be read)."""
     title = f"Feedback: {result.lab} / {notebook}"
     body = [_summary(result, notebook, cells), '<main>\n<h2>Your notebook</h2>']
-    for index, cell in enumerate(nb.cells):
-        body.append(_cell(cell, index, cells, clear))
+    notice = {"full": "", "compact": "Long cells are cut and images left out to keep this page small.",
+              "verdicts": "Only the verdicts are shown: your notebook is too large for this page.",
+              "unreadable": "Your notebook could not be shown here: only the verdicts are."}[detail]
+    if notice:
+        body.append(f'<p class="notice">{_esc(notice)}</p>')
+    if detail in ("verdicts", "unreadable"):
+        body += [f'<section class="cell test" id="{_anchor(grade_id)}">\n<p class="label">test cell '
+                 f'<code>{_esc(grade_id)}</code></p>\n{_verdict(score)}\n</section>' for grade_id, score in cells.items()]
+    else:
+        for index, cell in enumerate(nb.cells):
+            body.append(_cell(cell, index, cells, clear, compact=detail == "compact"))
     body.append("</main>")
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n'
             f'<meta http-equiv="Content-Security-Policy" content="{_attr(CSP)}">\n'
@@ -171,13 +246,14 @@ def _verdict(score: dict) -> str:
 
 # ---- cells ---------------------------------------------------------------------------------------
 
-def _cell(cell, index: int, scores: dict[str, dict], clear: ClearHiddenTests) -> str:
+def _cell(cell, index: int, scores: dict[str, dict], clear: ClearHiddenTests, compact: bool = False) -> str:
     kind = cell.get("cell_type")
     if kind == "markdown":
-        return f'<section class="cell markdown">\n{render_markdown(cell.get("source", ""), cell.get("attachments"))}</section>'
+        text, attachments = _shortened(cell.get("source", ""), compact), None if compact else cell.get("attachments")
+        return f'<section class="cell markdown">\n{render_markdown(text, attachments)}</section>'
     if kind != "code":   # raw cells: shown as text, never passed through as HTML
-        return f'<section class="cell raw"><pre>{_esc(cell.get("source", ""))}</pre></section>'
-    source = _without_hidden_tests(cell, index, clear)
+        return f'<section class="cell raw"><pre>{_esc(_shortened(cell.get("source", ""), compact))}</pre></section>'
+    source = _shortened(_without_hidden_tests(cell, index, clear), compact)
     code = highlight(source, PythonLexer(), HtmlFormatter(cssclass="highlight")) if source.strip() else ""
     if not is_test_cell(cell):
         return f'<section class="cell code">\n{code}</section>'
@@ -186,6 +262,12 @@ def _cell(cell, index: int, scores: dict[str, dict], clear: ClearHiddenTests) ->
     verdict = _verdict(score) if score else '<p class="points">not graded</p>'
     return (f'<section class="cell test" id="{_anchor(grade_id)}">\n<p class="label">test cell '
             f"<code>{_esc(grade_id)}</code></p>\n{code}{verdict}\n</section>")
+
+
+def _shortened(text: str, compact: bool) -> str:
+    if not compact or len(text) <= COMPACT_CHARS:
+        return text
+    return text[:COMPACT_CHARS] + f"\n... ({len(text) - COMPACT_CHARS:,} more characters not shown)"
 
 
 def _without_hidden_tests(cell, index: int, clear: ClearHiddenTests) -> str:
@@ -344,4 +426,5 @@ tr.fail .mark { color: #a40000; font-weight: bold; }
 math[display="block"] { font-size: 1.15em; }
 .dropped-link { text-decoration: underline dotted; }
 .dropped-image { color: #777; }
+.notice { background: #fff4ce; border: 1px solid #e0c060; padding: 0.4rem 0.6rem; }
 """

@@ -16,7 +16,8 @@ from pathlib import Path
 RESULT_FILE = "result.json"
 # What failed results' reasons say (runner, execute, sanitize, executors), shortest first where nested.
 FAILURE_KINDS = ("kernel did not start", "kernel stopped", "kernel died", "timeout", "not valid JSON",
-                 "missing from the submission", "GPU memory over its share", "output over", "sandbox unavailable",
+                 "not a valid notebook", "not a text file", "timestamp.txt", "a submission may have",
+                 "not a regular file", "symbolic link", "missing from the submission", "GPU memory over its share", "output over", "sandbox unavailable",
                  "Ray worker failed", "internal error")
 
 
@@ -52,6 +53,12 @@ class Result:
         return text if self.sandboxed else f"{text} (UNSANDBOXED)"
 
 
+def printable(text: str) -> str:
+    """Text any terminal, file or page can carry: lone surrogates (from file names or notebook
+    content in a reason) written as \\udXXX escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def result_path(autograded: Path, student: str, lab: str) -> Path:
     return autograded / student / lab / RESULT_FILE
 
@@ -67,11 +74,11 @@ def save_result(autograded: Path, result: Result) -> Path:
 
 def load_result(autograded: Path, student: str, lab: str) -> Result | None:
     path = result_path(autograded, student, lab)
-    if not path.is_file():
-        return None
     try:
-        return Result(**json.loads(path.read_text()))
-    except (json.JSONDecodeError, TypeError):
+        if path.is_symlink() or not path.is_file():
+            return None
+        return Result(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError, RecursionError):   # ValueError: bad JSON or UTF-8
         return None  # a damaged result is regraded, not trusted
 
 

@@ -9,10 +9,11 @@ becomes that submission's failed result, never a crash of the batch.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -28,16 +29,18 @@ from ..settings import Grading
 from .execute import cell_seconds
 from .executor import Executor, JobSpec, LocalExecutor
 from .gradebook import max_scores, record_result
-from .results import Result, fingerprint, load_result, save_result
+from .results import Result, fingerprint, load_result, printable, save_result
 from .sandbox import Limits
 from .sanitize import SubmissionError, sanitize
 from .slots import SlotPool, visible_gpus
-from .submission_files import UnsafeSubmission, checked_path, read_regular_file
+from .submission_files import UnsafeSubmission, checked_path, read_regular_file, student_id_problem
 from .verdicts import judge_notebook
 
 CHECKS_PACKAGE = Path(__file__).resolve().parent.parent / "checks"
 SANDBOX_LIBRARY = "/opt/autograder-lib"   # PYTHONPATH inside: holds autograder/checks only
 SANDBOX_DATA = "/course-data"
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -51,6 +54,7 @@ class LabContext:
     max_scores: dict[str, dict[str, float]]
     settings: Grading
     executor: Executor | None = None
+    labels: dict = field(default_factory=dict)   # data set → held-out labels, loaded once (check_course_data)
 
     @classmethod
     def load(cls, course: Course, lab: str) -> "LabContext":
@@ -60,7 +64,41 @@ class LabContext:
         if not file.is_file() or not scores:
             raise CourseError(f"lab {lab!r} is not built here (no references or gradebook entry): "
                               f"run `autograder build {lab}` first")
-        return cls(course, lab, load_references(file), file, scores, course.grading)
+        context = cls(course, lab, load_references(file), file, scores, course.grading)
+        context.check_course_data()
+        return context
+
+    @property
+    def submission_limit(self) -> int:
+        return int(self.settings.max_submission_mib * 2**20)
+
+    def check_course_data(self) -> None:
+        """Stop the batch once, before any kernel starts, when the course lacks what every
+        submission needs: a data set the lab's source reads (data/<key>/) or the held-out labels
+        an accuracy check is judged with. Otherwise each student would get a silent 0 in turn."""
+        from ..data import REGISTRY, read_manifest
+
+        text = "\n".join(cell.source for path in self.course.source_notebooks(self.lab)
+                         for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
+        staged = read_manifest(self.course.data)
+        for dataset in REGISTRY:
+            if (f'"{dataset.key}"' in text or f"'{dataset.key}'" in text) and (
+                    dataset.key not in staged or not (self.course.data / dataset.key).is_dir()):
+                raise CourseError(f"lab {self.lab!r} reads the data set {dataset.key!r} ({dataset.title}), which is "
+                                  f"not staged in {self.course.data}: run `autograder data` first")
+        for reference in self.references.values():
+            if reference.observation.kind == "accuracy":
+                name = reference.observation.params.get("dataset")
+                if name not in self.labels:
+                    try:   # missing: CourseError names the fix
+                        self.labels[name] = self.course.held_out_labels(name)
+                    except (OSError, ValueError) as err:
+                        raise CourseError(f"the held-out labels of {name!r} cannot be read ({err}): run "
+                                          "`autograder data` to stage them again") from None
+
+    def held_out_labels(self, dataset: str):
+        """The labels loaded by check_course_data (once per batch, not once per student)."""
+        return self.labels[dataset] if dataset in self.labels else self.course.held_out_labels(dataset)
 
     def job_spec(self) -> JobSpec:
         """How this lab's kernels start: the same for every submission and slot."""
@@ -152,6 +190,12 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, fo
     results: dict[str, Result] = {}
     stale: dict[str, str] = {}   # student → fingerprint of what is to be graded
     for student in students:
+        problem = student_id_problem(student)
+        if problem:   # no result file or gradebook row can carry this name: reported, never graded
+            results[student] = Result(student=student, lab=lab, status="failed", reason=problem)
+            if on_result:
+                on_result(results[student], False)
+            continue
         stamp, previous = _fingerprint_and_previous(context, student)
         if previous is not None and not force:   # unchanged since its last grading: reused, no kernel
             results[student] = previous
@@ -168,7 +212,12 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, fo
             futures = {pool.submit(grade_submission, context, student, stamp): student
                        for student, stamp in stale.items()}
             for future in as_completed(futures):
-                result = future.result()
+                try:
+                    result = future.result()
+                except Exception as err:   # even saving failed (disk full...): said, and the batch goes on
+                    log.exception("grading %s/%s", futures[future], lab)
+                    result = Result(student=futures[future], lab=lab, status="failed",
+                                    reason=f"internal error while saving the result: {type(err).__name__}: {err}")
                 results[futures[future]] = result
                 if on_result:
                     on_result(result, False)
@@ -187,29 +236,43 @@ def _submission_file(context: LabContext, student: str, name: str) -> Path:
 
 
 def _fingerprint_and_previous(context: LabContext, student: str) -> tuple[str, Result | None]:
-    """The submission's fingerprint, and its previous result when that was judged on the same one.
+    """The submission's fingerprint, and its previous result when that was judged on the same one
+    (a result that recorded an internal error is not reused: the next run tries again).
     A missing or refused file is part of the fingerprint as a marker: nothing unsafe is read."""
     contents = {}
     for name in sorted(context.max_scores):
-        try:
-            contents[name] = read_regular_file(_submission_file(context, student, name))
-        except FileNotFoundError:
-            contents[name] = b"<missing>"
-        except (SubmissionError, UnsafeSubmission) as err:
-            contents[name] = f"<refused: {err}>".encode()
+        contents[name] = _fingerprint_part(lambda: _submission_file(context, student, name), context.submission_limit)
+    contents["timestamp.txt"] = _fingerprint_part(
+        lambda: checked_path(context.course.submitted, student, context.lab, "timestamp.txt"), 1024)
     stamp = fingerprint(contents, context.references_file)
     previous = load_result(context.course.autograded, student, context.lab)
-    return stamp, previous if previous is not None and previous.fingerprint == stamp else None
+    reusable = previous is not None and previous.fingerprint == stamp and previous.failure_kind != "internal error"
+    return stamp, previous if reusable else None
+
+
+def _fingerprint_part(find: Callable[[], Path], limit: int) -> bytes:
+    try:
+        return read_regular_file(find(), limit)
+    except FileNotFoundError:
+        return b"<missing>"
+    except (SubmissionError, UnsafeSubmission) as err:
+        return f"<refused: {err}>".encode()
 
 
 def grade_submission(context: LabContext, student: str, stamp: str) -> Result:
-    """Grade one student's submission (fingerprint `stamp`) with context.executor, which grade_lab sets."""
+    """Grade one student's submission (fingerprint `stamp`) with context.executor, which grade_lab sets.
+
+    Whatever the submission holds, this returns a Result and records it: a problem with the
+    submission is its `failed: <reason>`; anything else is a bug of the grader, recorded as
+    "internal error" with its traceback beside the result (internal_error)."""
     course, lab = context.course, context.lab
     folder = course.submitted / student / lab
     start = time.perf_counter()
     result = Result(student=student, lab=lab, status="graded", fingerprint=stamp,
                     max_score=sum(sum(cells.values()) for cells in context.max_scores.values()))
+    timestamp = None
     try:
+        timestamp = submission_timestamp(course, student, lab)
         for name in sorted(context.max_scores):
             try:
                 path = _submission_file(context, student, name)
@@ -218,28 +281,61 @@ def grade_submission(context: LabContext, student: str, stamp: str) -> Result:
                 raise SubmissionError(f"{name}.ipynb is missing from the submission (found: {found})") from None
             _grade_notebook(context, student, name, path, result)
     except SubmissionError as err:
-        result.status, result.reason = "failed", str(err)
+        result.status, result.reason = "failed", printable(str(err))
     except Exception as err:  # a bug on our side must not stop the batch either
-        result.status, result.reason = "failed", f"internal error while grading: {type(err).__name__}: {err}"
+        result.status, result.reason = "failed", internal_error(course, result, "grading", err)
     if result.status == "graded":
         result.score = round(sum(c["score"] for c in result.cells), 6)
     recorded = time.perf_counter()
     result.seconds = round(recorded - start, 3)
-    record_result(course, result, timestamp=_timestamp(course, folder))
+    try:
+        record_result(course, result, timestamp=timestamp)
+    except Exception as err:   # the gradebook refused this row: the result says so, the batch goes on
+        result.status, result.reason = "failed", internal_error(course, result, "recording the grade", err)
     _add_timing(result, "record", time.perf_counter() - recorded)
     save_result(course.autograded, result)
     return result
 
 
-def _timestamp(course: Course, folder: Path):
-    """nbgrader's submission timestamp (timestamp.txt), read only from a regular file in a real folder."""
+def internal_error(course: Course, result: Result, stage: str, err: BaseException) -> str:
+    """A bug of the grader while `stage` of one submission: its traceback goes to
+    autograded/<student>/<lab>/grader-error.txt and to the log, saying what to report; the
+    returned reason is what the result records. Such a result is graded again by the next run."""
+    import traceback
+
+    trace = "".join(traceback.format_exception(err))
+    where = course.autograded / result.student / result.lab / "grader-error.txt"
     try:
-        if folder.is_symlink() or not folder.is_dir():
-            return None
-        checked_path(course.submitted, folder.parent.name, folder.name, "timestamp.txt")
-    except (OSError, UnsafeSubmission):
+        where.parent.mkdir(parents=True, exist_ok=True)
+        where.write_text(f"internal error while {stage} {result.student}/{result.lab}\n{trace}")
+    except OSError:
+        where = None
+    log.error("internal error while %s %s/%s: this is a bug of the grader, please report it with %s and the "
+              "submission\n%s", stage, result.student, result.lab, where or "this traceback", trace)
+    return printable(f"internal error while {stage}: {type(err).__name__}: {str(err)[:300]} (report it with {where})")
+
+
+def submission_timestamp(course: Course, student: str, lab: str):
+    """nbgrader's submission time (submitted/<student>/<lab>/timestamp.txt, written at collection),
+    or None when there is none. Read only from a small regular file reached without links; a file
+    that is not a date nbgrader can read fails the submission (a late policy could not judge it)."""
+    from nbgrader.utils import parse_utc
+
+    try:
+        path = checked_path(course.submitted, student, lab, "timestamp.txt")
+    except FileNotFoundError:
         return None
-    return course.coursedir().get_existing_timestamp(str(folder))
+    except UnsafeSubmission as err:
+        raise SubmissionError(f"timestamp.txt: {err}") from None
+    try:
+        text = read_regular_file(path, limit=1024).decode("utf-8").strip()
+        return parse_utc(text)
+    except UnsafeSubmission as err:
+        raise SubmissionError(f"timestamp.txt: {err}") from None
+    except (UnicodeDecodeError, ValueError, OverflowError, TypeError):
+        shown = read_regular_file(path, limit=1024)[:60].decode("utf-8", "replace")
+        raise SubmissionError(f"timestamp.txt holds {shown!r}, not a date and time (nbgrader writes it at collection, "
+                              "e.g. 2026-12-02 14:05:00.000000 UTC): collect the submission again") from None
 
 
 def _add_timing(result: Result, stage: str, seconds: float) -> None:
@@ -252,7 +348,7 @@ def _add_timing(result: Result, stage: str, seconds: float) -> None:
 
 def _grade_notebook(context: LabContext, student: str, name: str, path: Path, result: Result) -> None:
     began = time.perf_counter()
-    nb = sanitize(context.course, context.lab, path)
+    nb = sanitize(context.course, context.lab, path, context.submission_limit)
     _add_timing(result, "sanitize", time.perf_counter() - began)
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
     sources = [cell.source for cell in code_cells]
@@ -270,7 +366,7 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
     scores = judge_notebook(name, execution.notebook, context.references, context.max_scores[name],
                             sources=sources, trusted_sources=trusted, cell_errors=execution.cell_errors,
                             stopped=stopped,
-                            labels_for=context.course.held_out_labels)
+                            labels_for=context.held_out_labels)
     result.cells.extend(score.to_dict() for score in scores)
     write_autograded_notebook(context.course, student, context.lab, name, execution.notebook, scores)
     _add_timing(result, "judge", time.perf_counter() - judged)
@@ -323,5 +419,7 @@ def write_autograded_notebook(course: Course, student: str, lab: str, name: str,
             cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n"))
     target = course.autograded / student / lab / f"{name}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(executed, target)
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")   # whole or absent, even if killed
+    nbformat.write(executed, temporary)
+    os.replace(temporary, target)
     return target

@@ -10,11 +10,26 @@ refused with a reason, and nothing is read through it.
 from __future__ import annotations
 
 import os
+import re
 import stat
 from pathlib import Path
 
 #: Largest submission file read (a notebook with attachments is rarely over a few MiB).
 MAX_SUBMISSION_BYTES = 64 * 2**20
+
+
+#: A student id the grader accepts (a folder name under submitted/, a gradebook id, a CSV cell):
+#: letters, digits, '.', '_', '-', starting with a letter or digit, at most 64 characters.
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+
+
+def student_id_problem(student: str) -> str | None:
+    """Why `student` cannot be a student id (None when it can)."""
+    if STUDENT_ID.fullmatch(student) and ".." not in student:
+        return None
+    shown = student.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace")[:80]
+    return (f"the folder name {shown!r} is not a usable student id (letters, digits, '.', '_' and '-', starting "
+            "with a letter or digit, at most 64 characters): rename it under submitted/")
 
 
 class UnsafeSubmission(Exception):
@@ -56,10 +71,14 @@ def read_regular_file(path: Path, limit: int = MAX_SUBMISSION_BYTES) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
         raise UnsafeSubmission(f"{Path(path).name} cannot be opened as a regular file: {err.strerror or err}") from None
-    with os.fdopen(fd, "rb") as file:
-        info = os.fstat(file.fileno())
-        if not stat.S_ISREG(info.st_mode):
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):   # checked before Python's file object refuses a folder itself
             raise UnsafeSubmission(f"{Path(path).name} is not a regular file ({_kind(info.st_mode)})")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as file:
         if info.st_size > limit:
             raise UnsafeSubmission(f"{Path(path).name} is {info.st_size / 2**20:.1f} MiB, over the "
                                    f"{limit / 2**20:.0f} MiB a submission may have")
