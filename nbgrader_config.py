@@ -31,6 +31,8 @@ c.Grading.cpu_seconds = 3600          # RLIMIT_CPU of the kernel
 c.Grading.memory_gib = 8              # RLIMIT_AS on CPU-only jobs (never on GPU jobs)
 c.Grading.max_processes = 256         # cgroup pids.max where cgroups are writable
 c.Grading.tmpfs_mib = 1024            # the sandbox's private /tmp
+c.Grading.job_folder_mib = 64         # the kernel's job folder on the host (sockets): its own tmpfs
+c.Grading.job_folder_inodes = 4096    # ... and the files and folders it may hold
 c.Grading.threads_per_job = 1         # OMP/MKL threads in each kernel
 c.Grading.require_sandbox = False     # True: refuse to grade where bubblewrap cannot run
 

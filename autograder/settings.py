@@ -15,6 +15,9 @@ class Grading(Configurable):
     memory_gib = Float(8.0, help="Address-space limit of CPU-only kernels (RLIMIT_AS); 0: none.").tag(config=True)
     max_processes = Int(256, help="Processes a kernel may have (cgroup pids.max).").tag(config=True)
     tmpfs_mib = Int(1024, help="Size of the sandbox's private /tmp.").tag(config=True)
+    job_folder_mib = Int(64, help="Size of each kernel's job folder, the one host folder it can write (its "
+                                  "sockets): a tmpfs of its own where the coordinator may mount.").tag(config=True)
+    job_folder_inodes = Int(4096, help="Files and folders each kernel's job folder may hold.").tag(config=True)
     threads_per_job = Int(1, help="OMP/MKL/torch threads per kernel.").tag(config=True)
     workers = Int(0, help="Submissions graded at once on a CPU-only machine; 0: one per threads_per_job "
                           "cores.").tag(config=True)

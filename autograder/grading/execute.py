@@ -15,7 +15,6 @@ import atexit
 import copy
 import logging
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async
 
+from .job_folder import JobFolder
 from .sandbox import Limits, ProcessLimit, process_limit, probe, rlimit_argv, sandbox_argv, sandbox_environment
 
 log = logging.getLogger(__name__)
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 KERNEL_ARGV = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 # Longest path a Unix socket address may have (sun_path is 108 bytes with the final NUL).
 MAX_SOCKET_PATH = 107
+# Caps of the short sockets folder used where the job folder's path is too long for a socket
+# address (the job folder's own caps when smaller): a connection file and five sockets.
+SOCKET_FOLDER_BYTES, SOCKET_FOLDER_INODES = 1 * 2**20, 64
 # iopub messages that are not output: neither counted nor capped.
 NOT_OUTPUT = {"status", "execute_input", "clear_output"}
 
@@ -91,7 +94,10 @@ def execute_notebook(nb, *, job_dir: Path, limits: Limits, env: dict[str, str] |
     """Execute a copy of `nb` in a fresh kernel and return it with its outcome.
 
     job_dir:   a folder for this job alone (connection file, sockets), created if missing;
-               the sandbox can write to it. The caller removes it.
+               the sandbox can write to it. The caller removes it. It stays the caller's disk
+               folder: its usage is checked after the run against limits.job_folder_bytes and
+               job_folder_inodes, not bounded while it runs (the grading executors give each
+               kernel a bounded folder of its own: executor.start_kernel, job_folder.py).
     env:       the kernel's whole environment besides PATH, HOME and PYTHONDONTWRITEBYTECODE=1
                (which env may override); nothing comes from this process's environment.
     read_only: (host path, path inside) binds for the sandbox. An unsandboxed kernel sees
@@ -133,13 +139,19 @@ class KernelSession:
 
     Nothing raises for what the kernel does: a failed start is reported by run() as a failed
     ExecutionResult; kill(reason) (a watchdog's) makes the run fail with that reason.
+
+    job_dir: a JobFolder (bounded: a tmpfs of its own), or a path of the caller's (a disk folder,
+    created if missing). Either way a sandboxed run fails when the kernel filled it or (on
+    disk) went over limits.job_folder_bytes / job_folder_inodes. The session never removes
+    the job folder: its owner does (executor.discard for start_kernel's).
     """
 
-    def __init__(self, *, job_dir: Path, limits: Limits, env: dict[str, str] | None = None,
+    def __init__(self, *, job_dir: Path | JobFolder, limits: Limits, env: dict[str, str] | None = None,
                  read_only: Sequence[tuple[Path, str]] = (), sandbox: bool | None = None,
                  gpu_devices: Sequence[str] = (), cwd: Path | None = None):
-        self.job_dir = Path(job_dir).resolve()
-        self.job_dir.mkdir(parents=True, exist_ok=True)
+        self.job_folder = job_dir if isinstance(job_dir, JobFolder) else JobFolder.given(
+            job_dir, size_bytes=limits.job_folder_bytes, inodes=limits.job_folder_inodes)
+        self.job_dir = self.job_folder.path
         self.limits, self.cwd = limits, cwd
         self.env = {"PYTHONDONTWRITEBYTECODE": "1", **(env or {})}
         self.read_only, self.gpu_devices, self.sandbox = list(read_only), list(gpu_devices), sandbox
@@ -162,7 +174,7 @@ class KernelSession:
         self._lifeline: tuple[int, ...] = ()
         self._log_file = None
         self._sockets: Path | None = None
-        self._own_sockets = False
+        self._socket_folder: JobFolder | None = None   # ours, where job_dir's path is too long
 
     # ------------------------------------------------------------------ start
 
@@ -182,7 +194,9 @@ class KernelSession:
             if self._processes.reason:
                 log.warning("no process limit for %s: %s", self.job_dir.name, self._processes.reason)
                 self.notes.append(f"no process limit: {self._processes.reason}")
-            self._sockets, self._own_sockets = _socket_dir(self.job_dir)
+            if self.sandboxed and self.job_folder.problem:
+                self.notes.append(self.job_folder.problem)
+            self._sockets, self._socket_folder = _socket_dir(self.job_folder, bound=self.sandboxed)
             self._log_file = tempfile.TemporaryFile()   # kernel stdout/stderr: out of the sandbox's reach
             # The sandbox lives while this process holds the pipe's write end (see LIFELINE_SCRIPT).
             self._lifeline = os.pipe() if self.sandboxed else ()
@@ -292,6 +306,8 @@ class KernelSession:
                 on_cell_executed=self._on_cell_executed)
             self.client.kc, self.client.iopub_monitor = self.kc, self._iopub_monitor
             await self._execute()
+        if self.sandboxed:
+            await self._check_job_folder()
         return ExecutionResult(nb, self.status, self.reason, self.sandboxed, self.cell_errors,
                                round(time.monotonic() - began, 3), list(self.notes), self.start_seconds)
 
@@ -340,6 +356,16 @@ class KernelSession:
 
     def _fail(self, reason: str) -> None:
         self.status, self.reason = "failed", reason
+
+    async def _check_job_folder(self) -> None:
+        """Fail the run when the kernel filled its job folder (or the sockets folder): the
+        cap's reason first, what else went wrong after it (often a consequence: ENOSPC)."""
+        folders = [folder for folder in (self.job_folder, self._socket_folder) if folder is not None]
+        for folder in folders:
+            full = await asyncio.to_thread(folder.full)
+            if full is not None:
+                self._fail(full if self.status != "failed" else f"{full}; {self.reason}")
+                return
 
     # nbclient hooks
 
@@ -415,8 +441,8 @@ class KernelSession:
                 self._lifeline = ()
                 if self._log_file is not None:
                     self._log_file.close()
-                if self._own_sockets and self._sockets is not None:
-                    shutil.rmtree(self._sockets, ignore_errors=True)
+                if self._socket_folder is not None:
+                    self._socket_folder.remove()
                 if self._limit_context is not None:
                     self._limit_context.__exit__(None, None, None)
 
@@ -517,14 +543,17 @@ class _Client(NotebookClient):
         self.output_overflow = True
 
 
-def _socket_dir(job_dir: Path) -> tuple[Path, bool]:
+def _socket_dir(job_folder: JobFolder, bound: bool) -> tuple[Path, JobFolder | None]:
     """Where the connection file and ipc sockets go: job_dir/kernel, or a short folder of our
-    own where that path is too long for a Unix socket address. Returns (folder, ours)."""
-    folder = job_dir / "kernel"
+    own where that path is too long for a Unix socket address, bounded as the job folder is
+    (when `bound`: a small tmpfs where this process may mount). Returns (folder, ours or None)."""
+    folder = job_folder.path / "kernel"
     if len(str(folder / "ipc-99999")) <= MAX_SOCKET_PATH:
         folder.mkdir(exist_ok=True)
-        return folder, False
-    return Path(tempfile.mkdtemp(prefix="agk-", dir="/tmp")), True
+        return folder, None
+    own = JobFolder.create(prefix="agk-", dir="/tmp", size_bytes=min(job_folder.size_bytes, SOCKET_FOLDER_BYTES),
+                           inodes=min(job_folder.inodes, SOCKET_FOLDER_INODES), bound=bound)
+    return own.path, own
 
 
 def _unsandboxed_environment(job_dir: Path, env: dict[str, str], read_only) -> dict[str, str]:

@@ -15,19 +15,17 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import shutil
-import tempfile
 import threading
 from collections import deque
 import time
 from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from . import gpu_watchdog
 from .execute import ExecutionResult, KernelSession
-from .sandbox import Limits
+from .job_folder import JobFolder
+from .sandbox import Limits, probe
 from .slots import Slot, SlotPool
 
 log = logging.getLogger(__name__)
@@ -208,9 +206,16 @@ class LocalExecutor:
 
 
 async def start_kernel(spec: JobSpec, slot: Slot, prefix: str = "autograder-") -> KernelSession:
-    """A kernel for `slot`, started and warmed up (a failed start is kept in the session)."""
-    job_dir = Path(tempfile.mkdtemp(prefix=prefix))
-    session = KernelSession(job_dir=job_dir, limits=spec.limits_for(slot), env=spec.env_for(slot),
+    """A kernel for `slot`, started and warmed up (a failed start is kept in the session).
+
+    Its job folder is bounded (job_folder.py: a tmpfs of its own, limits.job_folder_bytes /
+    job_folder_inodes) when the kernel will be sandboxed; an unsandboxed kernel can write
+    anywhere, and its working folder is in there, so it keeps a plain one."""
+    limits = spec.limits_for(slot)
+    bound = spec.sandbox is not False and probe().available
+    job_folder = JobFolder.create(prefix=prefix, size_bytes=limits.job_folder_bytes,
+                                  inodes=limits.job_folder_inodes, bound=bound)
+    session = KernelSession(job_dir=job_folder, limits=limits, env=spec.env_for(slot),
                             read_only=spec.read_only, sandbox=spec.sandbox, gpu_devices=slot.device_nodes)
     await session.start(warm_up=spec.warm_up_code(cuda=slot.gpu is not None))
     return session
@@ -230,9 +235,10 @@ async def run_session(session: KernelSession, slot: Slot, nb, gpu_memory: gpu_wa
 
 
 async def discard(session: KernelSession) -> None:
-    """Kill the session's kernel and remove the job folder start_kernel made for it."""
+    """Kill the session's kernel and remove the job folder start_kernel made for it: unmounted
+    (the whole tree goes at once), or on disk removed however deep, off the event loop."""
     await session.close()
-    shutil.rmtree(session.job_dir, ignore_errors=True)
+    await asyncio.to_thread(session.job_folder.remove)
 
 
 def _guard(slot: Slot, session: KernelSession, gpu_memory, interval: float):

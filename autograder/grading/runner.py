@@ -379,7 +379,8 @@ def limits_from(settings: Grading) -> Limits:
     return Limits(cell_timeout=settings.cell_timeout, notebook_timeout=settings.notebook_timeout,
                   cpu_seconds=settings.cpu_seconds,
                   memory_bytes=int(settings.memory_gib * 2**30) if settings.memory_gib else None,
-                  max_processes=settings.max_processes, tmpfs_bytes=settings.tmpfs_mib * 2**20)
+                  max_processes=settings.max_processes, tmpfs_bytes=settings.tmpfs_mib * 2**20,
+                  job_folder_bytes=settings.job_folder_mib * 2**20, job_folder_inodes=settings.job_folder_inodes)
 
 
 def kernel_environment(settings: Grading) -> dict[str, str]:

@@ -79,6 +79,8 @@ class Limits:
     jobs: CUDA reserves huge virtual ranges at initialisation and fails under RLIMIT_AS.
     max_processes is the pids cgroup's pids.max; the kernel counts threads as tasks there,
     so it bounds threads and processes together. tmpfs_bytes sizes /tmp and /dev/shm each.
+    job_folder_bytes and job_folder_inodes cap the job folder, the one host folder the kernel
+    can write (job_folder.py: a tmpfs of its own where the coordinator may mount).
     """
 
     cell_timeout: int = 300             # wall-clock seconds per cell
@@ -89,6 +91,8 @@ class Limits:
     tmpfs_bytes: int = 1 * GiB          # the sandbox's /tmp (and /dev/shm)
     max_processes: int = 256            # pids.max where a pids cgroup can be created
     max_output_bytes: int = 64 * MiB    # total JSON size of outputs the client accepts
+    job_folder_bytes: int = 64 * MiB    # the job folder's size (sockets, connection file)
+    job_folder_inodes: int = 4096       # ... and the files and folders it may hold
 
 
 @dataclass(frozen=True)
