@@ -43,6 +43,9 @@ c.Grading.gpus = "auto"               # "auto": every /dev/nvidiaN; "none": CPU 
 c.Grading.jobs_per_gpu = 1
 c.Grading.prepared_per_slot = 1       # kernels each slot starts ahead (sandbox, imports, CUDA); 0: none
 
-# `autograder collect`: LMS downloads named <student>_<notebook>.ipynb (inside zips or not).
-# nbgrader matches this against the absolute path, hence the leading ".*/".
-c.FileNameCollectorPlugin.named_regexp = r".*/(?P<student_id>[A-Za-z0-9.-]+)_(?P<file_id>[^/]+\.ipynb)$"
+# `autograder collect LAB DIR`: whose a file is comes from the LMS's own naming only (README,
+# "Collecting LMS downloads"): "plain" (<student>_<notebook>.ipynb or <student>/LAB/<notebook>.ipynb),
+# "canvas" (id: the Canvas user id) or "moodle" (id: the participant id). Our own extraction, not
+# nbgrader's zip_collect (its FileNameCollectorPlugin matched paths inside students' zips).
+c.Collect.layout = "plain"
+c.Collect.max_file_mib = 64           # one notebook (or one student's zip), declared and as read

@@ -144,17 +144,43 @@ def export(output: Annotated[Path, typer.Option(help="CSV file to write.")] = Pa
 
 
 @app.command()
-def collect(lab: str, archive_dir: Annotated[Path, typer.Argument(help="Folder of LMS downloads (zip files).")],
+def collect(lab: str, archive_dir: Annotated[Path, typer.Argument(
+                help="Folder of LMS downloads: the LMS's zip file(s), students' zips, notebooks.")],
+            layout: Annotated[Optional[str], typer.Option(
+                help="The LMS's file naming: canvas, moodle or plain (default: c.Collect.layout).")] = None,
             course: CourseOption = Path(".")):
-    """Unpack LMS downloads into submitted/ with nbgrader's zip_collect."""
-    from .grading.collect import collect_zips
+    """Collect LMS downloads into submitted/<student>/LAB/; a file that breaks a rule is skipped, with the rule."""
+    from rich.text import Text
+
+    from .grading.collect import LAYOUTS, collect_lab
 
     c = _load(course)
+    if layout is not None and layout not in LAYOUTS:
+        _fail(f"--layout {layout}: expected one of {', '.join(LAYOUTS)}")
     try:
-        count = collect_zips(c, lab, archive_dir)
+        with console.status(f"collecting {lab} from {archive_dir}..."):
+            report = collect_lab(c, lab, archive_dir, layout=layout)
     except CourseError as err:
         _fail(str(err))
-    console.print(f"collected {count} submission(s) into {c.submitted}")
+    if report.collected:   # names come from students: shown as plain text, never as markup
+        table = Table(title=f"Collected ({report.layout} naming)")
+        for column in ("student", "notebook", "submitted (UTC)", "from", "note"):
+            table.add_column(column)
+        for row in report.collected:
+            when = f"{row.timestamp:%Y-%m-%d %H:%M:%S}" if row.timestamp else "-"
+            table.add_row(*(Text(v) for v in (row.student, row.notebook, when, row.source, row.note)))
+        console.print(table)
+    if report.skipped:
+        table = Table(title="Skipped")
+        for column in ("file", "student", "reason"):
+            table.add_column(column, style="yellow" if column == "reason" else None)
+        for row in report.skipped:
+            table.add_row(Text(row.source), Text(row.student or "-"), Text(row.reason))
+        console.print(table)
+    if not report.collected:
+        _fail(f"nothing collected from {archive_dir}: every file was skipped (reasons above)")
+    console.print(f"collected {len(report.students)} submission(s) into {c.submitted}"
+                  + (f"; {len(report.skipped)} file(s) skipped (above)" if report.skipped else ""), highlight=False)
 
 
 @app.command()

@@ -39,3 +39,19 @@ class Grading(Configurable):
                                    "one).").tag(config=True)
     ray_gpus_per_job = Float(0.0, help="GPUs each Ray task asks for (fractions share a GPU); 0: 1 / jobs_per_gpu "
                                        "when the cluster has GPUs, else none.").tag(config=True)
+
+
+class Collect(Configurable):
+    """How `autograder collect` reads LMS downloads (nbgrader_config.py: `c.Collect.*`)."""
+
+    layout = Enum(["plain", "canvas", "moodle"], "plain",
+                  help="The LMS's file naming, which alone says whose a file is: 'canvas' (<name>_<userid>_"
+                       "<attachmentid>_<file>; id: the user id), 'moodle' (<Full Name>_<participantid>_"
+                       "assignsubmission_file_...; id: the participant id), 'plain' (<student>_<notebook>.ipynb "
+                       "or <student>/LAB/<notebook>.ipynb).").tag(config=True)
+    max_file_mib = Float(64.0, help="Largest notebook, or student's zip, extracted (MiB): checked on the zip's "
+                                    "header and counted while reading.").tag(config=True)
+    max_archive_mib = Float(256.0, help="Largest total of the notebooks one student's zip yields (MiB).").tag(config=True)
+    max_entries = Int(100000, help="Most entries a zip may have (a download or a student's zip).").tag(config=True)
+    zip_dates = Bool(True, help="Moodle and plain: a zip entry's date is the submission time (timestamp.txt) and "
+                                "orders duplicates. Canvas's never are: they are when the zip was made.").tag(config=True)
