@@ -205,7 +205,9 @@ def test_regrading_is_idempotent_and_resumes(graded):
 def test_feedback_teaches_without_hidden_source_or_tracebacks(graded):
     course, _, results, _ = graded
     files = write_feedback(course, LAB, sorted(results))
-    assert len(files) == len(results) - 1   # garbage has no notebook to show, but has a result
+    assert len(files) == len(results)   # garbage too: a page that says why its run failed
+    garbage = (course.feedback / "garbage" / LAB / f"{LAB}.html").read_text()
+    assert "failed: " in garbage and "not valid JSON" in garbage
     summer = (course.feedback / "summer" / LAB / f"{LAB}.html").read_text()
     assert "a sum where a mean" in summer and "mean_square_negative" in summer
     for leak in ("-3.0, 2.0, 0.5", "BEGIN HIDDEN TESTS", "Traceback", "outer(torch.tensor([1.0, -2.0])"):

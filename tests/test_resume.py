@@ -19,6 +19,21 @@ from autograder.grading.results import load_result
 AUTOGRADER = str(Path(sys.executable).with_name("autograder"))
 
 
+def _kill_when(course, students, done: int, timeout: float = 120) -> list[str]:
+    """Start a batch, SIGKILL it once `done` more results exist than now (0: at once, while the
+    executor starts), and return the students with a result."""
+    before = sum(bool(load_result(course.autograded, s, "tiny")) for s in students)
+    batch = subprocess.Popen([AUTOGRADER, "grade", "tiny", "--workers", "1"], cwd=course.root,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + (timeout if done else 1.5)
+    while time.monotonic() < deadline and \
+            sum(bool(load_result(course.autograded, s, "tiny")) for s in students) < before + max(done, 1):
+        time.sleep(0.05)
+    batch.send_signal(signal.SIGKILL)
+    batch.wait()
+    return [s for s in students if load_result(course.autograded, s, "tiny")]
+
+
 def test_sigkill_then_resume(tmp_path):
     course = new_course(tmp_path)
     write_lab(course.root, "tiny", mean_square_lab())
@@ -27,15 +42,12 @@ def test_sigkill_then_resume(tmp_path):
     for i, student in enumerate(students):
         make_submission(course, "tiny", DemoStudent(student, "", answers="solution" if i % 2 else "blank"))
 
-    batch = subprocess.Popen([AUTOGRADER, "grade", "tiny", "--workers", "1"], cwd=course.root,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not any(load_result(course.autograded, s, "tiny") for s in students):
-        time.sleep(0.2)
-    batch.send_signal(signal.SIGKILL)
-    batch.wait()
-    done_before = [s for s in students if load_result(course.autograded, s, "tiny")]
+    # Killed while starting, then after one more result, then after two more.
+    _kill_when(course, students, done=0)
+    done_before = _kill_when(course, students, done=1)
     assert 1 <= len(done_before) < len(students), "the batch should have been killed mid-way"
+    done_before = _kill_when(course, students, done=2)
+    assert len(done_before) < len(students), "the batch should have been killed mid-way"
     first = {s: load_result(course.autograded, s, "tiny").seconds for s in done_before}
 
     rerun = subprocess.run([AUTOGRADER, "grade", "tiny", "--workers", "2"], cwd=course.root,
@@ -47,3 +59,4 @@ def test_sigkill_then_resume(tmp_path):
     assert all(results[s].seconds == first[s] for s in done_before)   # not graded twice
     scores = recorded_scores(course, "tiny")
     assert scores == {s: (results[s].score, 3.0) for s in students}   # one gradebook row each
+    assert not [p for p in course.autograded.rglob("*") if p.name.endswith(".tmp")]   # no half-written file

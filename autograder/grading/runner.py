@@ -420,6 +420,8 @@ def write_autograded_notebook(course: Course, student: str, lab: str, name: str,
             cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n"))
     target = course.autograded / student / lab / f"{name}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):   # left by a batch that was killed
+        stale.unlink(missing_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")   # whole or absent, even if killed
     nbformat.write(executed, temporary)
     os.replace(temporary, target)
