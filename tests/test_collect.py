@@ -381,6 +381,18 @@ def test_canvas_duplicates_are_ordered_by_attachment_id(course, tmp_path):
     assert reasons(report)["submissions.zip: smithalice_101_9001_tiny.ipynb"].endswith("attachment 90005)")
 
 
+def test_canvas_resubmissions_renamed_by_canvas_are_the_labs_notebook(course, tmp_path):
+    # Canvas names a student's second upload of tiny.ipynb "tiny-1.ipynb": it is still tiny.ipynb, the newest.
+    downloads = tmp_path / "downloads"
+    make_zip(downloads / "submissions.zip", [
+        ("smithalice_101_9001_tiny.ipynb", notebook("first")),
+        ("smithalice_101_90005_tiny-1.ipynb", notebook("second")),
+        ("jonesbob_102_9100_notes-2.ipynb", notebook("other")),   # not a notebook of the lab: kept as named
+    ])
+    collect_lab(course, "tiny", downloads, layout="canvas")
+    assert made_by(course) == {"101": {"tiny.ipynb": "second"}, "102": {"notes-2.ipynb": "other"}}
+
+
 # ------------------------------------------------------------------ sizes, bombs, corrupt zips
 
 

@@ -44,11 +44,12 @@ from typing import BinaryIO, Callable
 
 from ..course import Course, CourseError
 from ..settings import Collect
+from .submission_files import STUDENT_ID
 
 LAYOUTS = ("plain", "canvas", "moodle")
 TEMP_PREFIX = ".collect-tmp-"
 #: A student id: what nbgrader, the gradebook, folders and CSV exports can all hold safely.
-STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+CANVAS_RESUBMISSION = re.compile(r"(.+)-\d+\.ipynb")
 #: nbgrader's submission-time format (Exchange.timestamp_format), read back by its parse_utc.
 TIMESTAMP_FORMAT = "%Y-%m-%d %H:%M:%S.%f %Z"
 CHUNK = 1 << 20
@@ -292,6 +293,7 @@ class _Collection:
     def __init__(self, course: Course, lab: str, layout: str, settings: Collect):
         self.course, self.lab, self.layout, self.settings = course, lab, layout, settings
         self.identify = PRESETS[layout]
+        self.expected = {p.name for p in course.source_notebooks(lab)}
         self.max_file = int(settings.max_file_mib * 2**20)
         self.max_archive = int(settings.max_archive_mib * 2**20)
         self.report = CollectReport(lab=lab, layout=layout)
@@ -499,7 +501,7 @@ class _Collection:
         order = named.order if named.order is not None else time
         try:
             if base.endswith(".ipynb"):
-                notebook = check_notebook_name(base)
+                notebook = self._resubmitted(check_notebook_name(base), named)
                 with open_source() as reader:
                     stored, digest = self._store(reader, declared, self.max_file)
                 self.candidates.append(_Candidate(student, notebook, source, stored, digest, time, order, named.late))
@@ -514,6 +516,14 @@ class _Collection:
                 self.skip(source, "not a notebook (ignored)", student)
         except Refused as err:
             self.refuse(source, str(err), student)
+
+    def _resubmitted(self, notebook: str, named: Named) -> str:
+        """Canvas renames a student's second upload of lab.ipynb to lab-1.ipynb (then -2...): the
+        lab's own notebook name is restored, and the attachment order picks the newest."""
+        match = CANVAS_RESUBMISSION.fullmatch(notebook)
+        if self.layout == "canvas" and match and f"{match[1]}.ipynb" in self.expected:
+            return f"{match[1]}.ipynb"
+        return notebook
 
     def _student_archive(self, student: str, named: Named, source: str, stored: str, time, order) -> None:
         """alice's own zip: every notebook in it is alice's, whatever its path or name says."""
