@@ -169,7 +169,7 @@ def test_course_level_problems_stop_the_batch_once_before_any_kernel(tmp_path):
     course = new_course(tmp_path / "c")
     nb = mean_square_lab()
     # A lab that reads a data set, and judges an accuracy on held-out labels.
-    nb.cells.insert(2, locked_cell("paths", 'XOR_FOLDER = "xor"   # DATA / "xor" in a real lab'))
+    nb.cells.insert(2, locked_cell("paths", 'FOLDER = "fashion_mnist"   # DATA / "fashion_mnist" in a real lab'))
     nb.cells.append(grade_cell("accuracy_tests", "### BEGIN HIDDEN TESTS\n"
                                                  "check.accuracy('toy', torch.tensor([0, 1, 1, 0]), dataset='toy', "
                                                  "min_accuracy=0.5)\n### END HIDDEN TESTS"))
@@ -179,10 +179,10 @@ def test_course_level_problems_stop_the_batch_once_before_any_kernel(tmp_path):
     build_lab(course, LAB)
     make_submission(course, LAB, DemoStudent("alice", "", answers="solution"))
 
-    with pytest.raises(CourseError, match=r"reads the data set 'xor' .* run `autograder data` first"):
+    with pytest.raises(CourseError, match=r"reads the data set 'fashion_mnist' .* run `autograder data` first"):
         grade_lab(course, LAB)
-    (course.data / "xor").mkdir()
-    (course.data / "MANIFEST.json").write_text(json.dumps({"version": 1, "datasets": {"xor": {"files": {}}}}))
+    (course.data / "fashion_mnist").mkdir()
+    (course.data / "MANIFEST.json").write_text(json.dumps({"version": 1, "datasets": {"fashion_mnist": {"files": {}}}}))
     (course.data / "labels" / "toy.npy").unlink()
     with pytest.raises(CourseError, match=r"no held-out labels .*toy\.npy: run `autograder data`"):
         grade_lab(course, LAB)

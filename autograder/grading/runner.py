@@ -74,15 +74,15 @@ class LabContext:
 
     def check_course_data(self) -> None:
         """Stop the batch once, before any kernel starts, when the course lacks what every
-        submission needs: a data set the lab's source reads (data/<key>/) or the held-out labels
-        an accuracy check is judged with. Otherwise each student would get a silent 0 in turn."""
+        submission needs: a required data set the lab's source names (data/<key>/) or the held-out
+        labels an accuracy check is judged with. Otherwise each student would get a silent 0 in turn."""
         from ..data import REGISTRY, read_manifest
 
         text = "\n".join(cell.source for path in self.course.source_notebooks(self.lab)
                          for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
         staged = read_manifest(self.course.data)
-        for dataset in REGISTRY:
-            if (f'"{dataset.key}"' in text or f"'{dataset.key}'" in text) and (
+        for dataset in REGISTRY:   # a required data set the source names (optional ones, like MNIST, it may skip)
+            if dataset.required and (f'"{dataset.key}"' in text or f"'{dataset.key}'" in text) and (
                     dataset.key not in staged or not (self.course.data / dataset.key).is_dir()):
                 raise CourseError(f"lab {self.lab!r} reads the data set {dataset.key!r} ({dataset.title}), which is "
                                   f"not staged in {self.course.data}: run `autograder data` first")
