@@ -7,10 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
-from .build.source_rules import SourceError
+from .authoring.source_rules import SourceError
 from .course import Course, CourseError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -36,7 +42,7 @@ def _fail(message: str):
 def build(labs: Annotated[Optional[list[str]], typer.Argument(help="Labs to build (default: all).")] = None,
           course: CourseOption = Path(".")):
     """Build labs: release notebooks, public references, solutions, private references."""
-    from .build.pipeline import build_lab
+    from .authoring.pipeline import build_lab
 
     c = _load(course)
     try:
@@ -44,7 +50,7 @@ def build(labs: Annotated[Optional[list[str]], typer.Argument(help="Labs to buil
             with console.status(f"building {lab} (running the solution)..."):
                 report = build_lab(c, lab)
             console.print(f"[green]built[/] {report.summary()}")
-            console.print(f"  release/{lab}/  solutions/{lab}/  build/{lab}/references.json (private)")
+            console.print(f"  release/{lab}/  solutions/{lab}/  private/{lab}/references.json")
     except (SourceError, CourseError) as err:
         _fail(str(err))
 
@@ -61,8 +67,9 @@ def grade(lab: str, student: Annotated[Optional[list[str]], typer.Option(help="O
               help="GPUs to grade on: auto, none, or minor numbers like 0,2 (default: c.Grading.gpus).")] = None,
           course: CourseOption = Path(".")):
     """Grade every submission in submitted/<student>/LAB/ (resumes where a batch stopped)."""
-    from .grading.runner import grade_lab, submitted_students
-    from .grading.sandbox import probe
+    from .executors import probe
+    from .grading.batch import grade_lab, submitted_students
+    from .grading.table import results_table
 
     c = _load(course)
     if executor not in (None, "local", "ray"):
@@ -96,30 +103,15 @@ def grade(lab: str, student: Annotated[Optional[list[str]], typer.Option(help="O
             results = grade_lab(c, lab, students, force=force, workers=workers or None, on_result=on_result)
         except (CourseError, RuntimeError) as err:   # RuntimeError: the ray extra is missing
             _fail(str(err))
-    print_results(results)
-
-
-def print_results(results) -> None:
-    counts: dict[str, int] = {}
-    for r in results:
-        key = "graded" if r.status == "graded" else f"failed ({r.failure_kind})"
-        counts[key] = counts.get(key, 0) + 1
-    table = Table(title="Grades", caption=", ".join(f"{k}: {v}" for k, v in sorted(counts.items())))
-    for column in ("student", "score", "status", "seconds"):
-        table.add_column(column, justify="right" if column in ("score", "seconds") else "left")
-    for r in results:
-        style = "green" if r.status == "graded" and r.sandboxed else "red"
-        score = f"{r.score:g} / {r.max_score:g}" if r.status == "graded" else f"- / {r.max_score:g}"
-        table.add_row(r.student, score, f"[{style}]{r.status_text}[/]", f"{r.seconds:.1f}")
-    console.print(table)
+    console.print(results_table(results))
 
 
 @app.command()
 def feedback(lab: str, student: Annotated[Optional[list[str]], typer.Option(help="Only these students.")] = None,
              course: CourseOption = Path(".")):
     """Write feedback/<student>/LAB/<notebook>.html for graded students."""
+    from .grading.batch import submitted_students
     from .grading.feedback import write_feedback
-    from .grading.runner import submitted_students
 
     c = _load(course)
     problems: list[tuple[str, str]] = []

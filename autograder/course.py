@@ -1,8 +1,9 @@
 """The course directory: where each kind of file lives, and its configuration.
 
 The layout is nbgrader's (`source/`, `release/`, `submitted/`, `autograded/`, `feedback/`)
-plus `solutions/` (published solution notebooks) and `build/` (private: the references
-recorded from the instructor's solutions; never mounted into a sandbox).
+plus `solutions/` (published solution notebooks) and `private/` (the references recorded
+from the instructor's solutions; never shipped, never mounted into a sandbox). Courses made
+before it was renamed keep them in `build/`: Course.load says how to move them.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from nbgrader.coursedir import CourseDirectory
 from traitlets.config import Config
 from traitlets.config.loader import PyFileConfigLoader
 
+from .checks.accuracy import LABELS_FOLDER
 from .settings import Grading
 
 CONFIG_FILE = "nbgrader_config.py"
+PRIVATE_FOLDER = "private"
+OLD_PRIVATE_FOLDER = "build"   # its name until the redesign; tools treat a folder named build/ as output
 
 
 class CourseError(Exception):
@@ -38,6 +42,10 @@ class Course:
         if (root / CONFIG_FILE).is_file():
             config = PyFileConfigLoader(CONFIG_FILE, path=str(root)).load_config()
         config.CourseDirectory.root = str(root)
+        old = root / OLD_PRIVATE_FOLDER
+        if not (root / PRIVATE_FOLDER).exists() and any(old.glob("*/references.json")):
+            raise CourseError(f"{old} holds this course's private references under their old folder name: move it "
+                              f"with `mv {old} {root / PRIVATE_FOLDER}` (nothing else changes)")
         return cls(root=root, config=config)
 
     # ------------------------------------------------------------------ folders
@@ -56,7 +64,7 @@ class Course:
 
     @property
     def private(self) -> Path:
-        return self.root / "build"
+        return self.root / PRIVATE_FOLDER
 
     @property
     def submitted(self) -> Path:
@@ -105,7 +113,7 @@ class Course:
         """Labels the coordinator keeps: data/labels/<dataset>.npy (never mounted in a sandbox)."""
         import numpy as np
 
-        path = self.data / "labels" / f"{dataset}.npy"
+        path = self.data / LABELS_FOLDER / f"{dataset}.npy"
         if not path.is_file():
             raise CourseError(f"no held-out labels {path}: run `autograder data` to stage the data sets")
         return np.load(path, allow_pickle=False)

@@ -20,8 +20,8 @@ import nbformat
 from rich.console import Console
 from traitlets.config import Config
 
-from .build.pipeline import build_course
-from .build.source_rules import BEGIN_SOLUTION, END_SOLUTION, is_solution_cell
+from .authoring.pipeline import build_course
+from .cells import BEGIN_SOLUTION, END_SOLUTION, is_solution_cell
 from .course import Course
 
 # Buggy versions of lab 1's functions (by the function each cell defines).
@@ -120,12 +120,11 @@ def make_submission(course: Course, lab: str, student: DemoStudent) -> None:
 
 
 def run_demo(course: Course, lab: str, console: Console) -> None:
-    from .cli import print_results
-    from .grading.feedback import write_feedback
-    from .grading.runner import grade_lab
-    from .grading.sandbox import probe
-
     from .data import stage_all
+    from .executors import probe
+    from .grading.batch import grade_lab
+    from .grading.feedback import write_feedback
+    from .grading.table import results_table
 
     with console.status("staging data sets (offline)..."):
         staged = stage_all(course.data, download=False)
@@ -143,15 +142,15 @@ def run_demo(course: Course, lab: str, console: Console) -> None:
 
     sandbox = probe()
     console.print(f"sandbox: {'bubblewrap' if sandbox.available else 'UNAVAILABLE - ' + sandbox.reason}")
-    before = _digest(course, ("source", "release", "build", "solutions"))
+    before = _digest(course, ("source", "release", "private", "solutions"))
     # Short limits so the infinite loop ends quickly in a demo; real courses keep the generous defaults.
     demo_course = Course(course.root, _with_demo_limits(course.config))
     with console.status(f"grading {len(students)} submissions in sandboxed kernels..."):
         results = grade_lab(demo_course, lab, [s.name for s in students], force=True)
-    print_results(results)
+    console.print(results_table(results))
 
     written = write_feedback(course, lab, [s.name for s in students])
-    after = _digest(course, ("source", "release", "build", "solutions"))
+    after = _digest(course, ("source", "release", "private", "solutions"))
     console.print(f"feedback: {len(written)} HTML file(s) in {course.feedback.relative_to(course.root)}/<student>/{lab}/")
     console.print(f"course files unchanged by student code: {'yes' if before == after else '[red]NO[/]'}")
     console.print(f"gradebook.db intact: {_gradebook_ok(course.root / 'gradebook.db')}")

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from autograder.build.pipeline import build_lab, copy_course_skeleton
+from autograder.authoring.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course
 
 REPO = Path(__file__).resolve().parent.parent

@@ -29,9 +29,9 @@ from conftest import new_course  # noqa: E402
 from malformed import malformed_submissions  # noqa: E402
 from notebooks import mean_square_lab, write_lab  # noqa: E402
 
-from autograder.build.pipeline import build_lab  # noqa: E402
+from autograder.authoring.pipeline import build_lab
 from autograder.demo import DemoStudent, make_submission  # noqa: E402
-from autograder.grading.runner import grade_lab  # noqa: E402
+from autograder.grading.batch import grade_lab
 
 LAB = "tiny"
 

@@ -23,14 +23,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from autograder.build.pipeline import build_lab, copy_course_skeleton
+from autograder.authoring.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course
 from autograder.demo import DemoStudent, make_submission
-from autograder.grading import runner
-from autograder.grading.execute import cell_seconds, execute_notebook
+from autograder.executors.sandbox import probe
+from autograder.executors.session import cell_seconds, execute_notebook
+from autograder.grading import batch, kernel_policy
 from autograder.grading.gradebook import record_result
 from autograder.grading.results import Result
-from autograder.grading.sandbox import probe
 from autograder.grading.sanitize import sanitize
 from autograder.grading.verdicts import judge_notebook
 
@@ -41,7 +41,7 @@ NBGRADER_ENGINE_ON = ["--Autograde.exporter_class=nbconvert.exporters.NotebookEx
 REPO = Path(__file__).resolve().parent.parent
 
 
-def grade_in_stages(context: runner.LabContext, student: str) -> dict[str, float]:
+def grade_in_stages(context: batch.LabContext, student: str) -> dict[str, float]:
     name = next(iter(context.max_scores))
     path = context.course.submitted / student / context.lab / f"{name}.ipynb"
     stages = {}
@@ -49,9 +49,9 @@ def grade_in_stages(context: runner.LabContext, student: str) -> dict[str, float
     nb = sanitize(context.course, context.lab, path)
     t1 = time.perf_counter()
     job = Path(tempfile.mkdtemp())
-    execution = execute_notebook(nb, job_dir=job, limits=runner.limits_from(context.settings),
-                                        env=runner.kernel_environment(context.settings),
-                                        read_only=runner.read_only_binds(context))
+    execution = execute_notebook(nb, job_dir=job, limits=kernel_policy.limits_from(context.settings),
+                                        env=kernel_policy.kernel_environment(context.settings),
+                                        read_only=kernel_policy.read_only_binds(context.course))
     shutil.rmtree(job, ignore_errors=True)
     t2 = time.perf_counter()
     scores = judge_notebook(name, execution.notebook, context.references, context.max_scores[name],
@@ -80,7 +80,7 @@ def main() -> None:
         students = [f"student{i:03d}" for i in range(args.n)]
         for student in students:
             make_submission(course, args.lab, DemoStudent(student, "correct"))
-        context = runner.LabContext.load(course, args.lab)
+        context = batch.LabContext.load(course, args.lab)
         grade_in_stages(context, students[0])          # warm the page cache once
         rows = [grade_in_stages(context, s) for s in students]
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from autograder.build.references import read_notebook, run_trusted
+from autograder.authoring.record import read_notebook, run_trusted
 from autograder.checks.compare import scored_accuracy
 from autograder.checks.observation import observations_in_outputs
 from autograder.data import read_manifest, stage_all

@@ -32,12 +32,18 @@ from pathlib import Path
 
 from traitlets.config import Config
 
-from autograder.build.pipeline import build_lab, copy_course_skeleton
+from autograder.authoring.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course
 from autograder.data import stage_all
-from autograder.demo import NO_BATCH_MEAN, UNSTABLE_SOFTMAX, DemoStudent, make_submission
-from autograder.grading.runner import grade_lab, grading_gpus
-from autograder.grading.sandbox import probe
+from autograder.demo import (
+    NO_BATCH_MEAN,
+    UNSTABLE_SOFTMAX,
+    DemoStudent,
+    make_submission,
+)
+from autograder.executors.sandbox import probe
+from autograder.grading.batch import grade_lab
+from autograder.grading.kernel_policy import grading_gpus
 
 # The course config turns nbgrader's in-kernel engine off (nbgrader_guard); the comparison runs it on purpose,
 # on demo students who do not attack the grader.
@@ -70,7 +76,7 @@ def grade_with(course: Course, lab: str, students: list[str], workers: int | Non
     began = time.perf_counter()
     results = grade_lab(Course(course.root, config), lab, students, force=True, workers=workers)
     wall = time.perf_counter() - began
-    # Beyond the notebook's compute: every stage of grade_submission (runner.py) but the cells.
+    # Beyond the notebook's compute: every stage of grade_submission (grading/batch.py) but the cells.
     overheads = [r.seconds + r.timings.get("record", 0) - r.timings.get("cells", 0) for r in results]
     stages = {stage: statistics.median(r.timings.get(stage, 0) for r in results)
               for stage in ("sanitize", "wait", "run", "cells", "judge", "record", "start")}

@@ -12,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from notebooks import mean_square_lab, write_lab  # noqa: E402
 
-from autograder.build.pipeline import build_lab, copy_course_skeleton  # noqa: E402
+from autograder.authoring.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -83,7 +83,7 @@ def assert_no_secrets_in_release(lab: str) -> None:
     """No solution code or hidden-test text in the committed release of `lab`."""
     import nbformat
 
-    from autograder.build.pipeline import check_release
+    from autograder.authoring.pipeline import check_release
 
     for source in sorted((REPO / "source" / lab).glob("*.ipynb")):
         check_release(nbformat.read(source, as_version=4),
@@ -144,7 +144,7 @@ def build_repo_lab(tmp_path_factory, lab: str, datasets: list[str] = ()) -> Cour
 def grade_class(course: Course, lab: str, students) -> dict:
     """Submit every DemoStudent and grade them in one batch: {student: Result}."""
     from autograder.demo import make_submission
-    from autograder.grading.runner import grade_lab
+    from autograder.grading.batch import grade_lab
 
     for student in students:
         make_submission(course, lab, student)

@@ -20,7 +20,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from autograder.build.source_rules import is_test_cell, nbgrader_meta
+from autograder.cells import is_test_cell, nbgrader_meta
 from autograder.checks.by_hand import function_violations
 
 REPO = Path(__file__).resolve().parent.parent

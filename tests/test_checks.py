@@ -9,8 +9,15 @@ import torch
 
 from autograder.checks import Checker
 from autograder.checks.compare import compare, verify_declared
-from autograder.checks.observation import (MIME_TYPE, MalformedObservation, Observation, decode, encode,
-                                           observations_in_outputs, to_array)
+from autograder.checks.observation import (
+    MIME_TYPE,
+    MalformedObservation,
+    Observation,
+    decode,
+    encode,
+    observations_in_outputs,
+    to_array,
+)
 
 
 def obs(name, value, kind="close", **params):
@@ -289,11 +296,11 @@ def test_the_checker_records_labelled_references_as_plain_json(monkeypatch):
 
 def test_a_wrong_labelled_reference_fails_the_build_naming_it(tmp_path):
     from conftest import new_course
-    from notebooks import SETUP, grade_cell, locked_cell, solution_cell, write_lab
     from nbformat.v4 import new_notebook
+    from notebooks import SETUP, grade_cell, locked_cell, solution_cell, write_lab
 
-    from autograder.build.pipeline import build_lab
-    from autograder.build.source_rules import SourceError
+    from autograder.authoring.pipeline import build_lab
+    from autograder.authoring.source_rules import SourceError
 
     course = new_course(tmp_path)
     write_lab(course.root, "tiny", new_notebook(cells=[

@@ -14,17 +14,22 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from conftest import new_course
 
 from autograder.course import Course
-from autograder.data import (FASHION_MNIST_SOURCE, MANIFEST, REGISTRY, DataError, read_manifest, sha256_file,
-                             stage_all)
-from autograder.grading.runner import read_only_binds
+from autograder.data import (
+    FASHION_MNIST_SOURCE,
+    MANIFEST,
+    REGISTRY,
+    DataError,
+    read_manifest,
+    sha256_file,
+    stage_all,
+)
+from autograder.grading.kernel_policy import read_only_binds
 
 AUTOGRADER = str(Path(sys.executable).with_name("autograder"))
 RAW = "fashion_mnist/FashionMNIST/raw"
@@ -90,7 +95,7 @@ def test_labels_are_where_the_grader_expects(staged, tmp_path):
     shutil.copytree(staged, course.data)
     labels = course.held_out_labels("fashion_mnist_test")
     assert labels.shape == (10000,) and labels.dtype == np.int64
-    binds = read_only_binds(SimpleNamespace(course=course))
+    binds = read_only_binds(course)
     mounted = {inside: host for host, inside in binds if str(inside).startswith("/course-data")}
     assert mounted == {"/course-data/fashion_mnist": course.data / "fashion_mnist"}
 
@@ -267,6 +272,6 @@ def test_xor_is_staged_deterministically_with_its_labels_held_out(tmp_path, monk
     assert quadrants.min() >= 80                                   # every cloud is there
     again_points, again_labels = build()
     assert np.array_equal(points, again_points) and np.array_equal(labels, again_labels)
-    binds = read_only_binds(SimpleNamespace(course=course))
+    binds = read_only_binds(course)
     assert {inside: host for host, inside in binds if str(inside).startswith("/course-data")} == \
         {"/course-data/xor": course.data / "xor"}

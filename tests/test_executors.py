@@ -12,19 +12,19 @@ import re
 import time
 
 import pytest
+from conftest import new_course
 from nbformat.v4 import new_code_cell, new_notebook
+from notebooks import mean_square_lab, write_lab
 from traitlets.config import Config
 
-from conftest import new_course
-from notebooks import mean_square_lab, write_lab
-
-from autograder.build.pipeline import build_lab
+from autograder.authoring.pipeline import build_lab
 from autograder.course import Course
 from autograder.demo import DemoStudent, make_submission
-from autograder.grading.executor import JobSpec, LocalExecutor
-from autograder.grading.runner import LabContext, grade_lab
-from autograder.grading.sandbox import Limits, probe
-from autograder.grading.slots import SlotPool
+from autograder.executors.local import LocalExecutor
+from autograder.executors.sandbox import Limits, probe
+from autograder.executors.slots import SlotPool
+from autograder.executors.spec import JobSpec
+from autograder.grading.batch import LabContext, grade_lab
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[test]')")
 
@@ -189,7 +189,7 @@ def test_local_slots_are_never_oversubscribed_and_cpu_jobs_see_no_gpu(course):
 
 
 def test_ray_tasks_get_fractional_gpus_fresh_workers_and_the_same_sandbox(course, ray_cluster):
-    from autograder.grading.ray_executor import RayExecutor
+    from autograder.executors.ray_cluster import RayExecutor
 
     executor = RayExecutor(spec_for(course), gpus_per_job=0.5)
     assert executor.capacity == 4   # 2 fake GPUs / 0.5, and 4 logical CPUs
@@ -208,7 +208,7 @@ def test_ray_tasks_get_fractional_gpus_fresh_workers_and_the_same_sandbox(course
 
 
 def test_ray_force_cancels_a_task_past_its_time(course, ray_cluster):
-    from autograder.grading.ray_executor import RayExecutor
+    from autograder.executors.ray_cluster import RayExecutor
 
     # The task's clock (8 s) runs out before the kernel's own (60 s): Ray must stop it.
     executor = RayExecutor(spec_for(course, notebook_timeout=60, cell_timeout=60), task_timeout=8)

@@ -19,19 +19,18 @@ import re
 import nbformat
 import numpy as np
 import pytest
-from nbformat.v4 import new_code_cell, new_markdown_cell
-from traitlets.config import Config
-
 from browser import chromium
 from conftest import new_course
+from nbformat.v4 import new_code_cell, new_markdown_cell
 from notebooks import mean_square_lab, write_lab
+from traitlets.config import Config
 
-from autograder.build.pipeline import build_lab
-from autograder.build.references import load_references
+from autograder.authoring.pipeline import build_lab
 from autograder.course import Course
 from autograder.demo import DemoStudent, make_submission
+from autograder.grading.batch import grade_lab
 from autograder.grading.feedback import CSP, write_feedback
-from autograder.grading.runner import grade_lab
+from autograder.references import load_references
 
 LAB = "tiny"
 MARK = "PWNED"

@@ -15,15 +15,14 @@ import os
 
 import nbformat
 import pytest
-
 from conftest import failed_checks, new_course
 from notebooks import mean_square_lab, write_lab
 
-from autograder.build.pipeline import build_lab
+from autograder.authoring.pipeline import build_lab
 from autograder.checks.observation import decode
 from autograder.demo import DemoStudent, make_submission
-from autograder.grading.runner import grade_lab
-from autograder.grading.sandbox import probe
+from autograder.executors.sandbox import probe
+from autograder.grading.batch import grade_lab
 from autograder.grading.sanitize import sanitize
 
 LAB = "refs"

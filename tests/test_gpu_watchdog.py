@@ -18,11 +18,11 @@ import time
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from autograder.grading import gpu_watchdog
-from autograder.grading.execute import KernelSession
-from autograder.grading.gpu_watchdog import GiB, MemoryLimit, job_usage
-from autograder.grading.sandbox import Limits, probe
-from autograder.grading.slots import visible_gpus
+from autograder.executors import gpu_watchdog
+from autograder.executors.gpu_watchdog import GiB, MemoryLimit, job_usage
+from autograder.executors.sandbox import Limits, probe
+from autograder.executors.session import KernelSession
+from autograder.executors.slots import visible_gpus
 
 HAS_GPU = bool(visible_gpus()) and not isinstance(gpu_watchdog.GpuMemory.open(), str)
 
@@ -128,15 +128,14 @@ GPU_ONLY = pytest.mark.skipif(not HAS_GPU, reason="no NVIDIA GPU with NVML on th
 
 @GPU_ONLY
 def test_a_real_gpu_memory_hog_is_killed_and_recorded(tmp_path):
-    from traitlets.config import Config
-
     from conftest import new_course
     from notebooks import mean_square_lab, write_lab
+    from traitlets.config import Config
 
-    from autograder.build.pipeline import build_lab
+    from autograder.authoring.pipeline import build_lab
     from autograder.course import Course
     from autograder.demo import DemoStudent, make_submission
-    from autograder.grading.runner import grade_lab
+    from autograder.grading.batch import grade_lab
 
     course = new_course(tmp_path)
     write_lab(course.root, "tiny", mean_square_lab())
@@ -156,8 +155,9 @@ def test_a_real_gpu_memory_hog_is_killed_and_recorded(tmp_path):
 
 @GPU_ONLY
 def test_a_gpu_slot_kernel_sees_exactly_its_gpu(tmp_path):
-    from autograder.grading.executor import JobSpec, LocalExecutor
-    from autograder.grading.slots import SlotPool
+    from autograder.executors.local import LocalExecutor
+    from autograder.executors.slots import SlotPool
+    from autograder.executors.spec import JobSpec
 
     gpu = visible_gpus()[-1]
     uuid = gpu_watchdog.gpu_uuids().get(gpu)
@@ -175,15 +175,19 @@ def test_a_gpu_slot_kernel_sees_exactly_its_gpu(tmp_path):
 @pytest.mark.parametrize("lab", ["lab1_cross_entropy", "lab3_mnist_lenet"])
 def test_grading_on_gpu_gives_the_verdicts_of_grading_on_cpu(tmp_path, lab):
     """The same submissions graded with CPU slots only and with GPU slots: every check, the same verdict."""
+    from conftest import REPO
     from traitlets.config import Config
 
-    from conftest import REPO
-
-    from autograder.build.pipeline import build_lab, copy_course_skeleton
+    from autograder.authoring.pipeline import build_lab, copy_course_skeleton
     from autograder.course import Course
     from autograder.data import stage_all
-    from autograder.demo import NO_BATCH_MEAN, UNSTABLE_SOFTMAX, DemoStudent, make_submission
-    from autograder.grading.runner import grade_lab
+    from autograder.demo import (
+        NO_BATCH_MEAN,
+        UNSTABLE_SOFTMAX,
+        DemoStudent,
+        make_submission,
+    )
+    from autograder.grading.batch import grade_lab
 
     course = Course.load(copy_course_skeleton(REPO, tmp_path, [lab]))
     if lab == "lab3_mnist_lenet":

@@ -8,24 +8,22 @@ from __future__ import annotations
 
 import csv
 import hashlib
-
 from pathlib import Path
 
 import nbformat
 import pytest
-from traitlets.config import Config
-
 from conftest import new_course
 from notebooks import mean_square_lab, write_lab
+from traitlets.config import Config
 
-from autograder.build.pipeline import build_lab
+from autograder.authoring.pipeline import build_lab
 from autograder.course import Course
 from autograder.demo import DemoStudent, make_submission
+from autograder.executors.sandbox import probe
+from autograder.grading.batch import grade_lab
 from autograder.grading.export import export_csv
 from autograder.grading.feedback import write_feedback
 from autograder.grading.gradebook import recorded_scores
-from autograder.grading.runner import grade_lab
-from autograder.grading.sandbox import probe
 
 LAB = "tiny"
 SUM_NOT_MEAN = "def mean_square(x):\n    return (x ** 2).sum()"
@@ -63,7 +61,7 @@ def class_of(course: Course) -> list[DemoStudent]:
 
 def tree_digest(course: Course) -> str:
     digest = hashlib.sha256()
-    for folder in ("source", "release", "build", "solutions"):
+    for folder in ("source", "release", "private", "solutions"):
         for path in sorted((course.root / folder).rglob("*")):
             if path.is_file():
                 digest.update(str(path).encode() + path.read_bytes())

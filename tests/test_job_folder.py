@@ -1,4 +1,4 @@
-"""Bounded job folders (autograder/grading/job_folder.py), attacked and judged from outside.
+"""Bounded job folders (autograder/executors/job_folder.py), attacked and judged from outside.
 
 The job folder is the one host folder a sandboxed kernel can write: it holds the connection
 file and the ZeroMQ sockets and is bound at its own host path, which the kernel finds from its
@@ -24,19 +24,19 @@ import time
 from pathlib import Path
 
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
-
 from conftest import cell_scores, new_course
+from nbformat.v4 import new_code_cell, new_notebook
 from notebooks import mean_square_lab, write_lab
 
-from autograder.build.pipeline import build_lab
+from autograder.authoring.pipeline import build_lab
 from autograder.demo import DemoStudent, make_submission
-from autograder.grading import job_folder
-from autograder.grading.executor import JobSpec, run_session, start_kernel
-from autograder.grading.job_folder import JobFolder, measure_tree, remove_tree
-from autograder.grading.runner import grade_lab
-from autograder.grading.sandbox import Limits, probe
-from autograder.grading.slots import Slot
+from autograder.executors import job_folder
+from autograder.executors.job_folder import JobFolder, measure_tree, remove_tree
+from autograder.executors.local import run_session, start_kernel
+from autograder.executors.sandbox import Limits, probe
+from autograder.executors.slots import Slot
+from autograder.executors.spec import JobSpec
+from autograder.grading.batch import grade_lab
 
 MiB = 2**20
 LAB = "tiny"
@@ -472,7 +472,7 @@ def test_a_folder_too_small_for_the_sockets_fails_the_start_with_the_reason_not_
 @sandbox_only
 def test_a_callers_job_folder_on_disk_is_measured_after_the_run(tmp_path):
     """execute_notebook's job_dir is the caller's disk folder: over its caps, the run fails."""
-    from autograder.grading.execute import execute_notebook
+    from autograder.executors.session import execute_notebook
 
     writer = FIND_JOB + "open(os.path.join(job, 'big'), 'wb').write(b'x' * (3 << 20))\n"
     result = execute_notebook(new_notebook(cells=[new_code_cell(writer)]), job_dir=tmp_path / "job", sandbox=True,
@@ -487,7 +487,7 @@ def test_a_callers_job_folder_on_disk_is_measured_after_the_run(tmp_path):
 def test_the_short_sockets_folder_of_a_long_job_path_is_bounded_too(tmp_path):
     """Where the job folder's path is too long for a socket address, the sockets go to a short
     /tmp/agk-* folder, also writable in the sandbox: a small tmpfs (1 MiB, 64 files), removed after."""
-    from autograder.grading.execute import execute_notebook
+    from autograder.executors.session import execute_notebook
 
     job = tmp_path / ("long" * 20) / "job"
     writer = ("import os, sys\nsockets = os.path.dirname(os.path.abspath(sys.argv[sys.argv.index('-f') + 1]))\n"

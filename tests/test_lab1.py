@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import assert_no_secrets_in_release, assert_release_in_sync
 
-from autograder.build.references import load_references
-from autograder.demo import NO_BATCH_MEAN, UNSTABLE_SOFTMAX, DemoStudent, make_submission
-from autograder.grading.runner import grade_lab
+from autograder.demo import (
+    NO_BATCH_MEAN,
+    UNSTABLE_SOFTMAX,
+    DemoStudent,
+    make_submission,
+)
+from autograder.grading.batch import grade_lab
+from autograder.references import load_references
 
 LAB = "lab1_cross_entropy"
 

@@ -25,14 +25,21 @@ and two_layer_loss's too when the violation sits in a layer it calls.
 from __future__ import annotations
 
 import pytest
+from conftest import (
+    assert_data_cell_names_the_command,
+    assert_full_marks,
+    assert_graded_zero,
+    assert_no_secrets_in_release,
+    assert_release_in_sync,
+    build_repo_lab,
+    cell_scores,
+    failed_checks,
+    grade_class,
+)
 
-from conftest import (assert_data_cell_names_the_command, assert_full_marks, assert_graded_zero,
-                     assert_no_secrets_in_release, assert_release_in_sync, build_repo_lab, cell_scores,
-                     failed_checks, grade_class)
-
-from autograder.build.references import load_references
 from autograder.course import Course
 from autograder.demo import DemoStudent
+from autograder.references import load_references
 
 LAB = "lab2_backprop_xor"
 FULL_CELLS = {"affine_forward_tests": 1.0, "affine_backward_tests": 3.0, "relu_tests": 2.0, "sigmoid_tests": 2.0,

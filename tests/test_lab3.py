@@ -13,16 +13,24 @@ import json
 
 import nbformat
 import pytest
+from conftest import (
+    REPO,
+    assert_data_cell_names_the_command,
+    assert_full_marks,
+    assert_graded_zero,
+    assert_no_secrets_in_release,
+    assert_release_in_sync,
+    cell_scores,
+    failed_checks,
+)
 
-from conftest import (REPO, assert_data_cell_names_the_command, assert_full_marks, assert_graded_zero,
-                     assert_no_secrets_in_release, assert_release_in_sync, cell_scores, failed_checks)
-
-from autograder.build.pipeline import build_lab, copy_course_skeleton
+from autograder.authoring.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course
 from autograder.data import FASHION_MNIST_SOURCE, sha256_file, stage_all
 from autograder.demo import DemoStudent, make_submission
-from autograder.grading.runner import SANDBOX_DATA, grade_lab
-from autograder.grading.sandbox import probe
+from autograder.executors.sandbox import probe
+from autograder.grading.batch import grade_lab
+from autograder.grading.kernel_policy import SANDBOX_DATA
 
 LAB = "lab3_mnist_lenet"
 FULL = 15.0

@@ -16,14 +16,13 @@ music21 rejects. Those downstream losses are asserted too, each with its cause.
 from __future__ import annotations
 
 import pytest
-
 from conftest import REPO, assert_no_secrets_in_release, assert_release_in_sync
 
-from autograder.build.pipeline import build_lab, copy_course_skeleton
-from autograder.build.references import load_references
+from autograder.authoring.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course
 from autograder.demo import DemoStudent, make_submission
-from autograder.grading.runner import grade_lab
+from autograder.grading.batch import grade_lab
+from autograder.references import load_references
 
 LAB = "lab4_rnn_music"
 

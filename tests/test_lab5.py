@@ -22,16 +22,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import (
+    assert_data_cell_names_the_command,
+    assert_full_marks,
+    assert_graded_zero,
+    assert_no_secrets_in_release,
+    assert_release_in_sync,
+    build_repo_lab,
+    cell_scores,
+    failed_checks,
+    grade_class,
+)
 
-from conftest import (assert_data_cell_names_the_command, assert_full_marks, assert_graded_zero,
-                     assert_no_secrets_in_release, assert_release_in_sync, build_repo_lab, cell_scores,
-                     failed_checks, grade_class)
-
-from autograder.build.references import load_references
 from autograder.course import Course
 from autograder.data import FASHION_MNIST_SOURCE
 from autograder.data.colored import build as build_colored
 from autograder.demo import DemoStudent
+from autograder.references import load_references
 
 LAB = "lab5_vae_debiasing"
 FULL = 14.0

@@ -27,14 +27,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from conftest import grade_class, new_course
 from nbconvert.exporters import NotebookExporter
 from nbgrader.apps.api import NbGraderAPI
 from nbgrader.converters import Autograde, GenerateAssignment, GenerateFeedback
-
-from conftest import grade_class, new_course
 from notebooks import mean_square_lab, write_lab
 
-from autograder.build.pipeline import build_lab
+from autograder.authoring.pipeline import build_lab
 from autograder.course import Course
 from autograder.demo import PATCH_ALLCLOSE, READ_COURSE, DemoStudent
 from autograder.grading.feedback import write_feedback

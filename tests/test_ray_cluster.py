@@ -26,11 +26,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import cell_scores, new_course
 from notebooks import mean_square_lab, write_lab
 
-from autograder.build.pipeline import build_lab
+from autograder.authoring.pipeline import build_lab
 from autograder.demo import DemoStudent, make_submission
 from autograder.grading.gradebook import recorded_scores
 from autograder.grading.results import load_result
@@ -235,7 +234,7 @@ def test_a_wrong_address_fails_within_seconds_with_the_reason(course, web_server
 
 
 def test_a_port_that_accepts_and_says_nothing_fails_at_the_first_answer_timeout():
-    from autograder.grading.ray_executor import TCP_TIMEOUT, check_cluster
+    from autograder.executors.ray_cluster import TCP_TIMEOUT, check_cluster
 
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))

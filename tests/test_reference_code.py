@@ -1,4 +1,4 @@
-"""Reference code leaves the graded test cells (autograder/build/reference_code.py), on cell sources."""
+"""Reference code leaves the graded test cells (autograder/authoring/reference_code.py), on cell sources."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import ast
 
 import pytest
 from nbformat.v4 import new_notebook
-
 from notebooks import grade_cell, solution_cell
 
-from autograder.build.reference_code import reference_only_names, strip_expected_arguments, strip_reference_code
-from autograder.build.source_rules import SourceError
+from autograder.authoring.reference_code import (
+    reference_only_names,
+    strip_expected_arguments,
+    strip_reference_code,
+)
+from autograder.authoring.source_rules import SourceError
 
 
 def stripped(*cells):

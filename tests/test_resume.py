@@ -11,7 +11,7 @@ from pathlib import Path
 from conftest import new_course
 from notebooks import mean_square_lab, write_lab
 
-from autograder.build.pipeline import build_lab
+from autograder.authoring.pipeline import build_lab
 from autograder.demo import DemoStudent, make_submission
 from autograder.grading.gradebook import recorded_scores
 from autograder.grading.results import load_result

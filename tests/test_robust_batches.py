@@ -25,20 +25,19 @@ from pathlib import Path
 import nbformat
 import numpy as np
 import pytest
-from nbgrader.api import Gradebook
-
 from conftest import new_course
 from malformed import malformed_submissions
+from nbgrader.api import Gradebook
 from notebooks import grade_cell, locked_cell, mean_square_lab, write_lab
 
-from autograder.build.pipeline import build_lab
+from autograder.authoring.pipeline import build_lab
 from autograder.course import CourseError
 from autograder.demo import DemoStudent, make_submission
+from autograder.executors.sandbox import probe
+from autograder.grading.batch import grade_lab, internal_error
 from autograder.grading.export import export_csv
 from autograder.grading.gradebook import recorded_scores
-from autograder.grading.results import FAILURE_KINDS, Result, load_result, result_path
-from autograder.grading.runner import grade_lab, internal_error
-from autograder.grading.sandbox import probe
+from autograder.grading.results import FAILURE_KINDS, load_result, result_path
 
 LAB = "tiny"
 AUTOGRADER = str(Path(sys.executable).with_name("autograder"))

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from autograder.grading.execute import execute_notebook
-from autograder.grading.sandbox import Limits, probe, process_limit, sandbox_argv
+from autograder.executors.sandbox import Limits, probe, process_limit, sandbox_argv
+from autograder.executors.session import execute_notebook
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = Limits(cell_timeout=20, notebook_timeout=60)

@@ -24,8 +24,9 @@ from nbformat.v4 import new_code_cell, new_notebook
 
 from autograder.course import Course
 from autograder.data import FASHION_MNIST_SOURCE, stage_all
-from autograder.grading.runner import SANDBOX_DATA, LabContext, make_executor
-from autograder.grading.sandbox import probe
+from autograder.executors.sandbox import probe
+from autograder.grading.batch import LabContext
+from autograder.grading.kernel_policy import SANDBOX_DATA, make_executor
 
 pytestmark = pytest.mark.skipif(not probe().available, reason=f"no sandbox here: {probe().reason}")
 
@@ -169,7 +170,7 @@ def held_out(course: Course) -> tuple[dict[str, str], set[int]]:
         sizes.add(len(data))
 
     files = [*sorted((course.data / "labels").glob("*.npy")),                       # held-out labels
-             *sorted(p for p in course.private.rglob("*") if p.is_file()),           # build/: references
+             *sorted(p for p in course.private.rglob("*") if p.is_file()),           # private/: references
              *sorted(p for p in course.source.rglob("*") if p.is_file()),            # solutions, hidden tests
              course.root / "gradebook.db"]
     for path in files:
@@ -192,7 +193,7 @@ def held_out(course: Course) -> tuple[dict[str, str], set[int]]:
 def run_in_grading_sandbox(course: Course, source: str):
     """One cell in a kernel that the grading executor starts for this lab; its result."""
     context = LabContext.load(course, LAB)
-    executor = make_executor(context, jobs=1, workers=1)
+    executor = make_executor(context.job_spec(), context.settings, jobs=1, workers=1)
     try:
         result = executor.execute(new_notebook(cells=[new_code_cell(source)]), "visibility")
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
-from autograder.grading.slots import Slot, SlotPool, visible_gpus
+from autograder.executors.slots import Slot, SlotPool, visible_gpus
 
 
 def test_gpu_slots_spread_jobs_over_gpus():
@@ -22,7 +22,7 @@ def test_gpu_slots_spread_jobs_over_gpus():
 
 
 def test_gpu_uuids_come_from_the_driver_files(tmp_path):
-    from autograder.grading.gpu_watchdog import gpu_uuids
+    from autograder.executors.gpu_watchdog import gpu_uuids
 
     for bus, minor, uuid in (("0000:17:00.0", 0, "GPU-1d2c"), ("0000:65:00.0", 3, "GPU-9f0e")):
         (tmp_path / bus).mkdir()

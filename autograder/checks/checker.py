@@ -18,9 +18,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .compare import DEFAULT_ATOL, DEFAULT_RTOL, LABELLED_EXPECTED_KINDS, compare, scored_accuracy
+from .compare import (
+    DEFAULT_ATOL,
+    DEFAULT_RTOL,
+    LABELLED_EXPECTED_KINDS,
+    compare,
+    scored_accuracy,
+)
 from .gradients import DEFAULT_FLOOR, DEFAULT_GRAD_RTOL
-from .observation import MIME_TYPE, Observation, Unrecordable, decode, encode, to_array, to_json_value
+from .observation import (
+    MIME_TYPE,
+    Observation,
+    Unrecordable,
+    decode,
+    encode,
+    to_array,
+    to_json_value,
+)
 
 MODE_VARIABLE = "AUTOGRADER_MODE"
 PUBLIC_REFERENCES = "public_references.json"

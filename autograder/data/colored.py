@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import LABELS, DataError, Dataset, StageContext, Unavailable
+from .dataset import LABELS, DataError, Dataset, StageContext, Unavailable
 
 KEY = "colored_fashion_mnist"
 SOURCE_KEY = "fashion_mnist"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import LABELS, DataError, Dataset, StageContext, Unavailable
+from .dataset import LABELS, DataError, Dataset, StageContext, Unavailable
 
 KEY = "fashion_mnist"
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

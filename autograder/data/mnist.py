@@ -14,7 +14,7 @@ import socket
 import tempfile
 from pathlib import Path
 
-from . import Dataset, StageContext, Unavailable
+from .dataset import Dataset, StageContext, Unavailable
 from .fashion_mnist import find_raw_files, stage_idx_dataset
 
 KEY = "mnist"

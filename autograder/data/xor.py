@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import LABELS, Dataset, StageContext
+from .dataset import LABELS, Dataset, StageContext
 
 KEY = "xor"
 CORNERS = ((-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0))

@@ -46,7 +46,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
-from ..build.source_rules import is_test_cell, nbgrader_meta
+from ..cells import is_test_cell, nbgrader_meta
 from ..course import Course
 from .results import Result, load_result, result_path
 

@@ -34,7 +34,7 @@ class Result:
     fingerprint: str = ""        # hash of the submission files and the references it was judged with
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)   # what the run went on despite (no GPU memory limit...)
-    timings: dict[str, float] = field(default_factory=dict)   # seconds per stage (see runner.grade_submission)
+    timings: dict[str, float] = field(default_factory=dict)   # seconds per stage (see batch.grade_submission)
 
     @property
     def failure_kind(self) -> str | None:

@@ -17,11 +17,16 @@ from pathlib import Path
 import nbformat
 import nbformat.validator
 from nbconvert.exporters.exporter import ResourcesDict
-from nbgrader.preprocessors import (CheckCellMetadata, ClearOutput, DeduplicateIds, OverwriteCells,
-                                    OverwriteKernelspec)
+from nbgrader.preprocessors import (
+    CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteCells,
+    OverwriteKernelspec,
+)
 
-from ..build.reference_code import strip_expected_arguments
-from ..build.source_rules import is_test_cell
+from ..authoring.reference_code import strip_expected_arguments
+from ..cells import is_test_cell
 from ..course import Course
 from .submission_files import MAX_SUBMISSION_BYTES, UnsafeSubmission, read_regular_file
 

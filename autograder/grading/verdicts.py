@@ -17,11 +17,15 @@ from typing import Callable
 
 import numpy as np
 
-from ..build.references import Reference
-from ..build.source_rules import nbgrader_meta
+from ..cells import nbgrader_meta
 from ..checks.by_hand import function_violations
 from ..checks.compare import compare, scored_accuracy
-from ..checks.observation import MalformedObservation, Observation, observations_in_outputs
+from ..checks.observation import (
+    MalformedObservation,
+    Observation,
+    observations_in_outputs,
+)
+from ..references import Reference
 
 
 @dataclass

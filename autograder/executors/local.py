@@ -1,91 +1,28 @@
-"""Executors: where the sandboxed kernels run. The coordinator hands one a sanitized notebook
-and gets an ExecutionResult back. An executor never judges and never touches the gradebook.
+"""The local executor, the embedded default: this machine's slots (slots.py), each keeping a
+kernel prepared ahead, with a GPU memory watchdog on GPU slots.
 
-- LocalExecutor, the embedded default (this module): this machine's slots (slots.py), each
-  keeping a kernel prepared ahead, a GPU memory watchdog on GPU slots.
-- RayExecutor (ray_executor.py, the optional `ray` extra): one Ray task per submission on
-  a cluster, the same sandbox inside.
-
-Both take a JobSpec (how kernels of this batch start, whatever the slot) and run one
-notebook per fresh kernel: a kernel is never given a second submission.
+It takes a JobSpec (spec.py: how kernels of this batch start, whatever the slot) and runs one
+notebook per fresh kernel: a kernel is never given a second submission. ray_cluster.py runs
+the same kernels as Ray tasks; start_kernel and run_session below are shared by both.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import threading
-from collections import deque
 import time
+from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
-from typing import Protocol
 
 from . import gpu_watchdog
-from .execute import ExecutionResult, KernelSession
 from .job_folder import JobFolder
-from .sandbox import Limits, probe
+from .sandbox import probe
+from .session import ExecutionResult, KernelSession
 from .slots import Slot, SlotPool
+from .spec import JobSpec
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    """How every kernel of one batch starts (the slot adds its GPU).
-
-    limits:    for CPU jobs; GPU jobs drop RLIMIT_AS (it breaks CUDA initialisation).
-    env:       the kernel's environment (the slot's CUDA_VISIBLE_DEVICES is added).
-    read_only: (host path, path inside) binds: the checks package and the public data.
-    sandbox:   as execute_notebook's (None: where it works; True: required).
-    warm_up_modules: imported in each kernel before it gets its notebook (and CUDA initialised
-               on a GPU slot), so that a prepared kernel has the heavy start-up behind it.
-    """
-
-    limits: Limits
-    env: dict[str, str]
-    read_only: tuple[tuple[str, str], ...] = ()
-    sandbox: bool | None = None
-    warm_up_modules: tuple[str, ...] = ()
-
-    def limits_for(self, slot: Slot | None) -> Limits:
-        if slot is not None and slot.gpu is not None:
-            return dataclasses.replace(self.limits, memory_bytes=None)
-        return self.limits
-
-    def env_for(self, slot: Slot | None) -> dict[str, str]:
-        return {**self.env, **(slot.environment if slot is not None else {})}
-
-    def warm_up_code(self, cuda: bool) -> str | None:
-        """Trusted code run silently in a fresh kernel: imports only, in a function so that the
-        notebook's namespace stays empty (a notebook that forgets `import torch` must fail here
-        as it fails at home)."""
-        if not self.warm_up_modules and not cuda:
-            return None
-        lines = ["def _autograder_warm_up():",
-                 "    import importlib",
-                 f"    for name in {list(self.warm_up_modules)!r}:",
-                 "        try:",
-                 "            importlib.import_module(name)",
-                 "        except Exception:",
-                 "            pass   # the notebook meets the same error and reports it",
-                 ]
-        if cuda:
-            lines += ["    import torch",
-                      "    if torch.cuda.is_available():",
-                      "        torch.cuda.init()"]
-        lines += ["_autograder_warm_up()", "del _autograder_warm_up"]
-        return "\n".join(lines)
-
-
-class Executor(Protocol):
-    """What the runner needs of an executor."""
-
-    capacity: int   # submissions it runs at once (the runner sizes its thread pool from it)
-
-    def execute(self, nb, label: str) -> ExecutionResult: ...   # blocking; thread-safe
-    def close(self) -> None: ...
 
 
 class LocalExecutor:

@@ -35,7 +35,15 @@ from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async
 
 from .job_folder import JobFolder
-from .sandbox import Limits, ProcessLimit, process_limit, probe, rlimit_argv, sandbox_argv, sandbox_environment
+from .sandbox import (
+    Limits,
+    ProcessLimit,
+    probe,
+    process_limit,
+    rlimit_argv,
+    sandbox_argv,
+    sandbox_environment,
+)
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +117,7 @@ def execute_notebook(nb, *, job_dir: Path, limits: Limits, env: dict[str, str] |
     cwd:       the kernel's working folder when unsandboxed (default job_dir/work); a
                sandboxed kernel always starts in its private /tmp/work.
 
-    One-shot: start, run, close. The grading executors (executor.py) use KernelSession
+    One-shot: start, run, close. The grading executors (local.py, ray_cluster.py) use KernelSession
     directly, to start kernels before their submission is known.
     """
     session = KernelSession(job_dir=job_dir, limits=limits, env=env, read_only=read_only, sandbox=sandbox,

@@ -9,8 +9,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-BEGIN_SOLUTION, END_SOLUTION = "### BEGIN SOLUTION", "### END SOLUTION"
-BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+from ..cells import (
+    BEGIN_HIDDEN,
+    BEGIN_SOLUTION,
+    END_HIDDEN,
+    END_SOLUTION,
+    is_solution_cell,
+    is_test_cell,
+    marker_lines,
+    nbgrader_meta,
+)
 
 
 class SourceError(Exception):
@@ -24,43 +32,6 @@ class SourceError(Exception):
             if grade_id:
                 where += f" (grade_id {grade_id!r})"
         super().__init__(f"{where}: {message}")
-
-
-def nbgrader_meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {}) or {}
-
-
-def is_solution_cell(cell) -> bool:
-    return bool(nbgrader_meta(cell).get("solution"))
-
-
-def is_test_cell(cell) -> bool:
-    """An autograded test cell: graded, not itself a solution, code."""
-    meta = nbgrader_meta(cell)
-    return bool(meta.get("grade")) and not meta.get("solution") and cell.get("cell_type") == "code"
-
-
-def marker_lines(source: str, begin: str, end: str) -> list[tuple[int, int]]:
-    """1-based (begin, end) line pairs of each region; ValueError when unbalanced."""
-    regions, start = [], None
-    for number, line in enumerate(source.splitlines(), start=1):
-        if begin in line:
-            if start is not None:
-                raise ValueError(f"{begin!r} on line {number} inside a region opened on line {start}")
-            start = number
-        elif end in line:
-            if start is None:
-                raise ValueError(f"{end!r} on line {number} without a {begin!r} before it")
-            regions.append((start, number))
-            start = None
-    if start is not None:
-        raise ValueError(f"{begin!r} on line {start} is never closed by {end!r}")
-    return regions
-
-
-def hidden_lines(source: str) -> set[int]:
-    """Line numbers (1-based) inside hidden-test regions, markers included."""
-    return {n for a, b in marker_lines(source, BEGIN_HIDDEN, END_HIDDEN) for n in range(a, b + 1)}
 
 
 def check_source(nb, path: Path | str) -> None:

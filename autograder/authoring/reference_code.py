@@ -25,8 +25,9 @@ import ast
 
 from nbgrader.preprocessors import NbGraderPreprocessor
 
+from ..cells import is_test_cell, nbgrader_meta
 from ..checks.by_hand import parse_python, without_magics
-from .source_rules import SourceError, is_test_cell, nbgrader_meta
+from .source_rules import SourceError
 
 EXPECTED = "expected"
 

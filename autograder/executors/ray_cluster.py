@@ -49,9 +49,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:   # imported where used: check_cluster's child process needs Ray alone, and starts fast
-    from .execute import ExecutionResult
-    from .executor import JobSpec
+    from .session import ExecutionResult
     from .slots import Slot
+    from .spec import JobSpec
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ def check_cluster(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     package_root = str(Path(__file__).resolve().parents[2])   # importable in the child as it is here
     env = {**os.environ, **PROBE_RAY_CONFIG, "RAY_USAGE_STATS_ENABLED": "0",
            "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
-    code = "import sys; from autograder.grading.ray_executor import _probe_main; _probe_main(sys.argv[1])"
+    code = "import sys; from autograder.executors.ray_cluster import _probe_main; _probe_main(sys.argv[1])"
     try:
         done = subprocess.run([sys.executable, "-c", code, address], capture_output=True, text=True,
                               timeout=timeout, env=env, stdin=subprocess.DEVNULL)
@@ -219,7 +219,12 @@ def cluster_problem(address: str) -> tuple[str, str | None]:
     if client_mode:   # the Ray Client's own protocol: ray.init checks the rest
         return "reach", None
 
-    from ray._raylet import AuthenticationMode, AuthenticationTokenLoader, GcsClient, get_authentication_mode
+    from ray._raylet import (
+        AuthenticationMode,
+        AuthenticationTokenLoader,
+        GcsClient,
+        get_authentication_mode,
+    )
 
     sends_token = get_authentication_mode() == AuthenticationMode.TOKEN
     if sends_token and not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
@@ -315,7 +320,7 @@ def execute_in_worker(nb_json: str, spec: JobSpec, gpu_share: float, label: str)
     import nbformat
     import ray
 
-    from .executor import open_gpu_memory, run_session, start_kernel
+    from .local import open_gpu_memory, run_session, start_kernel
 
     missing = [host for host, _ in spec.read_only if not os.path.exists(host)]
     if missing:
@@ -368,7 +373,7 @@ def _from_payload(payload: str, nb, started: float) -> ExecutionResult:
     """Validate what the worker sent: JSON with a notebook; anything else is a failed result."""
     import nbformat
 
-    from .execute import ExecutionResult
+    from .session import ExecutionResult
 
     try:
         data = json.loads(payload)
@@ -386,7 +391,7 @@ def _from_payload(payload: str, nb, started: float) -> ExecutionResult:
 
 
 def _failed(nb, reason: str, started: float) -> ExecutionResult:
-    from .execute import ExecutionResult
+    from .session import ExecutionResult
 
     return ExecutionResult(nb, "failed", reason, False, wall_seconds=round(time.monotonic() - started, 3))
 

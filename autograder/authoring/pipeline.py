@@ -24,14 +24,19 @@ from nbgrader.converters import GenerateAssignment
 from nbgrader.utils import capture_log
 from traitlets.config import Config
 
+from ..cells import BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, marker_lines
 from ..checks.checker import PUBLIC_REFERENCES
 from ..checks.observation import strip_observations
 from ..course import Course
+from ..references import Reference, save_references
+from .record import (
+    check_points_are_hidden,
+    read_notebook,
+    record_references,
+    run_trusted,
+)
 from .reference_code import StripReferenceCode, strip_reference_code
-from .references import (Reference, check_points_are_hidden, read_notebook, record_references, run_trusted,
-                         save_references)
-from .source_rules import (BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, SourceError, check_source,
-                           marker_lines)
+from .source_rules import SourceError, check_source
 
 
 @dataclass

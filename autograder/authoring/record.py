@@ -10,40 +10,19 @@ declared expectation (a declared shape, an `expected=` value).
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
 import numpy as np
 from nbclient import NotebookClient
 
+from ..cells import hidden_lines, is_test_cell, nbgrader_meta
 from ..checks.checker import MODE_VARIABLE
 from ..checks.compare import compare, scored_accuracy, verify_declared
-from ..checks.observation import Observation, encode, observations_in_outputs, decode
-from .source_rules import SourceError, hidden_lines, is_test_cell, nbgrader_meta
-
-REFERENCES_VERSION = 1
-
-
-@dataclass
-class Reference:
-    """A check as the build recorded it: the solution's observation and where it belongs."""
-
-    observation: Observation
-    notebook: str       # notebook name without .ipynb
-    grade_id: str       # the test cell it was recorded in
-    cell_index: int
-    hidden: bool
-
-    @property
-    def name(self) -> str:
-        return self.observation.name
-
-    @property
-    def weight(self) -> float:
-        return float(self.observation.params.get("weight", 1.0))
+from ..checks.observation import Observation, observations_in_outputs
+from ..references import Reference
+from .source_rules import SourceError
 
 
 def run_trusted(nb, cwd: Path, timeout: int = 1800):
@@ -139,33 +118,6 @@ def _same_value(public: Observation, hidden: Observation) -> bool:
 
 
 # --------------------------------------------------------------------------- files
-
-
-def save_references(references: dict[str, Reference], file: Path, *, public_only: bool = False) -> None:
-    """Write references as JSON (observation payloads, safetensors inside).
-
-    The public file ships beside the release notebook and holds public checks only, with no
-    grade_id or notebook fields (students need nothing else).
-    """
-    checks = {}
-    for name, ref in sorted(references.items()):
-        if public_only and ref.hidden:
-            continue
-        entry = encode(ref.observation)
-        if not public_only:
-            entry.update(notebook=ref.notebook, grade_id=ref.grade_id, cell_index=ref.cell_index, hidden=ref.hidden)
-        checks[name] = entry
-    file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps({"version": REFERENCES_VERSION, "checks": checks}, indent=1, sort_keys=True) + "\n")
-
-
-def load_references(file: Path) -> dict[str, Reference]:
-    document = json.loads(Path(file).read_text())
-    references = {}
-    for name, entry in document["checks"].items():
-        references[name] = Reference(decode(entry), entry["notebook"], entry["grade_id"],
-                                     entry["cell_index"], entry["hidden"])
-    return references
 
 
 def read_notebook(path: Path):

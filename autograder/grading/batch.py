@@ -1,9 +1,9 @@
 """`autograder grade LAB`: every submission through sanitize → sandbox → verdicts → gradebook.
 
 The coordinator (this process) is the trusted side: it reads the references, sanitizes,
-judges and writes the gradebook. Only the executor (executor.py: this machine's slots, or
-ray_executor.py: a Ray cluster) touches student code, in sandboxed kernels that see the
-checks package, the virtualenv and the public data alone. A problem with one submission
+judges and writes the gradebook. Only an executor (autograder/executors/: this machine's slots,
+or a Ray cluster) touches student code, in sandboxed kernels that see what kernel_policy.py
+allows: the checks package, the virtualenv and the public data. A problem with one submission
 becomes that submission's failed result, never a crash of the batch.
 """
 
@@ -19,26 +19,23 @@ from typing import Callable
 
 import nbformat
 
-from ..build.references import Reference, load_references
-from ..build.source_rules import is_test_cell, nbgrader_meta
-from ..checks.by_hand import without_magics
-from ..checks.checker import MODE_VARIABLE
+from ..cells import is_locked_cell, is_test_cell
 from ..checks.observation import MIME_TYPE
 from ..course import Course, CourseError
+from ..executors import Executor, JobSpec, cell_seconds
+from ..references import Reference, load_references
 from ..settings import Grading
-from .execute import cell_seconds
-from .executor import Executor, JobSpec, LocalExecutor
 from .gradebook import max_scores, record_result
+from .kernel_policy import job_spec, make_executor
 from .results import Result, fingerprint, load_result, printable, save_result
-from .sandbox import Limits
 from .sanitize import SubmissionError, sanitize
-from .slots import SlotPool, visible_gpus
-from .submission_files import UnsafeSubmission, checked_path, read_regular_file, student_id_problem
+from .submission_files import (
+    UnsafeSubmission,
+    checked_path,
+    read_regular_file,
+    student_id_problem,
+)
 from .verdicts import judge_notebook
-
-CHECKS_PACKAGE = Path(__file__).resolve().parent.parent / "checks"
-SANDBOX_LIBRARY = "/opt/autograder-lib"   # PYTHONPATH inside: holds autograder/checks only
-SANDBOX_DATA = "/course-data"
 
 log = logging.getLogger(__name__)
 
@@ -101,72 +98,8 @@ class LabContext:
         return self.labels[dataset] if dataset in self.labels else self.course.held_out_labels(dataset)
 
     def job_spec(self) -> JobSpec:
-        """How this lab's kernels start: the same for every submission and slot."""
-        settings = self.settings
-        modules = dict.fromkeys([*source_imports(self.course.source_notebooks(self.lab)), *settings.warm_up_modules])
-        return JobSpec(limits=limits_from(settings), env=kernel_environment(settings),
-                       read_only=tuple((str(host), inside) for host, inside in read_only_binds(self)),
-                       sandbox=True if settings.require_sandbox else None, warm_up_modules=tuple(modules))
-
-
-def source_imports(notebooks: list[Path]) -> list[str]:
-    """The modules the instructor's notebooks import at the top level of their cells, in order:
-    what a prepared kernel imports ahead (the trusted source, not the submission, decides)."""
-    import ast
-
-    found: list[str] = []
-    for path in notebooks:
-        for cell in nbformat.read(path, as_version=4).cells:
-            if cell.cell_type != "code":
-                continue
-            try:
-                tree = ast.parse(without_magics(cell.source))
-            except SyntaxError:
-                continue
-            for node in tree.body:
-                if isinstance(node, ast.Import):
-                    found += [alias.name for alias in node.names]
-                elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                    found.append(node.module)
-    return list(dict.fromkeys(found))
-
-
-def make_executor(context: LabContext, jobs: int | None = None, workers: int | None = None,
-                  executor: str | None = None) -> Executor:
-    """The executor the settings (or the CLI) ask for, sized for `jobs` submissions."""
-    settings = context.settings
-    kind = executor or settings.executor
-    if kind == "ray":
-        from .ray_executor import RayExecutor
-
-        return RayExecutor(context.job_spec(), address=settings.ray_address or None,
-                           gpus_per_job=settings.ray_gpus_per_job, jobs_per_gpu=settings.jobs_per_gpu,
-                           max_concurrent=workers or settings.workers or None)
-    if kind != "local":
-        raise CourseError(f"unknown executor {kind!r} (local or ray)")
-    # Each CPU job gets threads_per_job threads, so the cores are shared out between jobs.
-    cpu_jobs = workers or settings.workers or max(1, (os.cpu_count() or 1) // settings.threads_per_job)
-    slots = SlotPool.for_machine(gpus=grading_gpus(settings.gpus), jobs_per_gpu=settings.jobs_per_gpu,
-                                 cpu_jobs=cpu_jobs)
-    return LocalExecutor(context.job_spec(), slots, jobs=jobs, prepare_ahead=settings.prepared_per_slot)
-
-
-def grading_gpus(setting: str) -> list[int]:
-    """c.Grading.gpus: 'auto' → every visible GPU, 'none' → [], '0,2' → those (each must exist)."""
-    text = setting.strip().lower()
-    if text in ("auto", ""):
-        return visible_gpus()
-    if text == "none":
-        return []
-    try:
-        wanted = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise CourseError(f"c.Grading.gpus = {setting!r}: expected 'auto', 'none' or numbers like '0,2'") from None
-    missing = sorted(set(wanted) - set(visible_gpus()))
-    if missing:
-        raise CourseError(f"c.Grading.gpus names GPU(s) {missing} that this machine does not have "
-                          f"(visible: {visible_gpus() or 'none'})")
-    return wanted
+        """How this lab's kernels start (kernel_policy decides what they may see)."""
+        return job_spec(self.course, self.lab, self.settings)
 
 
 def submitted_students(course: Course, lab: str) -> list[str]:
@@ -205,7 +138,8 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, fo
             stale[student] = stamp
     if not stale:
         return [results[s] for s in students]
-    context.executor = make_executor(context, jobs=len(stale), workers=workers, executor=executor)
+    context.executor = make_executor(context.job_spec(), context.settings, jobs=len(stale), workers=workers,
+                                     executor=executor)
     try:
         # One thread per slot: each sanitizes, waits for its kernel's result, judges, records.
         with ThreadPoolExecutor(max_workers=context.executor.capacity) as pool:
@@ -353,8 +287,7 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
     code_cells = [cell for cell in nb.cells if cell.cell_type == "code"]
     sources = [cell.source for cell in code_cells]
     # Restored from the gradebook by OverwriteCells: the instructor's code, not the student's.
-    trusted = frozenset(i for i, cell in enumerate(code_cells)
-                        if nbgrader_meta(cell).get("locked") or is_test_cell(cell))
+    trusted = frozenset(i for i, cell in enumerate(code_cells) if is_locked_cell(cell) or is_test_cell(cell))
     execution = context.executor.execute(nb, f"{student}/{context.lab}/{name}")
     judged = time.perf_counter()
     for stage, seconds in (("wait", execution.wait_seconds), ("run", execution.wall_seconds),
@@ -372,39 +305,6 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
     _add_timing(result, "judge", time.perf_counter() - judged)
     if stopped:
         raise SubmissionError(stopped)
-
-
-def limits_from(settings: Grading) -> Limits:
-    """A CPU job's limits (a GPU slot drops RLIMIT_AS: JobSpec.limits_for)."""
-    return Limits(cell_timeout=settings.cell_timeout, notebook_timeout=settings.notebook_timeout,
-                  cpu_seconds=settings.cpu_seconds,
-                  memory_bytes=int(settings.memory_gib * 2**30) if settings.memory_gib else None,
-                  max_processes=settings.max_processes, tmpfs_bytes=settings.tmpfs_mib * 2**20,
-                  job_folder_bytes=settings.job_folder_mib * 2**20, job_folder_inodes=settings.job_folder_inodes)
-
-
-def kernel_environment(settings: Grading) -> dict[str, str]:
-    threads = str(settings.threads_per_job)
-    return {
-        MODE_VARIABLE: "record",
-        "PYTHONPATH": SANDBOX_LIBRARY,
-        "AUTOGRADER_DATA": SANDBOX_DATA,
-        "PYTHONHASHSEED": "0",
-        "USER": "student", "LOGNAME": "student",   # no /etc/passwd inside: getpass (torch.compile) reads these
-        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
-        "MPLBACKEND": "module://matplotlib_inline.backend_inline",
-        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
-    }
-
-
-def read_only_binds(context: LabContext) -> list[tuple[Path, str]]:
-    """The checks package alone (not the course: source/ and build/ hold the answers), and every
-    staged data set except data/labels/, the held-out labels the coordinator keeps."""
-    binds = [(CHECKS_PACKAGE, f"{SANDBOX_LIBRARY}/autograder/checks")]
-    if context.course.data.is_dir():
-        binds += [(p, f"{SANDBOX_DATA}/{p.name}") for p in sorted(context.course.data.iterdir())
-                  if p.is_dir() and p.name != "labels"]
-    return binds
 
 
 def write_autograded_notebook(course: Course, student: str, lab: str, name: str, executed, scores) -> Path:
