@@ -221,6 +221,7 @@ def test_export_has_a_status_column(graded, tmp_path):
     rows = {r["student"]: r for r in csv.DictReader(target.open())}
     assert rows["honest"]["status"] == "graded" and rows["honest"]["score"] == "3"
     assert rows["garbage"]["status"].startswith("failed: ") and rows["garbage"]["score"] == ""
+    assert rows["garbage"]["failure"] == "not valid JSON" and rows["honest"]["failure"] == ""
     assert set(rows) >= set(results)
 
 

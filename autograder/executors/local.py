@@ -15,6 +15,7 @@ import time
 from collections import deque
 from concurrent.futures import Future
 
+from ..outcomes import FailureKind
 from . import gpu_watchdog
 from .job_folder import JobFolder
 from .sandbox import probe
@@ -188,8 +189,9 @@ def _guard(slot: Slot, session: KernelSession, gpu_memory, interval: float):
         return None
     limit = gpu_watchdog.MemoryLimit(slot.gpu, int(total * slot.gpu_share), exclusive=slot.gpu_share >= 1,
                                      total_bytes=total)
-    return asyncio.ensure_future(gpu_watchdog.watch(gpu_memory, limit, session.pids, session.kill,
-                                                    session.notes.append, interval))
+    kill = lambda reason: session.kill(reason, FailureKind.GPU_MEMORY)   # noqa: E731
+    return asyncio.ensure_future(gpu_watchdog.watch(gpu_memory, limit, session.pids, kill, session.notes.append,
+                                                    interval))
 
 
 def open_gpu_memory() -> tuple[gpu_watchdog.GpuMemory | None, str | None]:

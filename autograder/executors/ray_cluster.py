@@ -48,6 +48,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..outcomes import FailureKind
+
 if TYPE_CHECKING:   # imported where used: check_cluster's child process needs Ray alone, and starts fast
     from .session import ExecutionResult
     from .slots import Slot
@@ -119,11 +121,12 @@ class RayExecutor:
         if not ready:
             ray.cancel(ref, force=True)
             return _failed(nb, f"timeout: the Ray task ran longer than {self._timeout} s and was cancelled",
-                           started)
+                           started, FailureKind.TIMEOUT)
         try:
             payload = ray.get(ref)
         except Exception as err:   # the worker died (killed, out of memory), or our code failed there
-            return _failed(nb, f"the Ray worker failed: {type(err).__name__}: {_first_line(err)}", started)
+            return _failed(nb, f"the Ray worker failed: {type(err).__name__}: {_first_line(err)}", started,
+                           FailureKind.RAY_WORKER_FAILED)
         result = _from_payload(payload, nb, started)
         # queueing in Ray, the worker's start and the kernel's: everything but the notebook's run
         result.wait_seconds = round(max(0.0, time.monotonic() - started - result.wall_seconds), 3)
@@ -324,7 +327,8 @@ def execute_in_worker(nb_json: str, spec: JobSpec, gpu_share: float, label: str)
 
     missing = [host for host, _ in spec.read_only if not os.path.exists(host)]
     if missing:
-        return json.dumps({"status": "failed", "reason": f"course files missing on this Ray node: {', '.join(missing)}"})
+        return json.dumps({"status": "failed", "failure": FailureKind.RAY_WORKER_FAILED.value,
+                           "reason": f"course files missing on this Ray node: {', '.join(missing)}"})
     slot, notes = _slot_from_ray([str(g) for g in ray.get_gpu_ids()], gpu_share)
     gpu_memory, problem = open_gpu_memory() if slot.gpu is not None else (None, None)
     if problem:
@@ -337,6 +341,7 @@ def execute_in_worker(nb_json: str, spec: JobSpec, gpu_share: float, label: str)
     result = asyncio.run(start_and_run())
     return json.dumps({"notebook": nbformat.writes(result.notebook), "status": result.status,
                        "reason": result.reason, "sandboxed": result.sandboxed,
+                       "failure": result.failure.value if result.failure else None,
                        "cell_errors": {str(k): v for k, v in result.cell_errors.items()},
                        "wall_seconds": result.wall_seconds, "start_seconds": result.start_seconds,
                        "warnings": result.warnings + notes,
@@ -378,22 +383,33 @@ def _from_payload(payload: str, nb, started: float) -> ExecutionResult:
     try:
         data = json.loads(payload)
         if data.get("status") == "failed" and "notebook" not in data:
-            return _failed(nb, str(data.get("reason")), started)
+            return _failed(nb, str(data.get("reason")), started, _failure(data))
         notebook = nbformat.reads(data["notebook"], as_version=4)
         result = ExecutionResult(notebook, str(data["status"]), data.get("reason"), bool(data["sandboxed"]),
                                  {int(k): str(v) for k, v in data.get("cell_errors", {}).items()},
                                  float(data.get("wall_seconds", 0)), [str(w) for w in data.get("warnings", [])],
-                                 float(data.get("start_seconds", 0)))
+                                 float(data.get("start_seconds", 0)), failure=_failure(data))
     except (ValueError, KeyError, TypeError) as err:
-        return _failed(nb, f"the Ray task sent back something malformed: {err}", started)
+        return _failed(nb, f"the Ray task sent back something malformed: {err}", started, FailureKind.RAY_WORKER_FAILED)
     result.where = str(data.get("where", ""))
     return result
 
 
-def _failed(nb, reason: str, started: float) -> ExecutionResult:
+def _failed(nb, reason: str, started: float, failure: FailureKind) -> ExecutionResult:
     from .session import ExecutionResult
 
-    return ExecutionResult(nb, "failed", reason, False, wall_seconds=round(time.monotonic() - started, 3))
+    return ExecutionResult(nb, "failed", reason, False, wall_seconds=round(time.monotonic() - started, 3),
+                           failure=failure)
+
+
+def _failure(data: dict) -> FailureKind | None:
+    """The worker's failure kind (a value of FailureKind; anything else: the worker failed)."""
+    if data.get("status") != "failed":
+        return None
+    try:
+        return FailureKind(data.get("failure"))
+    except ValueError:
+        return FailureKind.RAY_WORKER_FAILED
 
 
 def _first_line(err: Exception) -> str:

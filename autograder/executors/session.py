@@ -34,6 +34,7 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 from nbclient.util import ensure_async
 
+from ..outcomes import FailureKind
 from .job_folder import JobFolder
 from .sandbox import (
     Limits,
@@ -64,6 +65,7 @@ class ExecutionResult:
     notebook:    the executed copy, outputs included (cells after a stop have none).
     status:      "completed" (every cell ran; some may have raised) or "failed".
     reason:      why it failed, for people ("timeout: cell 7 ran longer than 300 s").
+    failure:     why it failed, for programs (FailureKind.TIMEOUT).
     sandboxed:   whether the kernel ran inside bubblewrap.
     cell_errors: cell index (position in notebook.cells) → "ename: evalue" for cells that raised.
     warnings:    what the caller should report though the run went on (no sandbox, no
@@ -81,6 +83,7 @@ class ExecutionResult:
     prepared: bool = False       # the kernel was started before its notebook was known
     where: str = ""              # which slot, GPU or Ray node ran it (for people)
     wait_seconds: float = 0.0    # from the executor's hand-over until a kernel was ready for it
+    failure: FailureKind | None = None   # why it failed, as a type (None when completed)
 
 
 def cell_seconds(nb) -> float:
@@ -166,10 +169,12 @@ class KernelSession:
         self.sandboxed = False
         self.notes: list[str] = []
         self.start_error: str | None = None     # why the kernel could not start (run() reports it)
+        self.start_failure: FailureKind | None = None
         self.start_seconds = 0.0                # kernel start and warm-up
         self.kill_reason: str | None = None     # set by kill(): the run fails with it
+        self.kill_failure = FailureKind.EXECUTION_FAILED
         # what the run did
-        self.status, self.reason = "completed", None
+        self.status, self.reason, self.failure = "completed", None, None
         self.cell_errors: dict[int, str] = {}
         self.current_cell: int | None = None
         self.km: _KernelManager | None = None
@@ -219,6 +224,7 @@ class KernelSession:
                 self._iopub_monitor = self.kc.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             except Exception as err:   # the kernel is the student's side: whatever breaks is a failed start
                 self.start_error = f"kernel did not start: {err}{_log_tail(self._log_file)}"
+                self.start_failure = FailureKind.KERNEL_DID_NOT_START
                 return False
             if warm_up:
                 await self._warm_up(warm_up, warm_up_timeout)
@@ -233,6 +239,7 @@ class KernelSession:
         self.sandboxed = status.available
         if not self.sandboxed and self.sandbox:
             self.start_error = f"sandbox unavailable: {status.reason}"
+            self.start_failure = FailureKind.SANDBOX_UNAVAILABLE
             return False
         if not self.sandboxed:
             message = f"student code runs UNSANDBOXED: {status.reason}"
@@ -299,9 +306,9 @@ class KernelSession:
         if not self._started:
             await self.start()
         if self.start_error is not None:
-            self.status, self.reason = "failed", self.start_error
+            self._fail(self.start_error, self.start_failure or FailureKind.KERNEL_DID_NOT_START)
         elif self.kill_reason is not None:
-            self.status, self.reason = "failed", self.kill_reason
+            self._fail(self.kill_reason, self.kill_failure)
         else:
             self.client = _Client(
                 nb, manager=self.km, max_output_bytes=self.limits.max_output_bytes,
@@ -317,7 +324,8 @@ class KernelSession:
         if self.sandboxed:
             await self._check_job_folder()
         return ExecutionResult(nb, self.status, self.reason, self.sandboxed, self.cell_errors,
-                               round(time.monotonic() - began, 3), list(self.notes), self.start_seconds)
+                               round(time.monotonic() - began, 3), list(self.notes), self.start_seconds,
+                               failure=self.failure)
 
     async def _execute(self) -> None:
         """Run every cell within the notebook's wall clock, then say how it ended."""
@@ -333,26 +341,30 @@ class KernelSession:
         error = task.exception() if task.done() and not task.cancelled() else None
 
         if self.kill_reason is not None:
-            self._fail(self.kill_reason)
+            self._fail(self.kill_reason, self.kill_failure)
         elif self.client.check_overflow():
-            self._fail(f"output over {_size_text(self.limits.max_output_bytes)}")
+            self._fail(f"output over {_size_text(self.limits.max_output_bytes)}", FailureKind.OUTPUT_OVER)
         elif not done:
-            self._fail(f"timeout: the notebook ran longer than {self.limits.notebook_timeout} s")
+            self._fail(f"timeout: the notebook ran longer than {self.limits.notebook_timeout} s", FailureKind.TIMEOUT)
         elif task.cancelled():   # not by us: nbclient's own SIGINT/SIGTERM handler, say
-            self._fail("execution was cancelled")
+            self._fail("execution was cancelled", FailureKind.EXECUTION_FAILED)
         elif error is None:
             return
         elif isinstance(error, CellTimeoutError):
-            self._fail(f"timeout: cell {self.current_cell} ran longer than {self.limits.cell_timeout} s")
+            self._fail(f"timeout: cell {self.current_cell} ran longer than {self.limits.cell_timeout} s",
+                       FailureKind.TIMEOUT)
         elif isinstance(error, DeadKernelError) and self.current_cell is not None:
-            self._fail(f"kernel died while running cell {self.current_cell} ({self._exit_text()})")
+            self._fail(f"kernel died while running cell {self.current_cell} ({self._exit_text()})",
+                       FailureKind.KERNEL_DIED)
         elif self.current_cell is None:
-            self._fail(f"kernel stopped before the first cell: {error}{_log_tail(self._log_file)}")
+            self._fail(f"kernel stopped before the first cell: {error}{_log_tail(self._log_file)}",
+                       FailureKind.KERNEL_STOPPED)
         else:
             # The kernel is the student's process and may speak malformed protocol: what breaks
             # while talking to it is this notebook's failure, logged for us to look at.
             log.error("execution in %s failed", self.job_dir, exc_info=error)
-            self._fail(f"execution failed at cell {self.current_cell}: {type(error).__name__}: {error}")
+            self._fail(f"execution failed at cell {self.current_cell}: {type(error).__name__}: {error}",
+                       FailureKind.EXECUTION_FAILED)
 
     async def _watch_iopub(self) -> None:
         """Notice a cut iopub connection from the outside: when every message is over the cap
@@ -362,8 +374,8 @@ class KernelSession:
             await asyncio.sleep(0.5)
             self.client.check_overflow()
 
-    def _fail(self, reason: str) -> None:
-        self.status, self.reason = "failed", reason
+    def _fail(self, reason: str, failure: FailureKind) -> None:
+        self.status, self.reason, self.failure = "failed", reason, failure
 
     async def _check_job_folder(self) -> None:
         """Fail the run when the kernel filled its job folder (or the sockets folder): the
@@ -372,7 +384,7 @@ class KernelSession:
         for folder in folders:
             full = await asyncio.to_thread(folder.full)
             if full is not None:
-                self._fail(full if self.status != "failed" else f"{full}; {self.reason}")
+                self._fail(full if self.status != "failed" else f"{full}; {self.reason}", FailureKind.JOB_FOLDER_FULL)
                 return
 
     # nbclient hooks
@@ -400,10 +412,10 @@ class KernelSession:
             return process_tree(self.km.process.pid)
         return []
 
-    def kill(self, reason: str) -> None:
-        """Kill the kernel now (a watchdog's verdict); the run fails with `reason`."""
+    def kill(self, reason: str, failure: FailureKind = FailureKind.EXECUTION_FAILED) -> None:
+        """Kill the kernel now (a watchdog's verdict); the run fails with `reason` and `failure`."""
         if self.kill_reason is None:
-            self.kill_reason = reason
+            self.kill_reason, self.kill_failure = reason, failure
         if self.km is not None and self.km.kernel_alive():
             _kill_group(self.km.process.pid)
         if self._processes is not None:

@@ -23,6 +23,7 @@ from ..cells import is_locked_cell, is_test_cell
 from ..checks.observation import MIME_TYPE
 from ..course import Course, CourseError
 from ..executors import Executor, JobSpec, cell_seconds
+from ..outcomes import FailureKind
 from ..references import Reference, load_references
 from ..settings import Grading
 from .gradebook import max_scores, record_result
@@ -125,7 +126,8 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, fo
     for student in students:
         problem = student_id_problem(student)
         if problem:   # no result file or gradebook row can carry this name: reported, never graded
-            results[student] = Result(student=student, lab=lab, status="failed", reason=problem)
+            results[student] = Result(student=student, lab=lab, status="failed", reason=problem,
+                                      failure=FailureKind.BAD_STUDENT_ID)
             if on_result:
                 on_result(results[student], False)
             continue
@@ -151,7 +153,8 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, fo
                 except Exception as err:   # even saving failed (disk full...): said, and the batch goes on
                     log.exception("grading %s/%s", futures[future], lab)
                     result = Result(student=futures[future], lab=lab, status="failed",
-                                    reason=f"internal error while saving the result: {type(err).__name__}: {err}")
+                                    reason=f"internal error while saving the result: {type(err).__name__}: {err}",
+                                    failure=FailureKind.INTERNAL_ERROR)
                 results[futures[future]] = result
                 if on_result:
                     on_result(result, False)
@@ -166,12 +169,12 @@ def _submission_file(context: LabContext, student: str, name: str) -> Path:
     try:
         return checked_path(context.course.submitted, student, context.lab, f"{name}.ipynb")
     except UnsafeSubmission as err:
-        raise SubmissionError(str(err)) from None
+        raise SubmissionError(str(err), err.failure) from None
 
 
 def _fingerprint_and_previous(context: LabContext, student: str) -> tuple[str, Result | None]:
     """The submission's fingerprint, and its previous result when that was judged on the same one
-    (a result that recorded an internal error is not reused: the next run tries again).
+    (Result.reusable: not one that recorded an internal error, which the next run tries again).
     A missing or refused file is part of the fingerprint as a marker: nothing unsafe is read."""
     contents = {}
     for name in sorted(context.max_scores):
@@ -180,7 +183,7 @@ def _fingerprint_and_previous(context: LabContext, student: str) -> tuple[str, R
         lambda: checked_path(context.course.submitted, student, context.lab, "timestamp.txt"), 1024)
     stamp = fingerprint(contents, context.references_file)
     previous = load_result(context.course.autograded, student, context.lab)
-    reusable = previous is not None and previous.fingerprint == stamp and previous.failure_kind != "internal error"
+    reusable = previous is not None and previous.fingerprint == stamp and previous.reusable
     return stamp, previous if reusable else None
 
 
@@ -212,20 +215,21 @@ def grade_submission(context: LabContext, student: str, stamp: str) -> Result:
                 path = _submission_file(context, student, name)
             except FileNotFoundError:
                 found = ", ".join(sorted(p.name for p in folder.glob("*.ipynb"))) or "no notebooks"
-                raise SubmissionError(f"{name}.ipynb is missing from the submission (found: {found})") from None
+                raise SubmissionError(f"{name}.ipynb is missing from the submission (found: {found})",
+                                      FailureKind.MISSING_NOTEBOOK) from None
             _grade_notebook(context, student, name, path, result)
     except SubmissionError as err:
-        result.status, result.reason = "failed", printable(str(err))
+        result.fail(printable(str(err)), err.failure)
     except Exception as err:  # a bug on our side must not stop the batch either
-        result.status, result.reason = "failed", internal_error(course, result, "grading", err)
+        result.fail(internal_error(course, result, "grading", err), FailureKind.INTERNAL_ERROR)
     if result.status == "graded":
-        result.score = round(sum(c["score"] for c in result.cells), 6)
+        result.score = round(sum(c.score for c in result.cells), 6)
     recorded = time.perf_counter()
     result.seconds = round(recorded - start, 3)
     try:
         record_result(course, result, timestamp=timestamp)
     except Exception as err:   # the gradebook refused this row: the result says so, the batch goes on
-        result.status, result.reason = "failed", internal_error(course, result, "recording the grade", err)
+        result.fail(internal_error(course, result, "recording the grade", err), FailureKind.INTERNAL_ERROR)
     _add_timing(result, "record", time.perf_counter() - recorded)
     save_result(course.autograded, result)
     return result
@@ -260,16 +264,17 @@ def submission_timestamp(course: Course, student: str, lab: str):
     except FileNotFoundError:
         return None
     except UnsafeSubmission as err:
-        raise SubmissionError(f"timestamp.txt: {err}") from None
+        raise SubmissionError(f"timestamp.txt: {err}", FailureKind.BAD_TIMESTAMP) from None
     try:
         text = read_regular_file(path, limit=1024).decode("utf-8").strip()
         return parse_utc(text)
     except UnsafeSubmission as err:
-        raise SubmissionError(f"timestamp.txt: {err}") from None
+        raise SubmissionError(f"timestamp.txt: {err}", FailureKind.BAD_TIMESTAMP) from None
     except (UnicodeDecodeError, ValueError, OverflowError, TypeError):
         shown = read_regular_file(path, limit=1024)[:60].decode("utf-8", "replace")
         raise SubmissionError(f"timestamp.txt holds {shown!r}, not a date and time (nbgrader writes it at collection, "
-                              "e.g. 2026-12-02 14:05:00.000000 UTC): collect the submission again") from None
+                              "e.g. 2026-12-02 14:05:00.000000 UTC): collect the submission again",
+                              FailureKind.BAD_TIMESTAMP) from None
 
 
 def _add_timing(result: Result, stage: str, seconds: float) -> None:
@@ -300,11 +305,11 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
                             sources=sources, trusted_sources=trusted, cell_errors=execution.cell_errors,
                             stopped=stopped,
                             labels_for=context.held_out_labels)
-    result.cells.extend(score.to_dict() for score in scores)
+    result.cells.extend(scores)
     write_autograded_notebook(context.course, student, context.lab, name, execution.notebook, scores)
     _add_timing(result, "judge", time.perf_counter() - judged)
     if stopped:
-        raise SubmissionError(stopped)
+        raise SubmissionError(stopped, execution.failure or FailureKind.EXECUTION_FAILED)
 
 
 def write_autograded_notebook(course: Course, student: str, lab: str, name: str, executed, scores) -> Path:

@@ -1,7 +1,8 @@
 """`autograder export`: one CSV row per student and lab, with a status nbgrader's export lacks.
 
 status is "graded", "failed: <reason>" or "missing" (a known student with no submission),
-so a failed run is never mistaken for an honest 0. Every text cell that a spreadsheet would
+so a failed run is never mistaken for an honest 0; failure is its kind (outcomes.FailureKind:
+"timeout", "not valid JSON", ...), for sorting and counting. Every text cell that a spreadsheet would
 run as a formula (it starts with =, +, -, @, a tab or a carriage return: OWASP's CSV-injection
 rule) is written with a leading ' ; numbers stay numbers.
 """
@@ -18,7 +19,7 @@ from nbgrader.api import Gradebook
 from ..course import Course
 from .results import load_result, result_path
 
-COLUMNS = ["student", "lab", "status", "score", "max_score", "sandboxed", "graded_seconds"]
+COLUMNS = ["student", "lab", "status", "failure", "score", "max_score", "sandboxed", "graded_seconds"]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
@@ -47,13 +48,13 @@ def export_csv(course: Course, target: Path, labs: list[str] | None = None) -> i
             for student in students:
                 result = load_result(course.autograded, student, lab)
                 if result is None and os.path.lexists(result_path(course.autograded, student, lab)):
-                    row([student, lab, "failed: result.json is damaged (grade again with --force)", "", "", "", ""])
+                    row([student, lab, "failed: result.json is damaged (grade again with --force)", "", "", "", "", ""])
                 elif result is None:
-                    row([student, lab, "missing", "", "", "", ""])
+                    row([student, lab, "missing", "", "", "", "", ""])
                 else:
                     # A failed run has no score: an empty cell, never a 0 that looks earned.
                     score = f"{result.score:g}" if result.status == "graded" else ""
-                    row([student, lab, result.status_text, score, f"{result.max_score:g}", result.sandboxed,
+                    row([student, lab, result.status_text, result.failure_kind or "", score, f"{result.max_score:g}", result.sandboxed,
                          result.seconds])
                 rows += 1
     os.replace(temporary, target)

@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -48,7 +49,7 @@ from pygments.lexers import PythonLexer
 
 from ..cells import is_test_cell, nbgrader_meta
 from ..course import Course
-from .results import Result, load_result, result_path
+from .results import CellScore, Result, load_result, result_path
 
 # No script of any kind, nothing fetched: inline styles, and images only from data: URIs.
 CSP = ("default-src 'none'; script-src 'none'; object-src 'none'; style-src 'unsafe-inline'; "
@@ -85,7 +86,7 @@ def write_feedback(course: Course, lab: str, students: list[str],
                 if os.path.lexists(result_path(course.autograded, student, lab)):
                     report(student, "no page: its result.json is damaged; `autograder grade --force` grades it again")
                 continue
-            notebooks = sorted({c["notebook"] for c in result.cells} or _submitted_notebooks(course, student, lab)
+            notebooks = sorted({c.notebook for c in result.cells} or _submitted_notebooks(course, student, lab)
                                or {path.stem for path in course.source_notebooks(lab)})   # a failed run too
         except Exception as err:   # a damaged folder of one student
             report(student, f"no page: the result cannot be read ({type(err).__name__}: {str(err)[:200]})")
@@ -111,7 +112,7 @@ def _write_one(course: Course, result: Result, notebook: str, cap: int) -> tuple
     nb, problem = _read_autograded(course.autograded / result.student / result.lab / f"{notebook}.ipynb")
     clear = ClearHiddenTests(config=course.config)
     hidden = _hidden_lines(nb, clear)
-    cells = {c["grade_id"]: _redacted(c, hidden) for c in result.cells if c["notebook"] == notebook}
+    cells = {c.grade_id: _redacted(c, hidden) for c in result.cells if c.notebook == notebook}
     page = ""
     for detail in ("full", "compact", "verdicts") if problem is None else ("unreadable",):   # the most that fits
         page = render_page(result, notebook, nb, cells, clear, detail=detail)
@@ -147,7 +148,7 @@ def _write_atomically(target: Path, data: bytes) -> None:
     os.replace(temporary, target)
 
 
-def render_page(result: Result, notebook: str, nb, cells: dict[str, dict], clear: ClearHiddenTests,
+def render_page(result: Result, notebook: str, nb, cells: dict[str, CellScore], clear: ClearHiddenTests,
                 detail: str = "full") -> str:
     """The whole HTML page: summary, then every cell's source (test cells with their verdicts).
 
@@ -192,7 +193,7 @@ def _hidden_lines(nb, clear: ClearHiddenTests) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def _redacted(cell: dict, hidden: list[str]) -> dict:
+def _redacted(cell: CellScore, hidden: list[str]) -> CellScore:
     """A test cell's scores with every check message cleaned of what student code wrote: an
     exception's text reduced to its type, and (a second net) any hidden-test line cut out."""
     def clean(message: str) -> str:
@@ -200,7 +201,7 @@ def _redacted(cell: dict, hidden: list[str]) -> dict:
         for line in hidden:
             message = message.replace(line, "[hidden test]")
         return message
-    return {**cell, "checks": [{**c, "message": clean(c.get("message", ""))} for c in cell["checks"]]}
+    return replace(cell, checks=[replace(c, message=clean(c.message)) for c in cell.checks])
 
 
 def _exception_name(raised: str) -> str:
@@ -210,7 +211,7 @@ def _exception_name(raised: str) -> str:
 
 # ---- summary and verdicts -------------------------------------------------------------------------
 
-def _summary(result: Result, notebook: str, cells: dict[str, dict]) -> str:
+def _summary(result: Result, notebook: str, cells: dict[str, CellScore]) -> str:
     failed = result.status != "graded"
     rows = [("Lab", result.lab), ("Notebook", notebook), ("Student", result.student),
             ("Status", result.status_text)]
@@ -223,8 +224,8 @@ def _summary(result: Result, notebook: str, cells: dict[str, dict]) -> str:
     if cells:
         rows = "".join(
             f'<tr><td><a href="#{_anchor(grade_id)}">{_esc(grade_id)}</a></td>'
-            f'<td class="num">{cell["score"]:g} / {cell["max_score"]:g}</td>'
-            f'<td class="num">{sum(bool(c["passed"]) for c in cell["checks"])} / {len(cell["checks"])}</td></tr>\n'
+            f'<td class="num">{cell.score:g} / {cell.max_score:g}</td>'
+            f'<td class="num">{sum(bool(c.passed) for c in cell.checks)} / {len(cell.checks)}</td></tr>\n'
             for grade_id, cell in cells.items())
         parts.append('<h2>Scores</h2>\n<table class="scores">\n<thead><tr><th scope="col">test cell</th>'
                      '<th scope="col">points</th><th scope="col">checks passed</th></tr></thead>\n'
@@ -233,20 +234,20 @@ def _summary(result: Result, notebook: str, cells: dict[str, dict]) -> str:
     return "\n".join(parts)
 
 
-def _verdict(score: dict) -> str:
+def _verdict(score: CellScore) -> str:
     rows = "".join(
-        f'<tr class="{"pass" if c["passed"] else "fail"}"><td><code>{_esc(c["name"])}</code></td>'
-        f'<td class="mark">{"PASS" if c["passed"] else "FAIL"}</td>'
-        f'<td>{"" if not c.get("message") else "<pre>" + _esc(c["message"]) + "</pre>"}</td></tr>\n'
-        for c in score["checks"])
-    return (f'<div class="verdict">\n<p class="points">{score["score"]:g} / {score["max_score"]:g} points</p>\n'
+        f'<tr class="{"pass" if c.passed else "fail"}"><td><code>{_esc(c.name)}</code></td>'
+        f'<td class="mark">{"PASS" if c.passed else "FAIL"}</td>'
+        f'<td>{"" if not c.message else "<pre>" + _esc(c.message) + "</pre>"}</td></tr>\n'
+        for c in score.checks)
+    return (f'<div class="verdict">\n<p class="points">{score.score:g} / {score.max_score:g} points</p>\n'
             '<table class="checks">\n<thead><tr><th scope="col">check</th><th scope="col">result</th>'
             f'<th scope="col">message</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n</div>')
 
 
 # ---- cells ---------------------------------------------------------------------------------------
 
-def _cell(cell, index: int, scores: dict[str, dict], clear: ClearHiddenTests, compact: bool = False) -> str:
+def _cell(cell, index: int, scores: dict[str, CellScore], clear: ClearHiddenTests, compact: bool = False) -> str:
     kind = cell.get("cell_type")
     if kind == "markdown":
         text, attachments = _shortened(cell.get("source", ""), compact), None if compact else cell.get("attachments")

@@ -39,7 +39,7 @@ def record_result(course: Course, result: Result, timestamp: datetime | None = N
         gb.update_or_create_student(result.student)
         extra = {"timestamp": timestamp} if timestamp else {}
         submission = gb.update_or_create_submission(result.lab, result.student, **extra)
-        scores = {(c["notebook"], c["grade_id"]): c["score"] for c in result.cells}
+        scores = {(c.notebook, c.grade_id): c.score for c in result.cells}
         for notebook in submission.notebooks:
             notebook.flagged = result.status != "graded"
             for grade in notebook.grades:

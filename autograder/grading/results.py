@@ -13,12 +13,45 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..outcomes import FailureKind
+
 RESULT_FILE = "result.json"
-# What failed results' reasons say (runner, execute, sanitize, executors), shortest first where nested.
-FAILURE_KINDS = ("kernel did not start", "kernel stopped", "kernel died", "timeout", "not valid JSON",
-                 "not a valid notebook", "not a text file", "timestamp.txt", "a submission may have",
-                 "not a regular file", "symbolic link", "missing from the submission", "GPU memory over its share", "output over", "sandbox unavailable",
-                 "Ray worker failed", "internal error")
+
+
+@dataclass
+class CheckVerdict:
+    """One check's verdict (verdicts.py): passed or not, and the message the student reads."""
+
+    name: str
+    passed: bool
+    message: str
+    weight: float
+    hidden: bool
+
+    def __getitem__(self, key: str):   # read access by field name, for older callers
+        return getattr(self, key)
+
+
+@dataclass
+class CellScore:
+    """One test cell's score and its checks' verdicts."""
+
+    notebook: str
+    grade_id: str
+    score: float
+    max_score: float
+    checks: list[CheckVerdict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "CellScore":
+        return cls(str(data["notebook"]), str(data["grade_id"]), float(data["score"]), float(data["max_score"]),
+                   [CheckVerdict(**check) for check in data.get("checks", [])])
+
+    def __getitem__(self, key: str):   # read access by field name, for older callers
+        return getattr(self, key)
 
 
 @dataclass
@@ -26,26 +59,36 @@ class Result:
     student: str
     lab: str
     status: str                  # "graded" or "failed"
-    reason: str | None = None    # why it failed (or a warning, such as "unsandboxed")
+    reason: str | None = None    # why it failed, for people (or a warning, such as "unsandboxed")
     score: float = 0.0
     max_score: float = 0.0
     sandboxed: bool = True
-    cells: list[dict] = field(default_factory=list)   # CellScore.to_dict() of every test cell
+    cells: list[CellScore] = field(default_factory=list)   # every test cell judged
     fingerprint: str = ""        # hash of the submission files and the references it was judged with
     seconds: float = 0.0
     warnings: list[str] = field(default_factory=list)   # what the run went on despite (no GPU memory limit...)
     timings: dict[str, float] = field(default_factory=dict)   # seconds per stage (see batch.grade_submission)
+    failure: FailureKind | None = None   # why it failed, for programs: set where it failed, never parsed
+
+    def __post_init__(self):   # from result.json: plain values become the types
+        self.cells = [c if isinstance(c, CellScore) else CellScore.from_dict(c) for c in self.cells]
+        if self.failure is not None and not isinstance(self.failure, FailureKind):
+            self.failure = FailureKind(self.failure)
+
+    def fail(self, reason: str, failure: FailureKind) -> None:
+        self.status, self.reason, self.failure = "failed", reason, failure
 
     @property
-    def failure_kind(self) -> str | None:
-        """A short name for why it failed (for summaries), or None when graded."""
-        if self.status == "graded":
-            return None
-        reason = self.reason or "no reason given"
-        for phrase in FAILURE_KINDS:
-            if phrase in reason:
-                return phrase
-        return reason.split(":")[0][:40]
+    def failure_kind(self) -> FailureKind | None:
+        """Why it failed (for summaries, the CSV, reuse), or None when graded."""
+        return None if self.status == "graded" else self.failure
+
+    @property
+    def reusable(self) -> bool:
+        """Whether a later run may keep this result for the same files: graded, or failed for a
+        reason of the submission's own (a result of an older grader that carries no failure kind,
+        or an internal error, is graded again)."""
+        return self.status == "graded" or (self.failure is not None and not self.failure.regraded)
 
     @property
     def status_text(self) -> str:
@@ -67,7 +110,7 @@ def save_result(autograded: Path, result: Result) -> Path:
     path = result_path(autograded, result.student, result.lab)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(asdict(result), indent=1) + "\n")
+    temporary.write_text(json.dumps(asdict(result), indent=1) + "\n")   # FailureKind is a str
     os.replace(temporary, path)
     return path
 

@@ -9,10 +9,13 @@ refused with a reason, and nothing is read through it.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
 from pathlib import Path
+
+from ..outcomes import FailureKind
 
 #: Largest submission file read (a notebook with attachments is rarely over a few MiB).
 MAX_SUBMISSION_BYTES = 64 * 2**20
@@ -33,7 +36,12 @@ def student_id_problem(student: str) -> str | None:
 
 
 class UnsafeSubmission(Exception):
-    """A submission path the coordinator refuses to read; the message is the reason."""
+    """A submission path the coordinator refuses to read; the message is the reason, `failure`
+    its kind."""
+
+    def __init__(self, message: str, failure: FailureKind = FailureKind.NOT_A_REGULAR_FILE):
+        super().__init__(message)
+        self.failure = failure
 
 
 def checked_path(submitted: Path, student: str, lab: str, filename: str) -> Path:
@@ -43,7 +51,7 @@ def checked_path(submitted: Path, student: str, lab: str, filename: str) -> Path
     path = root
     for part, what in ((student, "the student's folder"), (lab, "the lab folder"), (filename, filename)):
         if part in ("", ".", "..") or "/" in part or "\0" in part:
-            raise UnsafeSubmission(f"{what} has an unusable name {part!r}")
+            raise UnsafeSubmission(f"{what} has an unusable name {part!r}", FailureKind.BAD_STUDENT_ID)
         path = path / part
         try:
             mode = os.lstat(path).st_mode
@@ -53,14 +61,14 @@ def checked_path(submitted: Path, student: str, lab: str, filename: str) -> Path
             raise UnsafeSubmission(f"{what} cannot be examined: {err.strerror or err}") from None
         if stat.S_ISLNK(mode):
             raise UnsafeSubmission(f"{what} is a symbolic link (to {os.readlink(path)!r}): only regular files are "
-                                   "graded; submit the notebook itself")
+                                   "graded; submit the notebook itself", FailureKind.SYMBOLIC_LINK)
         expected_dir = part is not filename
         if expected_dir and not stat.S_ISDIR(mode):
             raise UnsafeSubmission(f"{what} is not a folder")
         if not expected_dir and not stat.S_ISREG(mode):
             raise UnsafeSubmission(f"{filename} is not a regular file ({_kind(mode)}): only regular files are graded")
     if not path.resolve().is_relative_to(root):   # a bind mount or a link above submitted/ itself
-        raise UnsafeSubmission(f"{filename} resolves outside the submitted folder")
+        raise UnsafeSubmission(f"{filename} resolves outside the submitted folder", FailureKind.SYMBOLIC_LINK)
     return path
 
 
@@ -70,7 +78,9 @@ def read_regular_file(path: Path, limit: int = MAX_SUBMISSION_BYTES) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
-        raise UnsafeSubmission(f"{Path(path).name} cannot be opened as a regular file: {err.strerror or err}") from None
+        raise UnsafeSubmission(f"{Path(path).name} cannot be opened as a regular file: {err.strerror or err}",
+                               FailureKind.SYMBOLIC_LINK if err.errno == errno.ELOOP else FailureKind.NOT_A_REGULAR_FILE) \
+            from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):   # checked before Python's file object refuses a folder itself
@@ -81,10 +91,11 @@ def read_regular_file(path: Path, limit: int = MAX_SUBMISSION_BYTES) -> bytes:
     with os.fdopen(fd, "rb") as file:
         if info.st_size > limit:
             raise UnsafeSubmission(f"{Path(path).name} is {info.st_size / 2**20:.1f} MiB, over the "
-                                   f"{limit / 2**20:.0f} MiB a submission may have")
+                                   f"{limit / 2**20:.0f} MiB a submission may have", FailureKind.TOO_LARGE)
         data = file.read(limit + 1)
     if len(data) > limit:
-        raise UnsafeSubmission(f"{Path(path).name} grew over {limit / 2**20:.0f} MiB while it was read")
+        raise UnsafeSubmission(f"{Path(path).name} grew over {limit / 2**20:.0f} MiB while it was read",
+                               FailureKind.TOO_LARGE)
     return data
 
 

@@ -12,7 +12,6 @@ observation that does not follow its schema fails that check alone, with the rea
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -26,27 +25,7 @@ from ..checks.observation import (
     observations_in_outputs,
 )
 from ..references import Reference
-
-
-@dataclass
-class CheckVerdict:
-    name: str
-    passed: bool
-    message: str
-    weight: float
-    hidden: bool
-
-
-@dataclass
-class CellScore:
-    notebook: str
-    grade_id: str
-    score: float
-    max_score: float
-    checks: list[CheckVerdict] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+from .results import CellScore, CheckVerdict
 
 
 def judge_notebook(notebook: str, executed, references: dict[str, Reference], max_scores: dict[str, float],
