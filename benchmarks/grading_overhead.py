@@ -28,8 +28,9 @@ from autograder.course import Course
 from autograder.demo import DemoStudent, make_submission
 from autograder.executors.sandbox import probe
 from autograder.executors.session import cell_seconds, execute_notebook
-from autograder.grading import batch, kernel_policy
+from autograder.grading import kernel_policy
 from autograder.grading.gradebook import record_result
+from autograder.grading.lab import LabContext
 from autograder.grading.results import Result
 from autograder.grading.sanitize import sanitize
 from autograder.grading.verdicts import judge_notebook
@@ -41,7 +42,7 @@ NBGRADER_ENGINE_ON = ["--Autograde.exporter_class=nbconvert.exporters.NotebookEx
 REPO = Path(__file__).resolve().parent.parent
 
 
-def grade_in_stages(context: batch.LabContext, student: str) -> dict[str, float]:
+def grade_in_stages(context: LabContext, student: str) -> dict[str, float]:
     name = next(iter(context.max_scores))
     path = context.course.submitted / student / context.lab / f"{name}.ipynb"
     stages = {}
@@ -57,7 +58,7 @@ def grade_in_stages(context: batch.LabContext, student: str) -> dict[str, float]
     scores = judge_notebook(name, execution.notebook, context.references, context.max_scores[name],
                             sources=[c.source for c in nb.cells if c.cell_type == "code"],
                             cell_errors=execution.cell_errors, stopped=None, labels_for=context.course.held_out_labels)
-    result = Result(student, context.lab, "graded", cells=[s.to_dict() for s in scores])
+    result = Result(student, context.lab, "graded", cells=list(scores))
     record_result(context.course, result)
     t3 = time.perf_counter()
     assert execution.status == "completed", execution.reason
@@ -80,7 +81,7 @@ def main() -> None:
         students = [f"student{i:03d}" for i in range(args.n)]
         for student in students:
             make_submission(course, args.lab, DemoStudent(student, "correct"))
-        context = batch.LabContext.load(course, args.lab)
+        context = LabContext.load(course, args.lab)
         grade_in_stages(context, students[0])          # warm the page cache once
         rows = [grade_in_stages(context, s) for s in students]
 

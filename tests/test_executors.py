@@ -24,7 +24,8 @@ from autograder.executors.local import LocalExecutor
 from autograder.executors.sandbox import Limits, probe
 from autograder.executors.slots import SlotPool
 from autograder.executors.spec import JobSpec
-from autograder.grading.batch import LabContext, grade_lab
+from autograder.grading.batch import grade_lab
+from autograder.grading.lab import LabContext
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[test]')")
 

@@ -25,8 +25,8 @@ from nbformat.v4 import new_code_cell, new_notebook
 from autograder.course import Course
 from autograder.data import FASHION_MNIST_SOURCE, stage_all
 from autograder.executors.sandbox import probe
-from autograder.grading.batch import LabContext
 from autograder.grading.kernel_policy import SANDBOX_DATA, make_executor
+from autograder.grading.lab import LabContext
 
 pytestmark = pytest.mark.skipif(not probe().available, reason=f"no sandbox here: {probe().reason}")
 

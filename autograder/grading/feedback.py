@@ -7,7 +7,7 @@ kernel's history or frames and print it), only
 
 - a summary: lab, notebook, student, status (a failed run's reason), score, a table of the
   test cells;
-- the cells' sources: code highlighted by pygments, markdown rendered by mistune with raw HTML
+- the cells' sources: code highlighted by pygments, markdown rendered by markup.py (mistune, raw HTML
   escaped, links kept only for http(s)/mailto/#, images only as data: PNG/JPEG/GIF/WebP (or a
   cell attachment of those types), `$...$`/`$$...$$` converted to MathML here (latex2mathml,
   then re-serialised through an element and attribute allow-list: no script needed to read it);
@@ -25,10 +25,7 @@ attacked class in Chromium.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import builtins
-import html
 import json
 import logging
 import os
@@ -37,11 +34,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
-import mistune
-import mistune.plugins.math
-import mistune.util
 import nbformat
-from latex2mathml.converter import convert_to_element
 from nbgrader.preprocessors import ClearHiddenTests
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -49,6 +42,7 @@ from pygments.lexers import PythonLexer
 
 from ..cells import is_test_cell, nbgrader_meta
 from ..course import Course
+from .markup import attr, esc, render_markdown
 from .results import CellScore, Result, load_result, result_path
 
 # No script of any kind, nothing fetched: inline styles, and images only from data: URIs.
@@ -60,8 +54,6 @@ CSP = ("default-src 'none'; script-src 'none'; object-src 'none'; style-src 'uns
 RAISED = re.compile(r"(the test cell raised )(.*)\Z", re.S)
 SHOWN_EXCEPTIONS = {name for name, value in vars(builtins).items()
                     if isinstance(value, type) and issubclass(value, BaseException)} | {"OutOfMemoryError"}
-IMAGE_TYPES = ("image/png", "image/jpeg", "image/gif", "image/webp")
-LINK_SCHEMES = ("http://", "https://", "mailto:")
 COMPACT_CHARS = 20_000   # of each cell's source, on a page that would be over the size cap in full
 
 log = logging.getLogger(__name__)
@@ -161,19 +153,19 @@ def render_page(result: Result, notebook: str, nb, cells: dict[str, CellScore], 
               "verdicts": "Only the verdicts are shown: your notebook is too large for this page.",
               "unreadable": "Your notebook could not be shown here: only the verdicts are."}[detail]
     if notice:
-        body.append(f'<p class="notice">{_esc(notice)}</p>')
+        body.append(f'<p class="notice">{esc(notice)}</p>')
     if detail in ("verdicts", "unreadable"):
         body += [f'<section class="cell test" id="{_anchor(grade_id)}">\n<p class="label">test cell '
-                 f'<code>{_esc(grade_id)}</code></p>\n{_verdict(score)}\n</section>' for grade_id, score in cells.items()]
+                 f'<code>{esc(grade_id)}</code></p>\n{_verdict(score)}\n</section>' for grade_id, score in cells.items()]
     else:
         for index, cell in enumerate(nb.cells):
             body.append(_cell(cell, index, cells, clear, compact=detail == "compact"))
     body.append("</main>")
     return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n'
-            f'<meta http-equiv="Content-Security-Policy" content="{_attr(CSP)}">\n'
+            f'<meta http-equiv="Content-Security-Policy" content="{attr(CSP)}">\n'
             f'<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n'
             f'<meta name="referrer" content="no-referrer">\n'
-            f"<title>{_esc(title)} ({_esc(result.student)})</title>\n<style>\n{STYLE}{_pygments_css()}</style>\n"
+            f"<title>{esc(title)} ({esc(result.student)})</title>\n<style>\n{STYLE}{_pygments_css()}</style>\n"
             f"</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
 
 
@@ -215,15 +207,15 @@ def _summary(result: Result, notebook: str, cells: dict[str, CellScore]) -> str:
     failed = result.status != "graded"
     rows = [("Lab", result.lab), ("Notebook", notebook), ("Student", result.student),
             ("Status", result.status_text)]
-    facts = "".join(f'<tr><th scope="row">{_esc(k)}</th><td{" class=failed" if k == "Status" and failed else ""}>'
-                    f"{_esc(v)}</td></tr>\n" for k, v in rows)
+    facts = "".join(f'<tr><th scope="row">{esc(k)}</th><td{" class=failed" if k == "Status" and failed else ""}>'
+                    f"{esc(v)}</td></tr>\n" for k, v in rows)
     score = "not scored (the run failed)" if failed else f"{result.score:g} / {result.max_score:g}"
-    facts += f'<tr><th scope="row">Score</th><td class="score">{_esc(score)}</td></tr>\n'
-    parts = [f'<header>\n<h1>Feedback: {_esc(result.lab)} / {_esc(notebook)}</h1>\n'
+    facts += f'<tr><th scope="row">Score</th><td class="score">{esc(score)}</td></tr>\n'
+    parts = [f'<header>\n<h1>Feedback: {esc(result.lab)} / {esc(notebook)}</h1>\n'
              f'<table class="facts">\n<tbody>\n{facts}</tbody>\n</table>']
     if cells:
         rows = "".join(
-            f'<tr><td><a href="#{_anchor(grade_id)}">{_esc(grade_id)}</a></td>'
+            f'<tr><td><a href="#{_anchor(grade_id)}">{esc(grade_id)}</a></td>'
             f'<td class="num">{cell.score:g} / {cell.max_score:g}</td>'
             f'<td class="num">{sum(bool(c.passed) for c in cell.checks)} / {len(cell.checks)}</td></tr>\n'
             for grade_id, cell in cells.items())
@@ -236,9 +228,9 @@ def _summary(result: Result, notebook: str, cells: dict[str, CellScore]) -> str:
 
 def _verdict(score: CellScore) -> str:
     rows = "".join(
-        f'<tr class="{"pass" if c.passed else "fail"}"><td><code>{_esc(c.name)}</code></td>'
+        f'<tr class="{"pass" if c.passed else "fail"}"><td><code>{esc(c.name)}</code></td>'
         f'<td class="mark">{"PASS" if c.passed else "FAIL"}</td>'
-        f'<td>{"" if not c.message else "<pre>" + _esc(c.message) + "</pre>"}</td></tr>\n'
+        f'<td>{"" if not c.message else "<pre>" + esc(c.message) + "</pre>"}</td></tr>\n'
         for c in score.checks)
     return (f'<div class="verdict">\n<p class="points">{score.score:g} / {score.max_score:g} points</p>\n'
             '<table class="checks">\n<thead><tr><th scope="col">check</th><th scope="col">result</th>'
@@ -253,7 +245,7 @@ def _cell(cell, index: int, scores: dict[str, CellScore], clear: ClearHiddenTest
         text, attachments = _shortened(cell.get("source", ""), compact), None if compact else cell.get("attachments")
         return f'<section class="cell markdown">\n{render_markdown(text, attachments)}</section>'
     if kind != "code":   # raw cells: shown as text, never passed through as HTML
-        return f'<section class="cell raw"><pre>{_esc(_shortened(cell.get("source", ""), compact))}</pre></section>'
+        return f'<section class="cell raw"><pre>{esc(_shortened(cell.get("source", ""), compact))}</pre></section>'
     source = _shortened(_without_hidden_tests(cell, index, clear), compact)
     code = highlight(source, PythonLexer(), HtmlFormatter(cssclass="highlight")) if source.strip() else ""
     if not is_test_cell(cell):
@@ -262,7 +254,7 @@ def _cell(cell, index: int, scores: dict[str, CellScore], clear: ClearHiddenTest
     score = scores.get(grade_id)
     verdict = _verdict(score) if score else '<p class="points">not graded</p>'
     return (f'<section class="cell test" id="{_anchor(grade_id)}">\n<p class="label">test cell '
-            f"<code>{_esc(grade_id)}</code></p>\n{code}{verdict}\n</section>")
+            f"<code>{esc(grade_id)}</code></p>\n{code}{verdict}\n</section>")
 
 
 def _shortened(text: str, compact: bool) -> str:
@@ -288,110 +280,7 @@ def _anchor(grade_id: str) -> str:
     return "test-" + re.sub(r"[^A-Za-z0-9_-]", "_", grade_id)
 
 
-# ---- markdown --------------------------------------------------------------------------------------
-
-class _SafeRenderer(mistune.HTMLRenderer):
-    """mistune's HTML with raw HTML escaped, only harmless links and images, math as MathML."""
-
-    def __init__(self, attachments: dict | None = None):
-        super().__init__(escape=True)
-        self.attachments = attachments or {}
-
-    def link(self, text: str, url: str, title: str | None = None) -> str:
-        url = url.strip()
-        if not (url.lower().startswith(LINK_SCHEMES) or re.fullmatch(r"#[A-Za-z0-9_.:-]*", url)) or "\\" in url:
-            return f'<span class="dropped-link">{text}</span>'
-        return f'<a href="{_attr(url)}" rel="noopener noreferrer nofollow">{text}</a>'
-
-    def image(self, text: str, url: str, title: str | None = None) -> str:
-        source = _image_data_uri(url.strip(), self.attachments)
-        alt = _attr(html.unescape(mistune.util.striptags(text)))   # text: the alt's markdown, rendered
-        if source is None:
-            return f'<span class="dropped-image">[image: {alt}]</span>'
-        return f'<img src="{_attr(source)}" alt="{alt}">'
-
-    def inline_math(self, text: str) -> str:
-        return math_html(text, display=False)
-
-    def block_math(self, text: str) -> str:
-        return f'<div class="math">{math_html(text, display=True)}</div>\n'
-
-
-def render_markdown(source: str, attachments: dict | None = None) -> str:
-    markdown = mistune.create_markdown(renderer=_SafeRenderer(attachments), escape=True,
-                                       plugins=["table", "strikethrough", "math"])
-    mistune.plugins.math.math_in_list(markdown)
-    mistune.plugins.math.math_in_quote(markdown)
-    return markdown(source)
-
-
-def _image_data_uri(url: str, attachments: dict) -> str | None:
-    if url.startswith("attachment:"):
-        bundle = attachments.get(url[len("attachment:"):]) or {}
-        for mime in IMAGE_TYPES:
-            data = bundle.get(mime)
-            if isinstance(data, str) and _is_base64(data):
-                return f"data:{mime};base64,{''.join(data.split())}"
-        return None
-    match = re.fullmatch(r"data:(image/(?:png|jpeg|gif|webp));base64,([A-Za-z0-9+/=\s]+)", url)
-    return f"data:{match[1]};base64,{''.join(match[2].split())}" if match and _is_base64(match[2]) else None
-
-
-def _is_base64(data: str) -> bool:
-    try:
-        base64.b64decode("".join(data.split()), validate=True)
-        return True
-    except (binascii.Error, ValueError):
-        return False
-
-
-# ---- math ------------------------------------------------------------------------------------------
-
-# MathML that latex2mathml produces and Chromium renders; anything else makes the formula plain text.
-MATH_ELEMENTS = {"math", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace", "msub", "msup", "msubsup", "mfrac",
-                 "msqrt", "mroot", "munder", "mover", "munderover", "mtable", "mtr", "mtd", "mstyle", "mpadded",
-                 "mphantom", "menclose", "merror", "mmultiscripts", "mprescripts", "none", "semantics"}
-MATH_ATTRIBUTES = {"display", "mathvariant", "mathsize", "displaystyle", "scriptlevel", "rowspacing",
-                   "columnspacing", "columnalign", "rowalign", "columnlines", "rowlines", "stretchy", "fence",
-                   "separator", "lspace", "rspace", "width", "height", "depth", "voffset", "minsize", "maxsize",
-                   "accent", "accentunder", "movablelimits", "linethickness", "notation", "form", "largeop",
-                   "symmetric", "frame", "framespacing", "align", "mathcolor", "mathbackground"}
-SAFE_ATTRIBUTE_VALUE = re.compile(r"[A-Za-z0-9 .#%+-]*")
-
-
-def math_html(tex: str, display: bool) -> str:
-    """TeX as MathML, re-serialised from latex2mathml's element tree through allow-lists (its own
-    string output passes \\text{...} through unescaped); TeX it cannot convert stays as text."""
-    try:
-        element = convert_to_element(tex, display="block" if display else "inline")
-        return '<math xmlns="http://www.w3.org/1998/Math/MathML"' + _math_node(element)[len("<math"):]
-    except Exception:   # latex2mathml raises many kinds on bad TeX; the student still sees their formula
-        delimiter = "$$" if display else "$"
-        return f'<code class="tex">{_esc(delimiter + tex + delimiter)}</code>'
-
-
-def _math_node(element) -> str:
-    tag = element.tag
-    if tag not in MATH_ELEMENTS:
-        raise ValueError(f"unexpected MathML element {tag!r}")
-    attributes = "".join(f' {name}="{_attr(value)}"' for name, value in element.attrib.items()
-                         if name in MATH_ATTRIBUTES and SAFE_ATTRIBUTE_VALUE.fullmatch(str(value)))
-    inner = _esc(html.unescape(element.text or "")) + "".join(
-        _math_node(child) + _esc(html.unescape(child.tail or "")) for child in element)
-    return f"<{tag}{attributes}>{inner}</{tag}>"
-
-
-# ---- helpers -------------------------------------------------------------------------------------
-
-def _esc(text) -> str:
-    """Text content (quotes need no escaping outside attributes)."""
-    return html.escape(str(text), quote=False)
-
-
-def _attr(text) -> str:
-    """An attribute value, always written between double quotes."""
-    return html.escape(str(text), quote=True)
-
+# ---- style ------------------------------------------------------------------------------------------
 
 _PYGMENTS_CSS: list[str] = []
 
