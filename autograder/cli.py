@@ -1,4 +1,4 @@
-"""The `autograder` command line (typer): build, grade, feedback, export, collect, demo."""
+"""The `autograder` command line (typer): build, grade, feedback, export, collect, config, demo, data."""
 
 from __future__ import annotations
 
@@ -173,6 +173,54 @@ def collect(lab: str, archive_dir: Annotated[Path, typer.Argument(
         _fail(f"nothing collected from {archive_dir}: every file was skipped (reasons above)")
     console.print(f"collected {len(report.students)} submission(s) into {c.submitted}"
                   + (f"; {len(report.skipped)} file(s) skipped (above)" if report.skipped else ""), highlight=False)
+
+
+@app.command()
+def config(all_classes: Annotated[bool, typer.Option(
+               "--all", help="Also nbgrader's classes that nbgrader_config.py configures, every trait of each.")] = False,
+           course: CourseOption = Path(".")):
+    """Every setting (c.Grading.*, c.Collect.*): its default, this course's value where it differs, its help.
+
+    nbgrader_config.py sets only what the course changes; a default lives in autograder/settings.py.
+    """
+    import textwrap
+
+    from .settings import OUR_SETTINGS, settings_of
+
+    c = _load(course)
+    classes = list(OUR_SETTINGS)
+    unknown = []
+    if all_classes:
+        import nbgrader.converters
+        import nbgrader.coursedir
+        import nbgrader.preprocessors
+
+        modules = (nbgrader.coursedir, nbgrader.converters, nbgrader.preprocessors)
+        for section in sorted(set(c.config) - {cls.__name__ for cls in classes}):
+            found = next((getattr(m, section) for m in modules if isinstance(getattr(m, section, None), type)), None)
+            if found is None:
+                unknown.append(section)
+            else:
+                classes.append(found)
+    where = (course / "nbgrader_config.py").resolve()
+    lines = [f"# Every setting with its default; '# this course' marks what {where} changes."]
+    for cls in classes:
+        summary = " ".join((cls.__doc__ or "").split("\n\n")[0].split())
+        lines += ["", f"# c.{cls.__name__}: {summary}" if summary else f"# c.{cls.__name__}"]
+        for row in settings_of(cls, c.config):
+            head = f"c.{row.section}.{row.name} = {_python_text(row.value)}"
+            lines.append(f"{head}    # this course (default: {_python_text(row.default)})" if row.changed else head)
+            lines += textwrap.wrap(f"{row.kind}. {row.help}".rstrip(". ") + ".", width=100,
+                                   initial_indent="    ", subsequent_indent="    ")
+    for section in unknown:
+        lines += ["", f"# c.{section}: not a class autograder or nbgrader's converters know; set here:"]
+        lines += [f"c.{section}.{name} = {_python_text(value)}" for name, value in sorted(c.config[section].items())]
+    typer.echo("\n".join(lines))
+
+
+def _python_text(value) -> str:
+    """A setting's value as nbgrader_config.py would write it (a class by its dotted name)."""
+    return repr(f"{value.__module__}.{value.__qualname__}") if isinstance(value, type) else repr(value)
 
 
 @app.command()

@@ -1,9 +1,17 @@
-"""Grading settings, configured in the course's nbgrader_config.py under `c.Grading`."""
+"""Our settings, `c.Grading.*` and `c.Collect.*` in the course's nbgrader_config.py.
+
+Every default is written once, here: nbgrader_config.py sets only what a course changes, the
+sandbox's limits are mapped from these by grading/kernel_policy.py (limits_from), and
+`autograder config` lists every setting with its default, the course's value and its help.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from traitlets import Bool, Enum, Float, Int, List, Unicode
-from traitlets.config import Configurable
+from traitlets.config import Config, Configurable
 
 
 class Grading(Configurable):
@@ -14,7 +22,10 @@ class Grading(Configurable):
     cpu_seconds = Int(3600, help="CPU seconds of the kernel process (RLIMIT_CPU).").tag(config=True)
     memory_gib = Float(8.0, help="Address-space limit of CPU-only kernels (RLIMIT_AS); 0: none.").tag(config=True)
     max_processes = Int(256, help="Processes a kernel may have (cgroup pids.max).").tag(config=True)
-    tmpfs_mib = Int(1024, help="Size of the sandbox's private /tmp.").tag(config=True)
+    tmpfs_mib = Int(1024, help="Size of the sandbox's private /tmp (and of its /dev/shm).").tag(config=True)
+    file_size_mib = Int(256, help="Largest file a kernel may write (RLIMIT_FSIZE).").tag(config=True)
+    max_output_mib = Int(64, help="Outputs a notebook may produce in all (their JSON size); more fails the "
+                                  "run: output over the limit.").tag(config=True)
     job_folder_mib = Int(64, help="Size of each kernel's job folder, the one host folder it can write (its "
                                   "sockets): a tmpfs of its own where the coordinator may mount.").tag(config=True)
     job_folder_inodes = Int(4096, help="Files and folders each kernel's job folder may hold.").tag(config=True)
@@ -55,3 +66,44 @@ class Collect(Configurable):
     max_entries = Int(100000, help="Most entries a zip may have (a download or a student's zip).").tag(config=True)
     zip_dates = Bool(True, help="Moodle and plain: a zip entry's date is the submission time (timestamp.txt) and "
                                 "orders duplicates. Canvas's never are: they are when the zip was made.").tag(config=True)
+
+
+#: Our configurable classes, in the order `autograder config` lists them.
+OUR_SETTINGS = (Grading, Collect)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configurable trait: `c.<section>.<name>`, its default, and the course's value."""
+
+    section: str
+    name: str
+    kind: str          # the trait's type: Int, Float, Bool, Unicode, Enum [a, b], List ...
+    default: Any
+    value: Any         # what the course's configuration gives (the default when it sets none)
+    help: str
+
+    @property
+    def changed(self) -> bool:
+        return self.value != self.default
+
+
+def settings_of(cls: type[Configurable], config: Config) -> list[Setting]:
+    """Every configurable trait of `cls` in the order the classes define them, with its default
+    and the value `config` sets (the default where it sets none)."""
+    traits = cls.class_traits(config=True)
+    names = dict.fromkeys(n for klass in reversed(cls.__mro__) for n in vars(klass) if n in traits)
+    configured = cls(config=config)
+    sections = [klass.__name__ for klass in cls.__mro__ if klass.__name__ in config]
+    rows = []
+    for name in names:
+        trait = traits[name]
+        kind = type(trait).__name__
+        if isinstance(trait, Enum):
+            kind += " of " + ", ".join(map(repr, trait.values))
+        is_set = any(name in config[section] for section in sections)
+        default = trait.default()
+        help_text = " ".join((trait.help or "").split())
+        rows.append(Setting(cls.__name__, name, kind, default, getattr(configured, name) if is_set else default,
+                            help_text))
+    return rows

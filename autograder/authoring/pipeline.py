@@ -9,24 +9,33 @@ Order (each step a function below; the first failure stops the lab with a Source
   4. the release holds no solution or hidden-test text (check_release)
   5. public references ship beside the release; all references go to the private build folder
   6. executed solution notebooks, hidden tests removed, go to solutions/
+
+Rebuilds are reproducible: a references file or a solution notebook whose new content agrees
+with the file already there keeps the existing bytes (write_references, write_solution; "agrees"
+is each check's own tolerance: README, "Instructor workflow"), so rebuilding an unchanged course
+on another machine leaves the committed release/ and solutions/ as they were.
 """
 
 from __future__ import annotations
 
 import copy
+import json
+import os
 import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+import numpy as np
 from nbgrader.converters import GenerateAssignment
 from nbgrader.utils import capture_log
 from traitlets.config import Config
 
 from ..cells import BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, marker_lines
 from ..checks.checker import PUBLIC_REFERENCES
-from ..checks.observation import strip_observations
+from ..checks.compare import LABELLED_EXPECTED_KINDS, compare
+from ..checks.observation import MalformedObservation, Observation, decode, strip_observations
 from ..course import Course
 from ..references import Reference, save_references
 from .record import (
@@ -75,13 +84,17 @@ def build_lab(course: Course, lab: str) -> BuildReport:
                                   f"{references[name].notebook} records it too", ref.grade_id)
             references[name] = ref
 
+    public_file, private_file = course.release / lab / PUBLIC_REFERENCES, course.references_file(lab)
+    old_public = _read_bytes(public_file)   # before nbgrader replaces release/<lab>/ as a whole
     generate_release(course, lab)
     for path in sources:
         check_release(read_notebook(path), read_notebook(course.release / lab / path.name), path)
-    save_references(references, course.release / lab / PUBLIC_REFERENCES, public_only=True)
-    save_references(references, course.references_file(lab))
+    old_private = _read_bytes(private_file)
+    # A solution notebook keeps its old outputs only when no reference moved beyond its tolerance.
+    agree = write_references(references, public_file, old_public, public_only=True)
+    agree = (write_references(references, private_file, old_private) or old_private is None) and agree
     for path, nb in executed.items():
-        write_solution(nb, course.solutions / lab / path.name)
+        write_solution(nb, course.solutions / lab / path.name, keep_outputs=agree)
 
     hidden = sum(ref.hidden for ref in references.values())
     return BuildReport(lab, [p.stem for p in sources], len(references), hidden, points,
@@ -129,8 +142,13 @@ def _region_only_lines(nb) -> set[str]:
     return {line for line in inside - outside if len(line) >= 12 and not line.startswith("#")}
 
 
-def write_solution(executed, target: Path) -> None:
-    """The executed source with hidden tests and markers removed, ready to publish."""
+def write_solution(executed, target: Path, *, keep_outputs: bool = False) -> bool:
+    """The executed source with hidden tests and markers removed, ready to publish.
+
+    keep_outputs: the lab's references agree with the previous build's, so a solution file
+    already there whose cells and metadata (everything but outputs) are the same is kept as it
+    is: its outputs differ from this run's by machine noise only. Returns whether it was kept.
+    """
     nb = copy.deepcopy(executed)
     strip_observations(nb)
     for cell in nb.cells:
@@ -140,8 +158,123 @@ def write_solution(executed, target: Path) -> None:
         kept = [line for number, line in enumerate(lines, start=1)
                 if number not in drop and BEGIN_SOLUTION not in line and END_SOLUTION not in line]
         cell.source = "\n".join(kept)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    nbformat.write(nb, target)
+    if keep_outputs and target.is_file():
+        try:
+            old = nbformat.read(target, as_version=4)
+        except Exception:  # nbformat raises several types for broken files: rewrite it
+            old = None
+        if old is not None and _without_outputs(old) == _without_outputs(nb):
+            return True
+    text = nbformat.writes(nb)
+    _replace_file(target, text if text.endswith("\n") else text + "\n")   # as nbformat.write
+    return False
+
+
+# --------------------------------------------------------------------------- reproducible builds
+
+
+def write_references(references: dict[str, Reference], file: Path, old: bytes | None, *,
+                     public_only: bool = False) -> bool:
+    """Write a references file, unless `old` (the file's previous bytes) agrees with it: then
+    the old bytes stay (are put back where nbgrader removed them). Returns whether they did."""
+    new = file.with_name(file.name + ".new")
+    save_references(references, new, public_only=public_only)
+    if old is not None and references_agree(old, new.read_bytes()):
+        new.unlink()
+        if _read_bytes(file) != old:
+            _replace_file(file, old)
+        return True
+    os.replace(new, file)
+    return False
+
+
+def references_agree(old: bytes, new: bytes) -> bool:
+    """Whether two references files say the same, up to each check's own tolerance.
+
+    Every field but the recorded values must be equal (names, kinds, tolerances, limits, hints,
+    weights, cells, lines). Values: close and grad within the check's tolerance, as the judge
+    compares (checks/compare.py), and so their `expected=` references; at_most / at_least are
+    judged by their limit alone (their value is the solution's own training outcome); everything
+    else (equal, shape, by_hand, accuracy) exactly.
+    """
+    try:
+        a, b = json.loads(old), json.loads(new)
+        if set(a) != set(b) or {k: v for k, v in a.items() if k != "checks"} != \
+                {k: v for k, v in b.items() if k != "checks"} or set(a["checks"]) != set(b["checks"]):
+            return False
+        return all(_entries_agree(a["checks"][name], b["checks"][name]) for name in a["checks"])
+    except (ValueError, KeyError, TypeError, AttributeError, MalformedObservation):
+        return False   # an unreadable or foreign old file: write the new one
+
+
+def _entries_agree(old: dict, new: dict) -> bool:
+    def rest(entry):
+        params = {k: v for k, v in entry.get("params", {}).items() if k != "expected"}
+        return {**{k: v for k, v in entry.items() if k not in ("data", "params")}, "params": params}
+
+    if rest(old) != rest(new):
+        return False
+    a, b = decode(old), decode(new)
+    if a.problem or b.problem:
+        return False
+    if a.kind in ("close", "grad"):
+        if not _values_agree(a, a.value, b.value):
+            return False
+        expected_a, expected_b = a.params.get("expected"), b.params.get("expected")
+        if (expected_a is None) != (expected_b is None):
+            return False
+        if expected_a is None:
+            return True
+        if a.kind in LABELLED_EXPECTED_KINDS and isinstance(expected_a, dict):
+            return isinstance(expected_b, dict) and set(expected_a) == set(expected_b) and \
+                all(_values_agree(a, expected_a[k], expected_b[k]) for k in expected_a)
+        return _values_agree(a, expected_a, expected_b)
+    if a.kind in ("at_most", "at_least"):
+        return True   # judged by params["limit"], equal above
+    if old.get("params", {}).get("expected") != new.get("params", {}).get("expected"):
+        return False
+    if isinstance(a.value, np.ndarray) or isinstance(b.value, np.ndarray):
+        return isinstance(a.value, np.ndarray) and isinstance(b.value, np.ndarray) and \
+            a.value.dtype == b.value.dtype and a.value.shape == b.value.shape and np.array_equal(a.value, b.value)
+    return old.get("data") == new.get("data")
+
+
+def _values_agree(reference: Observation, old, new) -> bool:
+    """Both ways, with the check's own comparison (shape, dtype, tolerance) and the old params."""
+    try:
+        old_value, new_value = np.asarray(old), np.asarray(new)
+    except (TypeError, ValueError):
+        return False
+    if old_value.dtype.kind not in "biuf" or new_value.dtype.kind not in "biuf":
+        return False
+    a = Observation(reference.name, reference.kind, old_value, reference.params)
+    b = Observation(reference.name, reference.kind, new_value, reference.params)
+    return compare(a, b).passed and compare(b, a).passed
+
+
+def _without_outputs(nb) -> dict:
+    """A notebook minus what running it produces: outputs, execution counts and the kernel's
+    language_info (its Python's patch version)."""
+    document = copy.deepcopy(dict(nb))
+    document["metadata"] = {k: v for k, v in document.get("metadata", {}).items() if k != "language_info"}
+    document["cells"] = [{k: v for k, v in cell.items() if k not in ("outputs", "execution_count")}
+                         for cell in document.get("cells", [])]
+    return json.loads(json.dumps(document))
+
+
+def _read_bytes(file: Path) -> bytes | None:
+    return file.read_bytes() if file.is_file() else None
+
+
+def _replace_file(file: Path, content: str | bytes) -> None:
+    """Write `content` to `file` through a temporary file beside it (never half a file)."""
+    file.parent.mkdir(parents=True, exist_ok=True)
+    temporary = file.with_name(file.name + ".new")
+    if isinstance(content, str):
+        temporary.write_text(content, encoding="utf-8")
+    else:
+        temporary.write_bytes(content)
+    os.replace(temporary, file)
 
 
 def build_course(course: Course, labs: list[str] | None = None) -> list[BuildReport]:

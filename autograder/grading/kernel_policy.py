@@ -69,11 +69,15 @@ def make_executor(spec: JobSpec, settings: Grading, *, jobs: int | None = None, 
                            max_concurrent=workers or settings.workers or None)
     if kind != "local":
         raise CourseError(f"unknown executor {kind!r} (local or ray)")
-    # Each CPU job gets threads_per_job threads, so the cores are shared out between jobs.
-    cpu_jobs = workers or settings.workers or max(1, (os.cpu_count() or 1) // settings.threads_per_job)
     slots = SlotPool.for_machine(gpus=grading_gpus(settings.gpus), jobs_per_gpu=settings.jobs_per_gpu,
-                                 cpu_jobs=cpu_jobs)
+                                 cpu_jobs=cpu_jobs(settings, workers))
     return LocalExecutor(spec, slots, jobs=jobs, prepare_ahead=settings.prepared_per_slot)
+
+
+def cpu_jobs(settings: Grading, workers: int | None = None) -> int:
+    """CPU slots: --workers, else c.Grading.workers, else the cores shared out between jobs of
+    threads_per_job threads each (the one place this count is made)."""
+    return workers or settings.workers or max(1, (os.cpu_count() or 1) // max(1, settings.threads_per_job))
 
 
 def grading_gpus(setting: str) -> list[int]:
@@ -95,11 +99,13 @@ def grading_gpus(setting: str) -> list[int]:
 
 
 def limits_from(settings: Grading) -> Limits:
-    """A CPU job's limits (a GPU slot drops RLIMIT_AS: JobSpec.limits_for)."""
+    """A CPU job's limits, every field from c.Grading: the one place settings become limits (a GPU
+    slot drops RLIMIT_AS: JobSpec.limits_for)."""
     return Limits(cell_timeout=settings.cell_timeout, notebook_timeout=settings.notebook_timeout,
                   cpu_seconds=settings.cpu_seconds,
                   memory_bytes=int(settings.memory_gib * 2**30) if settings.memory_gib else None,
-                  max_processes=settings.max_processes, tmpfs_bytes=settings.tmpfs_mib * 2**20,
+                  file_size_bytes=settings.file_size_mib * 2**20, tmpfs_bytes=settings.tmpfs_mib * 2**20,
+                  max_processes=settings.max_processes, max_output_bytes=settings.max_output_mib * 2**20,
                   job_folder_bytes=settings.job_folder_mib * 2**20, job_folder_inodes=settings.job_folder_inodes)
 
 
