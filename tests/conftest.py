@@ -1,4 +1,9 @@
-"""Shared fixtures: courses built once per test session (builds run real kernels)."""
+"""Shared fixtures and helpers: courses built once per test session (builds run real kernels).
+
+The lab tests (test_lab1.py ... test_lab5.py) share the helpers below the line "lab tests":
+building a copy of a repository lab, grading a class of DemoStudents in one batch, and reading
+a Result (cell scores, failed checks, checks by name) for their assertions.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ from notebooks import mean_square_lab, write_lab  # noqa: E402
 
 from autograder.authoring.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course  # noqa: E402
+from autograder.data import FASHION_MNIST_SOURCE
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -33,13 +39,16 @@ def tiny_course(tmp_path_factory) -> Course:
     return course
 
 
-@pytest.fixture(scope="session")
-def lab1_course(tmp_path_factory) -> Course:
-    """A copy of this repository's lab 1, built from scratch."""
-    root = copy_course_skeleton(REPO, tmp_path_factory.mktemp("lab1-course"), ["lab1_cross_entropy"])
-    course = Course.load(root)
-    build_lab(course, "lab1_cross_entropy")
-    return course
+# ------------------------------------------------------------------------------------------ lab tests
+
+needs_fashion_mnist = pytest.mark.skipif(not FASHION_MNIST_SOURCE.is_dir(), reason=(
+    "Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)"))
+
+
+def assert_committed_lab_matches_the_source(course: Course, lab: str) -> None:
+    """The committed release/ and solutions/ of `lab` match a fresh build, and the release holds no secrets."""
+    assert_release_in_sync(course, lab)
+    assert_no_secrets_in_release(lab)
 
 
 def assert_release_in_sync(course: Course, lab: str) -> None:
@@ -90,6 +99,29 @@ def assert_no_secrets_in_release(lab: str) -> None:
                       nbformat.read(REPO / "release" / lab / source.name, as_version=4), source)
 
 
+def public_and_hidden(references) -> dict[str, set[bool]]:
+    """grade_id → the `hidden` flags of its references ({False, True}: public and hidden checks)."""
+    cells: dict[str, set[bool]] = {}
+    for ref in references.values():
+        cells.setdefault(ref.grade_id, set()).add(ref.hidden)
+    return cells
+
+
+def cells_by_id(result) -> dict:
+    """grade_id → cell of a graded Result."""
+    return {c["grade_id"]: c for c in result.cells}
+
+
+def checks_by_name(result) -> dict:
+    """name → check of every check of a Result."""
+    return {k["name"]: k for c in result.cells for k in c["checks"]}
+
+
+def failed_cells(result) -> set[str]:
+    """The grade ids of the cells that scored less than their points."""
+    return {c["grade_id"] for c in result.cells if c["score"] < c["max_score"]}
+
+
 def cell_scores(result) -> dict[str, float]:
     """grade_id → score of a graded Result, rounded for exact comparison."""
     return {c["grade_id"]: round(c["score"], 6) for c in result.cells}
@@ -114,6 +146,22 @@ def assert_graded_zero(result, full_cells: dict[str, float]) -> dict[str, str]:
     assert (result.status, result.score, result.max_score) == ("graded", 0.0, sum(full_cells.values()))
     assert cell_scores(result) == {grade_id: 0.0 for grade_id in full_cells}
     return failed_checks(result)
+
+
+def assert_costs_exactly(result, full_cells: dict[str, float], full: float, cells: dict[str, float],
+                         failed: set[str]) -> None:
+    """A buggy submission's Result: `cells` (grade_id → score) lost points, every other cell has its
+    full points, exactly the checks `failed` failed, and the score is `full` less what was lost."""
+    assert cell_scores(result) == {**full_cells, **cells}
+    assert set(failed_checks(result)) == failed
+    assert result.score == pytest.approx(full - sum(full_cells[c] - s for c, s in cells.items()), abs=1e-5)
+
+
+def assert_messages_name_the_cause(result, phrases: dict[str, str]) -> None:
+    """Each failed check's message holds its phrase (check name → phrase)."""
+    failed = failed_checks(result)
+    for check, phrase in phrases.items():
+        assert phrase in failed[check], failed[check]
 
 
 def assert_data_cell_names_the_command(lab: str, tmp_path: Path, monkeypatch) -> None:
@@ -141,11 +189,27 @@ def build_repo_lab(tmp_path_factory, lab: str, datasets: list[str] = ()) -> Cour
     return course
 
 
-def grade_class(course: Course, lab: str, students) -> dict:
-    """Submit every DemoStudent and grade them in one batch: {student: Result}."""
+def edit_submitted_cell(course: Course, lab: str, student: str, grade_id: str, old: str | None, new: str) -> None:
+    """Replace `old` by `new` in one cell of a submission (the whole cell when old is None)."""
+    import nbformat
+
+    path = course.submitted / student / lab / f"{lab}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+    assert old is None or old in cell.source
+    cell.source = new.strip() if old is None else cell.source.replace(old, new)
+    nbformat.write(nb, path)
+
+
+def grade_class(course: Course, lab: str, students, edits=()) -> dict:
+    """Submit every DemoStudent, apply `edits` ((student, grade_id, old, new) for edit_submitted_cell:
+    what a DemoStudent's replace= cannot say, such as a whole class), and grade them in one batch:
+    {student: Result}."""
     from autograder.demo import make_submission
     from autograder.grading.batch import grade_lab
 
     for student in students:
         make_submission(course, lab, student)
+    for student, grade_id, old, new in edits:
+        edit_submitted_cell(course, lab, student, grade_id, old, new)
     return {r.student: r for r in grade_lab(course, lab, [s.name for s in students], force=True, workers=2)}

@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import pytest
 from conftest import (
+    assert_committed_lab_matches_the_source,
+    assert_costs_exactly,
     assert_data_cell_names_the_command,
     assert_full_marks,
     assert_graded_zero,
-    assert_no_secrets_in_release,
-    assert_release_in_sync,
+    assert_messages_name_the_cause,
     build_repo_lab,
-    cell_scores,
     failed_checks,
     grade_class,
+    public_and_hidden,
 )
 
 from autograder.course import Course
@@ -173,8 +174,7 @@ def graded(lab2_course):
 
 
 def test_committed_release_and_solutions_match_the_source(lab2_course):
-    assert_release_in_sync(lab2_course, LAB)
-    assert_no_secrets_in_release(LAB)
+    assert_committed_lab_matches_the_source(lab2_course, LAB)
 
 
 BY_HAND = {"affine_backward_by_hand": "affine_backward", "relu_backward_by_hand": "relu_backward",
@@ -184,10 +184,7 @@ BY_HAND = {"affine_backward_by_hand": "affine_backward", "relu_backward_by_hand"
 
 def test_every_exercise_has_public_and_hidden_checks(lab2_course):
     references = load_references(lab2_course.references_file(LAB))
-    cells: dict[str, set[bool]] = {}
-    for ref in references.values():
-        cells.setdefault(ref.grade_id, set()).add(ref.hidden)
-    assert cells == {grade_id: {False, True} for grade_id in FULL_CELLS}
+    assert public_and_hidden(references) == {grade_id: {False, True} for grade_id in FULL_CELLS}
     # Every backward function is held to the by-hand rule, in public (students see it at once).
     by_hand = {n: r for n, r in references.items() if r.observation.kind == "by_hand"}
     assert {n: r.observation.params["function"] for n, r in by_hand.items()} == BY_HAND
@@ -265,9 +262,7 @@ def test_each_bug_costs_exactly_its_checks(graded, student):
     result = graded[student]
     cells, failed = EXPECTED[student]
     assert (result.status, result.reason) == ("graded", None)
-    assert cell_scores(result) == {**FULL_CELLS, **cells}
-    assert set(failed_checks(result)) == failed
-    assert result.score == pytest.approx(FULL - sum(FULL_CELLS[c] - s for c, s in cells.items()), abs=1e-5)
+    assert_costs_exactly(result, FULL_CELLS, FULL, cells, failed)
 
 
 MESSAGES = {
@@ -311,9 +306,7 @@ MESSAGES = {
 
 @pytest.mark.parametrize("student", sorted(MESSAGES))
 def test_the_failure_messages_name_the_cause(graded, student):
-    failed = failed_checks(graded[student])
-    for check, phrase in MESSAGES[student].items():
-        assert phrase in failed[check], failed[check]
+    assert_messages_name_the_cause(graded[student], MESSAGES[student])
 
 
 def test_autograd_hidden_in_a_helper_is_found_in_the_file(graded):

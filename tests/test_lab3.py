@@ -14,29 +14,26 @@ import json
 import nbformat
 import pytest
 from conftest import (
-    REPO,
+    assert_committed_lab_matches_the_source,
     assert_data_cell_names_the_command,
     assert_full_marks,
     assert_graded_zero,
-    assert_no_secrets_in_release,
-    assert_release_in_sync,
+    build_repo_lab,
     cell_scores,
     failed_checks,
+    grade_class,
+    needs_fashion_mnist,
 )
 
-from autograder.authoring.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course
-from autograder.data import FASHION_MNIST_SOURCE, sha256_file, stage_all
-from autograder.demo import DemoStudent, make_submission
+from autograder.data import FASHION_MNIST_SOURCE, sha256_file
+from autograder.demo import DemoStudent
 from autograder.executors.sandbox import probe
-from autograder.grading.batch import grade_lab
 from autograder.grading.kernel_policy import SANDBOX_DATA
 
 LAB = "lab3_mnist_lenet"
-FULL = 15.0
 
-pytestmark = pytest.mark.skipif(not FASHION_MNIST_SOURCE.is_dir(),
-                                reason="Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+pytestmark = needs_fashion_mnist
 
 NO_ACTIVATION_MLP = '''
 class TwoLayerMLP(nn.Module):
@@ -120,21 +117,7 @@ print("SNOOP " + json.dumps({{"root": root, "found": found, "opened": opened}}))
 @pytest.fixture(scope="session")
 def lab3_course(tmp_path_factory) -> Course:
     """A copy of this repository's lab 3 with Fashion-MNIST staged, built from scratch."""
-    root = copy_course_skeleton(REPO, tmp_path_factory.mktemp("lab3-course"), [LAB])
-    course = Course.load(root)
-    stage_all(course.data, datasets=["fashion_mnist"])
-    build_lab(course, LAB)
-    return course
-
-
-def _edit_cell(course: Course, student: str, grade_id: str, old: str | None, new: str) -> None:
-    """Replace `old` by `new` in one cell of a submission (the whole cell when old is None)."""
-    path = course.submitted / student / LAB / f"{LAB}.ipynb"
-    nb = nbformat.read(path, as_version=4)
-    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
-    assert old is None or old in cell.source
-    cell.source = new.strip() if old is None else cell.source.replace(old, new)
-    nbformat.write(nb, path)
+    return build_repo_lab(tmp_path_factory, LAB, ["fashion_mnist"])
 
 
 @pytest.fixture(scope="module")
@@ -156,16 +139,10 @@ def graded(lab3_course):
         DemoStudent("mallory", "blank, looks for the test labels", answers="blank",
                     extra_cell=SNOOP.format(paths=label_paths)),
     ]
-    for student in students:
-        make_submission(course, LAB, student)
-    _edit_cell(course, "nora", "mlp_solution", None, NO_ACTIVATION_MLP)      # classes: a whole cell each
-    _edit_cell(course, "flynn", "lenet_solution", None, WRONG_FLATTEN_LENET)
-    _edit_cell(course, "tess", "lenet_training_solution", "evaluate(lenet, test_x, device)",
-               "evaluate(lenet, train_x, device)")
-    results = grade_lab(course, LAB, [s.name for s in students], force=True, workers=2)
-    return {r.student: r for r in results}
-
-
+    edits = [("nora", "mlp_solution", None, NO_ACTIVATION_MLP),      # classes: a whole cell each
+             ("flynn", "lenet_solution", None, WRONG_FLATTEN_LENET),
+             ("tess", "lenet_training_solution", "evaluate(lenet, test_x, device)", "evaluate(lenet, train_x, device)")]
+    return grade_class(course, LAB, students, edits)
 
 
 FULL_CELLS = {"softmax_regression_tests": 1.0, "mlp_tests": 2.0, "deep_mlp_tests": 1.0, "lenet_tests": 3.0,
@@ -241,8 +218,7 @@ def test_the_test_labels_are_nowhere_in_the_sandbox(graded, lab3_course):
 
 
 def test_the_committed_release_and_solutions_match_a_fresh_build(lab3_course):
-    assert_release_in_sync(lab3_course, LAB)
-    assert_no_secrets_in_release(LAB)
+    assert_committed_lab_matches_the_source(lab3_course, LAB)
 
 
 def test_a_missing_data_set_names_the_command(tmp_path, monkeypatch):

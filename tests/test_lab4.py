@@ -16,12 +16,17 @@ music21 rejects. Those downstream losses are asserted too, each with its cause.
 from __future__ import annotations
 
 import pytest
-from conftest import REPO, assert_no_secrets_in_release, assert_release_in_sync
+from conftest import (
+    assert_committed_lab_matches_the_source,
+    build_repo_lab,
+    cells_by_id,
+    checks_by_name,
+    grade_class,
+    public_and_hidden,
+)
 
-from autograder.authoring.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course
-from autograder.demo import DemoStudent, make_submission
-from autograder.grading.batch import grade_lab
+from autograder.demo import DemoStudent
 from autograder.references import load_references
 
 LAB = "lab4_rnn_music"
@@ -107,10 +112,7 @@ EXPECTED_MESSAGES = {
 @pytest.fixture(scope="session")
 def lab4_course(tmp_path_factory) -> Course:
     """This repository's lab 4, built from scratch (music21's corpus needs no staged data)."""
-    root = copy_course_skeleton(REPO, tmp_path_factory.mktemp("lab4-course"), [LAB])
-    course = Course.load(root)
-    build_lab(course, LAB)
-    return course
+    return build_repo_lab(tmp_path_factory, LAB)
 
 
 @pytest.fixture(scope="module")
@@ -125,30 +127,15 @@ def graded(lab4_course):
                     replace={"get_batch": OFF_BY_ONE_WINDOWS, "compute_loss": MIXED_RESHAPE,
                              "generate_text": TEMPERATURE_IGNORED}),
     ]
-    for student in students:
-        make_submission(lab4_course, LAB, student)
-    results = grade_lab(lab4_course, LAB, [s.name for s in students], force=True, workers=2)
-    return {r.student: r for r in results}
-
-
-def cells(result):
-    return {c["grade_id"]: c for c in result.cells}
-
-
-def checks(result):
-    return {k["name"]: k for c in result.cells for k in c["checks"]}
+    return grade_class(lab4_course, LAB, students)
 
 
 def test_committed_release_and_solutions_match_the_source(lab4_course):
-    assert_release_in_sync(lab4_course, LAB)
-    assert_no_secrets_in_release(LAB)
+    assert_committed_lab_matches_the_source(lab4_course, LAB)
 
 
 def test_every_exercise_has_public_and_hidden_checks(lab4_course):
-    refs = load_references(lab4_course.references_file(LAB)).values()
-    by_cell = {}
-    for ref in refs:
-        by_cell.setdefault(ref.grade_id, set()).add(ref.hidden)
+    by_cell = public_and_hidden(load_references(lab4_course.references_file(LAB)))
     assert len(by_cell) == 13
     assert all(kinds == {False, True} for kinds in by_cell.values()), by_cell
 
@@ -156,15 +143,16 @@ def test_every_exercise_has_public_and_hidden_checks(lab4_course):
 def test_the_solution_scores_full_marks(graded):
     result = graded["solution"]
     assert result.status == "graded", result.reason
-    assert result.score == result.max_score == 27.0, [k["message"] for k in checks(result).values() if not k["passed"]]
+    assert result.score == result.max_score == 27.0, \
+        [k["message"] for k in checks_by_name(result).values() if not k["passed"]]
 
 
 def test_the_blank_release_runs_to_the_end_and_scores_zero(graded):
     result = graded["blank"]
     assert (result.status, result.score) == ("graded", 0.0), result.reason
-    assert len(cells(result)) == 13
-    assert not any(k["passed"] for k in checks(result).values())
-    assert "NotImplementedError" in checks(result)["rnn_step_values"]["message"]
+    assert len(cells_by_id(result)) == 13
+    assert not any(k["passed"] for k in checks_by_name(result).values())
+    assert "NotImplementedError" in checks_by_name(result)["rnn_step_values"]["message"]
 
 
 @pytest.mark.parametrize("student", sorted(EXPECTED_FAILURES))
@@ -173,10 +161,10 @@ def test_each_bug_costs_exactly_its_checks(graded, student):
     assert result.status == "graded", result.reason
     expected = EXPECTED_FAILURES[student]
     failed = {grade_id: {k["name"] for k in cell["checks"] if not k["passed"]}
-              for grade_id, cell in cells(result).items()}
+              for grade_id, cell in cells_by_id(result).items()}
     assert {g: names for g, names in failed.items() if names} == expected, \
-        {n: k["message"] for n, k in checks(result).items() if not k["passed"]}
-    for grade_id, cell in cells(result).items():   # a cell's points shared by the weights of its hidden checks
+        {n: k["message"] for n, k in checks_by_name(result).items() if not k["passed"]}
+    for grade_id, cell in cells_by_id(result).items():   # a cell's points shared by the weights of its hidden checks
         total = sum(k["weight"] for k in cell["checks"] if k["hidden"])
         earned = sum(k["weight"] for k in cell["checks"] if k["hidden"] and k["passed"])
         assert cell["score"] == pytest.approx(cell["max_score"] * earned / total)
@@ -186,7 +174,7 @@ def test_each_bug_costs_exactly_its_checks(graded, student):
 
 @pytest.mark.parametrize("student", sorted(EXPECTED_FAILURES))
 def test_the_failure_messages_name_the_cause(graded, student):
-    found = checks(graded[student])
+    found = checks_by_name(graded[student])
     for name in set().union(*EXPECTED_FAILURES[student].values()):
         if name in EXPECTED_MESSAGES:
             assert EXPECTED_MESSAGES[name] in found[name]["message"], found[name]["message"]

@@ -23,19 +23,19 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import (
+    assert_committed_lab_matches_the_source,
+    assert_costs_exactly,
     assert_data_cell_names_the_command,
     assert_full_marks,
     assert_graded_zero,
-    assert_no_secrets_in_release,
-    assert_release_in_sync,
+    assert_messages_name_the_cause,
     build_repo_lab,
-    cell_scores,
-    failed_checks,
     grade_class,
+    needs_fashion_mnist,
+    public_and_hidden,
 )
 
 from autograder.course import Course
-from autograder.data import FASHION_MNIST_SOURCE
 from autograder.data.colored import build as build_colored
 from autograder.demo import DemoStudent
 from autograder.references import load_references
@@ -45,8 +45,7 @@ FULL = 14.0
 FULL_CELLS = {"vae_loss_tests": 2.0, "sampling_tests": 2.0, "dbvae_tests": 2.0, "debiasing_loss_tests": 3.0,
               "resampling_tests": 2.0, "accuracy_tests": 3.0}
 
-pytestmark = pytest.mark.skipif(not FASHION_MNIST_SOURCE.is_dir(),
-                                reason="Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+pytestmark = needs_fashion_mnist
 
 VAE_BATCH_MEAN = '''
 def vae_loss(x, x_recon, mu, logsigma, kl_weight=KL_WEIGHT):
@@ -176,16 +175,12 @@ def test_the_colored_data_set_is_deterministic_and_refuses_a_short_source():
 
 
 def test_committed_release_and_solutions_match_the_source(lab5_course):
-    assert_release_in_sync(lab5_course, LAB)
-    assert_no_secrets_in_release(LAB)
+    assert_committed_lab_matches_the_source(lab5_course, LAB)
 
 
 def test_every_exercise_has_public_and_hidden_checks(lab5_course):
     references = load_references(lab5_course.references_file(LAB))
-    cells: dict[str, set[bool]] = {}
-    for ref in references.values():
-        cells.setdefault(ref.grade_id, set()).add(ref.hidden)
-    assert cells == {grade_id: {False, True} for grade_id in FULL_CELLS}
+    assert public_and_hidden(references) == {grade_id: {False, True} for grade_id in FULL_CELLS}
     assert {n for n, r in references.items() if r.observation.kind == "accuracy"} == \
         {"dbvae_rare_accuracy", "dbvae_test_accuracy", "baseline_rare_accuracy"}
     assert all(references[n].hidden for n in ("dbvae_rare_accuracy", "dbvae_test_accuracy", "baseline_rare_accuracy"))
@@ -228,9 +223,7 @@ def test_each_bug_costs_exactly_its_checks(graded, student):
     result = graded[student]
     cells, failed = EXPECTED[student]
     assert result.status == "graded"
-    assert cell_scores(result) == {**FULL_CELLS, **cells}
-    assert set(failed_checks(result)) == failed
-    assert result.score == pytest.approx(FULL - sum(FULL_CELLS[c] - s for c, s in cells.items()), abs=1e-5)
+    assert_costs_exactly(result, FULL_CELLS, FULL, cells, failed)
 
 
 MESSAGES = {
@@ -254,9 +247,7 @@ MESSAGES = {
 
 @pytest.mark.parametrize("student", sorted(MESSAGES))
 def test_the_failure_messages_name_the_cause(graded, student):
-    failed = failed_checks(graded[student])
-    for check, phrase in MESSAGES[student].items():
-        assert phrase in failed[check], failed[check]
+    assert_messages_name_the_cause(graded[student], MESSAGES[student])
 
 
 def test_a_missing_data_set_names_the_command(tmp_path, monkeypatch):
