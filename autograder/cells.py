@@ -17,7 +17,8 @@ BEGIN_HIDDEN, END_HIDDEN = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
 
 def nbgrader_meta(cell) -> dict:
     """The cell's `metadata.nbgrader` object ({} when absent or not an object)."""
-    meta = (cell.get("metadata") or {}).get("nbgrader")
+    metadata = cell.get("metadata")
+    meta = metadata.get("nbgrader") if isinstance(metadata, dict) else None
     return meta if isinstance(meta, dict) else {}
 
 

@@ -23,9 +23,6 @@ from autograder.cells import (
     nbgrader_meta,
 )
 
-BROKEN = pytest.mark.xfail(raises=AttributeError, strict=True,
-                           reason="cells.nbgrader_meta: metadata that is a non-empty list or a string raises "
-                                  "AttributeError instead of reading as no nbgrader metadata")
 META = [
     pytest.param({"metadata": {"nbgrader": {"grade_id": "a"}}}, {"grade_id": "a"}, id="an-object"),
     pytest.param({"metadata": {"nbgrader": "tests"}}, {}, id="a-string"),
@@ -35,8 +32,8 @@ META = [
     pytest.param({"metadata": None}, {}, id="metadata-null"),
     pytest.param({"metadata": []}, {}, id="metadata-an-empty-list"),
     pytest.param({}, {}, id="no-metadata"),
-    pytest.param({"metadata": ["nbgrader"]}, {}, marks=BROKEN, id="metadata-a-list"),
-    pytest.param({"metadata": "nbgrader"}, {}, marks=BROKEN, id="metadata-a-string"),
+    pytest.param({"metadata": ["nbgrader"]}, {}, id="metadata-a-list"),
+    pytest.param({"metadata": "nbgrader"}, {}, id="metadata-a-string"),
 ]
 
 
