@@ -238,7 +238,7 @@ def test_caps_of_zero_are_refused_not_read_as_unlimited(tmp_path):
 
 CHILD = """
 import json, sys
-from autograder.grading.job_folder import JobFolder
+from autograder.executors.job_folder import JobFolder
 folder = JobFolder.create(dir=sys.argv[1], size_bytes=1 << 20, inodes=16)
 print(json.dumps([folder.bounded, folder.problem, str(folder.path)]))
 """
@@ -261,7 +261,7 @@ def test_an_unprivileged_coordinator_gets_a_disk_folder_and_says_why(tmp_path):
 UNREADABLE = """
 import os, sys
 from pathlib import Path
-from autograder.grading.job_folder import measure_tree, remove_tree
+from autograder.executors.trees import measure_tree, remove_tree
 root = Path(sys.argv[1]) / "tree"
 (root / "a" / "b").mkdir(parents=True)
 (root / "a" / "b" / "f").write_bytes(b"x" * 8192)
@@ -294,7 +294,7 @@ def test_an_unprivileged_remover_gets_into_folders_the_kernel_locked(tmp_path):
 
 @pytest.mark.skipif(not ROOT, reason="mounting a tmpfs needs root (CAP_SYS_ADMIN)")
 def test_the_mounts_of_a_killed_coordinator_are_removed_by_the_next(tmp_path):
-    killed = ("import os, sys\nfrom autograder.grading.job_folder import JobFolder\n"
+    killed = ("import os, sys\nfrom autograder.executors.job_folder import JobFolder\n"
               "f = JobFolder.create(dir=sys.argv[1], size_bytes=1 << 20, inodes=16)\n"
               "(f.path / 'left').write_text('x')\nos.kill(os.getpid(), 9)\n")
     repo = Path(__file__).parent.parent

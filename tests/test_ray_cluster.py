@@ -234,7 +234,7 @@ def test_a_wrong_address_fails_within_seconds_with_the_reason(course, web_server
 
 
 def test_a_port_that_accepts_and_says_nothing_fails_at_the_first_answer_timeout():
-    from autograder.executors.ray_cluster import TCP_TIMEOUT, check_cluster
+    from autograder.executors.ray_address import TCP_TIMEOUT, check_cluster
 
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from autograder.executors.sandbox import Limits, probe, process_limit, sandbox_argv
+from autograder.executors.cgroups import process_limit
+from autograder.executors.sandbox import Limits, probe, sandbox_argv
 from autograder.executors.session import execute_notebook
 
 REPO = Path(__file__).resolve().parent.parent

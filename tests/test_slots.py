@@ -22,7 +22,7 @@ def test_gpu_slots_spread_jobs_over_gpus():
 
 
 def test_gpu_uuids_come_from_the_driver_files(tmp_path):
-    from autograder.executors.gpu_watchdog import gpu_uuids
+    from autograder.executors.gpus import gpu_uuids
 
     for bus, minor, uuid in (("0000:17:00.0", 0, "GPU-1d2c"), ("0000:65:00.0", 3, "GPU-9f0e")):
         (tmp_path / bus).mkdir()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,25 +129,3 @@ async def watch(reader: MemoryReader, limit: MemoryLimit, pids: Callable[[], lis
             kill(limit.describe(used))
             return
         await asyncio.sleep(interval)
-
-
-def gpu_uuids(proc: Path = Path("/proc/driver/nvidia/gpus")) -> dict[int, str]:
-    """Minor number (/dev/nvidiaN) → GPU UUID, from the driver's procfs files (no NVML needed).
-
-    CUDA_VISIBLE_DEVICES takes a UUID, which names the same GPU whatever CUDA's enumeration
-    order, and whether or not the other GPUs' device nodes are visible (in the sandbox only
-    the job's own node is, so its CUDA index is 0, not N).
-    """
-    found = {}
-    if not proc.is_dir():
-        return found
-    for info in proc.glob("*/information"):
-        try:
-            text = info.read_text()
-        except OSError:
-            continue
-        minor = re.search(r"^Device Minor:\s*(\d+)", text, re.M)
-        uuid = re.search(r"^GPU UUID:\s*(\S+)", text, re.M)
-        if minor and uuid:
-            found[int(minor.group(1))] = uuid.group(1)
-    return found

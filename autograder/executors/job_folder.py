@@ -9,39 +9,35 @@ refused (an unprivileged coordinator, a container without the capability) the fo
 plain folder on disk: that is logged once and each result carries a warning, and the folder's
 usage is measured after the run against the same caps.
 
-What this module does, and nothing else: create a bounded folder, tell whether it is full
-(statvfs of the tmpfs; a measured walk of a disk folder), and remove it and any tree, however
-deep, with an iterative, fd-based remover that never follows a symlink.
+What this module does, and nothing else: create a bounded folder (mounts.py mounts it),
+tell whether it is full (statvfs of the tmpfs; a measured walk of a disk folder), and remove
+it (unmounted; what is left removed however deep by trees.py's remover, which never follows
+a symlink).
 """
 
 from __future__ import annotations
 
 import atexit
-import ctypes
 import errno
 import logging
 import os
-import re
-import stat
 import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .mounts import job_mounts, reap_stale_mounts, source, umount
+from .mounts import mount_tmpfs as _mount_tmpfs
+from .processes import pid_namespace
+from .trees import measure_tree, remove_tree
+
 log = logging.getLogger(__name__)
 
 MiB = 2**20
-# mount(2) flags (linux/mount.h) and umount2's MNT_DETACH
-MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
-MNT_DETACH = 2
-# The mount's source names its coordinator, so that a later one can find what a killed one left:
-# autograder-job-<pid namespace>-<pid>.
-SOURCE_PREFIX = "autograder-job"
 SIZE_SETTING, INODES_SETTING = "c.Grading.job_folder_mib", "c.Grading.job_folder_inodes"
 
 _lock = threading.Lock()
 _refused: str | None = None          # why mounting is impossible in this process (found once)
-_reaped = False                      # stale mounts of dead coordinators looked for
 _mounted: set[str] = set()           # this process's live mounts (unmounted at exit)
 
 
@@ -85,12 +81,12 @@ class JobFolder:
 
     def _mount(self) -> None:
         global _refused
+        reap_stale_mounts()
         with _lock:
-            _reap_stale_mounts()
             refused = _refused
         if refused is None:
             options = f"size={self.size_bytes},nr_inodes={self.inodes},mode=0700"
-            error = _mount_tmpfs(self.path, _source(), options)
+            error = _mount_tmpfs(self.path, source(), options)   # by this module's name: a test refuses it here
             if error is None:
                 self.bounded, self._device = True, os.stat(self.path).st_dev
                 with _lock:
@@ -154,7 +150,7 @@ class JobFolder:
         self.bounded = False
         with _lock:
             _mounted.discard(str(self.path))
-        error = _umount(self.path)
+        error = umount(self.path)
         if error is not None:
             log.error("could not unmount the job folder %s: %s", self.path, error.strerror)
 
@@ -179,107 +175,11 @@ def _mib(size: int) -> str:
     return f"{size // MiB} MiB" if size % MiB == 0 else f"{size / MiB:.1f} MiB"
 
 
-# ---------------------------------------------------------------------------- mounts
-
-_libc = None
-
-
-def _libc_handle():
-    global _libc
-    if _libc is None:
-        libc = ctypes.CDLL(None, use_errno=True)   # the C library this interpreter runs on
-        libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
-        libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
-        _libc = libc
-    return _libc
-
-
-def _mount_tmpfs(path: Path, source: str, options: str) -> OSError | None:
-    """mount(2) a tmpfs at path (nosuid, nodev, noexec); None, or the error."""
-    try:
-        libc = _libc_handle()
-    except (OSError, AttributeError) as err:
-        return OSError(errno.ENOSYS, f"no mount(2) through libc: {err}")
-    if libc.mount(source.encode(), os.fsencode(path), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                  options.encode()) == 0:
-        return None
-    code = ctypes.get_errno()
-    return OSError(code, os.strerror(code))
-
-
-def _umount(path: str | Path) -> OSError | None:
-    """umount2(path, MNT_DETACH); None, or the error."""
-    if _libc_handle().umount2(os.fsencode(path), MNT_DETACH) == 0:
-        return None
-    code = ctypes.get_errno()
-    return OSError(code, os.strerror(code))
-
-
-def _source() -> str:
-    return f"{SOURCE_PREFIX}-{_pid_namespace()}-{os.getpid()}"
-
-
-def _pid_namespace() -> str:
-    try:
-        return f"{os.stat('/proc/self/ns/pid').st_ino:x}"
-    except OSError:
-        return "0"
-
-
 def our_mounts(pid: int | None = None) -> list[str]:
     """Mount points of job folders in this mount namespace: those of coordinator `pid` (of our
     pid namespace), or all."""
-    namespace = _pid_namespace()
-    return [point for point, ns, owner in _job_mounts() if pid is None or (ns == namespace and owner == pid)]
-
-
-def _job_mounts() -> list[tuple[str, str, int]]:
-    """(mount point, pid namespace, coordinator pid) of every job folder tmpfs mounted here."""
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return []
-    found = []
-    for line in lines:
-        before, dash, after = line.partition(" - ")
-        fields, fs = before.split(), after.split()
-        if not dash or len(fields) < 5 or len(fs) < 2 or fs[0] != "tmpfs":
-            continue
-        owner = re.fullmatch(rf"{SOURCE_PREFIX}-([0-9a-f]+)-(\d+)", fs[1])
-        if owner:
-            found.append((_unescape(fields[4]), owner.group(1), int(owner.group(2))))
-    return found
-
-
-def _reap_stale_mounts() -> None:
-    """Once per process: unmount and remove the job folders of coordinators (of our pid namespace)
-    that died without cleaning up (SIGKILL)."""
-    global _reaped
-    if _reaped:
-        return
-    _reaped = True
-    namespace = _pid_namespace()
-    for mount_point, ns, pid in _job_mounts():
-        if ns != namespace or pid == os.getpid():
-            continue
-        try:
-            os.kill(pid, 0)
-            continue
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue
-        log.warning("removing the job folder %s left by a coordinator that died", mount_point)
-        if _umount(mount_point) is None:
-            try:
-                remove_tree(mount_point)
-            except OSError:
-                pass
-
-
-def _unescape(text: str) -> str:
-    """mountinfo's octal escapes (\\040 for a space...)."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
+    namespace = pid_namespace()
+    return [point for point, ns, owner in job_mounts() if pid is None or (ns == namespace and owner == pid)]
 
 
 @atexit.register
@@ -289,212 +189,9 @@ def _unmount_all() -> None:
         left = list(_mounted)
         _mounted.clear()
     for path in left:
-        _umount(path)
+        umount(path)
         try:
             os.rmdir(path)
         except OSError:
             pass
 
-
-# ---------------------------------------------------------------------------- trees
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-def remove_tree(path: str | os.PathLike) -> None:
-    """Remove `path` and everything under it, however deep or wide, without following any
-    symlink (a link is removed, never what it points to) and without crossing into another
-    file system (a mount point inside is left, and so is its parent). A symlink given as `path`
-    is removed itself. Iterative, with a handful of descriptors open whatever the depth, so
-    that neither recursion nor the descriptor limit bounds it; a folder the kernel made
-    unreadable (mode 0) is made ours (0700) first. A missing path is no error; other
-    failures raise OSError once the rest is removed."""
-    path = os.path.abspath(os.fspath(path))
-    parent, name = os.path.split(path.rstrip("/") or "/")
-    parent_fd = os.open(parent or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        try:
-            st = os.lstat(name, dir_fd=parent_fd)
-        except FileNotFoundError:
-            return
-        if not stat.S_ISDIR(st.st_mode):
-            os.unlink(name, dir_fd=parent_fd)
-            return
-        errors = _walk(parent_fd, name, _remove_entry, _remove_folder)
-        if errors:
-            raise errors[0]
-    finally:
-        os.close(parent_fd)
-
-
-def measure_tree(path: str | os.PathLike, *, max_bytes: int | None = None,
-                 max_entries: int | None = None) -> tuple[int, int]:
-    """(bytes allocated, files and folders) under `path`, itself excluded; symlinks counted,
-    not followed; folders made unreadable are made ours (0700) first, so nothing hides from
-    it. Stops early once over max_bytes or max_entries (the result is then over)."""
-    path = os.path.abspath(os.fspath(path))
-    parent, name = os.path.split(path.rstrip("/") or "/")
-    total = [0, 0]
-
-    class _Over(Exception):
-        pass
-
-    def count(st: os.stat_result) -> None:
-        total[0] += st.st_blocks * 512
-        total[1] += 1
-        if (max_bytes is not None and total[0] > max_bytes) or (max_entries is not None and total[1] > max_entries):
-            raise _Over()
-
-    def on_entry(dir_fd: int, entry: os.DirEntry) -> None:
-        count(entry.stat(follow_symlinks=False))
-
-    def on_folder(parent_fd: int, folder: str, st: os.stat_result, root: bool) -> None:
-        if not root:
-            count(st)
-
-    parent_fd = os.open(parent or "/", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        _walk(parent_fd, name, on_entry, on_folder)
-    except _Over:
-        pass
-    finally:
-        os.close(parent_fd)
-    return total[0], total[1]
-
-
-def _remove_entry(dir_fd: int, entry: os.DirEntry) -> None:
-    try:
-        os.unlink(entry.name, dir_fd=dir_fd)
-    except FileNotFoundError:
-        pass
-
-
-def _remove_folder(parent_fd: int, name: str, st: os.stat_result, root: bool) -> None:
-    try:
-        os.rmdir(name, dir_fd=parent_fd)
-    except FileNotFoundError:
-        pass
-
-
-@dataclass
-class _Level:
-    name: str                 # this folder's name in its parent
-    identity: tuple[int, int]  # (st_dev, st_ino): checked when climbing back through ".."
-    stat: os.stat_result
-    pending: list[str]        # subfolders still to visit
-    scanned: bool = False
-
-
-def _walk(top_fd: int, name: str, on_entry, on_folder) -> list[OSError]:
-    """Depth-first, post-order walk of folder `name` in top_fd: on_entry(dir_fd, entry) for
-    every non-folder (symlinks included), on_folder(parent_fd, name, stat, root) for every
-    folder once its content is done. One folder's descriptor is open at a time: a subfolder is
-    opened from its parent (O_NOFOLLOW), the parent again through "..", checked to be the
-    same folder. Returns the errors met (the walk goes on past each)."""
-    errors: list[OSError] = []
-    fd, st = _open_folder(top_fd, name)
-    if fd is None:
-        return [st] if isinstance(st, OSError) else []
-    device = st.st_dev
-    stack = [_Level(name, (st.st_dev, st.st_ino), st, [])]
-    try:
-        while True:
-            level = stack[-1]
-            if not level.scanned:
-                level.pending, level.scanned = _scan(fd, on_entry, errors), True
-            if level.pending:
-                child = level.pending.pop()
-                child_fd, child_st = _open_folder(fd, child)
-                if child_fd is None:
-                    if isinstance(child_st, OSError):
-                        errors.append(child_st)
-                    continue
-                if child_st.st_dev != device:   # a mount point inside: not ours to walk
-                    os.close(child_fd)
-                    errors.append(OSError(errno.EXDEV, "another file system inside the tree", child))
-                    continue
-                os.close(fd)
-                fd = child_fd
-                stack.append(_Level(child, (child_st.st_dev, child_st.st_ino), child_st, []))
-                continue
-            # this folder is done: leave it, and remove or count it from its parent
-            stack.pop()
-            if not stack:
-                os.close(fd)
-                fd = None
-                _call(on_folder, errors, top_fd, level.name, level.stat, True)
-                return errors
-            up = os.open("..", _DIR_FLAGS, dir_fd=fd)
-            up_st = os.fstat(up)
-            os.close(fd)
-            fd = up
-            if (up_st.st_dev, up_st.st_ino) != stack[-1].identity:
-                raise OSError(errno.ESTALE, "a folder moved while its tree was walked", level.name)
-            _call(on_folder, errors, fd, level.name, level.stat, False)
-    finally:
-        if fd is not None:
-            os.close(fd)
-
-
-def _scan(fd: int, on_entry, errors: list[OSError]) -> list[str]:
-    """Handle every non-folder in the folder at fd; return its subfolders' names."""
-    folders = []
-    with os.scandir(fd) as entries:
-        for entry in entries:
-            try:
-                if entry.is_dir(follow_symlinks=False):
-                    folders.append(entry.name)
-                else:
-                    on_entry(fd, entry)
-            except OSError as err:
-                if not isinstance(err, FileNotFoundError):
-                    errors.append(err)
-    return folders
-
-
-def _call(function, errors: list[OSError], *args) -> None:
-    try:
-        function(*args)
-    except OSError as err:
-        errors.append(err)
-
-
-def _open_folder(dir_fd: int, name: str) -> tuple[int | None, os.stat_result | OSError | None]:
-    """(fd, stat) of subfolder `name`, never through a symlink; a folder the kernel made
-    unreadable (mode 0) is made ours again first. (None, error) when it cannot be opened,
-    (None, None) when it is gone or not a folder any more."""
-    try:
-        fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-    except (FileNotFoundError, NotADirectoryError):
-        return None, None
-    except OSError as err:
-        if err.errno == errno.ELOOP:   # a symlink now: not ours to follow
-            return None, None
-        if err.errno != errno.EACCES:
-            return None, err
-        try:
-            _make_searchable(dir_fd, name)
-            fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
-        except OSError as again:
-            return None, again
-    st = os.fstat(fd)
-    if not stat.S_ISDIR(st.st_mode):
-        os.close(fd)
-        return None, None
-    if st.st_mode & 0o700 != 0o700:   # so that its entries can be removed (an unprivileged coordinator)
-        try:
-            os.chmod(fd, 0o700)
-        except OSError:
-            pass
-    return fd, st
-
-
-def _make_searchable(dir_fd: int, name: str) -> None:
-    """chmod 0700 the folder `name`, through an O_PATH descriptor (never a symlink's target)."""
-    handle = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
-    try:
-        if not stat.S_ISDIR(os.fstat(handle).st_mode):
-            raise NotADirectoryError(errno.ENOTDIR, "not a folder", name)
-        os.chmod(f"/proc/self/fd/{handle}", 0o700)
-    finally:
-        os.close(handle)

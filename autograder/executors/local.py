@@ -19,9 +19,9 @@ from ..outcomes import FailureKind
 from . import gpu_watchdog
 from .job_folder import JobFolder
 from .sandbox import probe
-from .session import ExecutionResult, KernelSession
+from .session import KernelSession
 from .slots import Slot, SlotPool
-from .spec import JobSpec
+from .spec import ExecutionResult, JobSpec
 
 log = logging.getLogger(__name__)
 

@@ -11,14 +11,12 @@ the job ends, so no slot is ever held by two jobs.
 from __future__ import annotations
 
 import os
-import re
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Iterator
 
-from .gpu_watchdog import gpu_uuids
+from .gpus import gpu_uuids, visible_gpus
 
 
 @dataclass(frozen=True)
@@ -39,11 +37,6 @@ class Slot:
         if self.gpu is None:
             return {"CUDA_VISIBLE_DEVICES": ""}
         return {"CUDA_VISIBLE_DEVICES": self.gpu_uuid or "0"}
-
-
-def visible_gpus(dev: Path = Path("/dev")) -> list[int]:
-    """GPU indices from the device nodes (/dev/nvidia0, /dev/nvidia1, ...)."""
-    return sorted(int(m.group(1)) for p in dev.glob("nvidia*") if (m := re.fullmatch(r"nvidia(\d+)", p.name)))
 
 
 @dataclass

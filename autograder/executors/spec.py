@@ -2,17 +2,18 @@
 
 The coordinator (grading/kernel_policy.py) writes one JobSpec per batch: how every kernel
 starts, what it may see. An executor runs sanitized notebooks to that spec, one per fresh
-kernel, and never judges or touches the gradebook.
+kernel, hands back an ExecutionResult for each (the executed notebook and how the run
+ended), and never judges or touches the gradebook.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-from .sandbox import Limits
-from .session import ExecutionResult
+from ..outcomes import FailureKind
+from .limits import Limits
 from .slots import Slot
 
 
@@ -62,6 +63,34 @@ class JobSpec:
                       "        torch.cuda.init()"]
         lines += ["_autograder_warm_up()", "del _autograder_warm_up"]
         return "\n".join(lines)
+
+
+@dataclass
+class ExecutionResult:
+    """What running a notebook gave.
+
+    notebook:    the executed copy, outputs included (cells after a stop have none).
+    status:      "completed" (every cell ran; some may have raised) or "failed".
+    reason:      why it failed, for people ("timeout: cell 7 ran longer than 300 s").
+    failure:     why it failed, for programs (FailureKind.TIMEOUT).
+    sandboxed:   whether the kernel ran inside bubblewrap.
+    cell_errors: cell index (position in notebook.cells) → "ename: evalue" for cells that raised.
+    warnings:    what the caller should report though the run went on (no sandbox, no
+                 process limit).
+    """
+
+    notebook: Any
+    status: str
+    reason: str | None
+    sandboxed: bool
+    cell_errors: dict[int, str] = field(default_factory=dict)
+    wall_seconds: float = 0.0   # from the notebook's hand-over to the end
+    warnings: list[str] = field(default_factory=list)
+    start_seconds: float = 0.0   # the kernel's start and warm-up (before wall_seconds when prepared)
+    prepared: bool = False       # the kernel was started before its notebook was known
+    where: str = ""              # which slot, GPU or Ray node ran it (for people)
+    wait_seconds: float = 0.0    # from the executor's hand-over until a kernel was ready for it
+    failure: FailureKind | None = None   # why it failed, as a type (None when completed)
 
 
 class Executor(Protocol):
