@@ -109,27 +109,27 @@ def public_and_hidden(references) -> dict[str, set[bool]]:
 
 def cells_by_id(result) -> dict:
     """grade_id → cell of a graded Result."""
-    return {c["grade_id"]: c for c in result.cells}
+    return {c.grade_id: c for c in result.cells}
 
 
 def checks_by_name(result) -> dict:
     """name → check of every check of a Result."""
-    return {k["name"]: k for c in result.cells for k in c["checks"]}
+    return {k.name: k for c in result.cells for k in c.checks}
 
 
 def failed_cells(result) -> set[str]:
     """The grade ids of the cells that scored less than their points."""
-    return {c["grade_id"] for c in result.cells if c["score"] < c["max_score"]}
+    return {c.grade_id for c in result.cells if c.score < c.max_score}
 
 
 def cell_scores(result) -> dict[str, float]:
     """grade_id → score of a graded Result, rounded for exact comparison."""
-    return {c["grade_id"]: round(c["score"], 6) for c in result.cells}
+    return {c.grade_id: round(c.score, 6) for c in result.cells}
 
 
 def failed_checks(result) -> dict[str, str]:
     """name → message of every check a Result failed."""
-    return {check["name"]: check["message"] for c in result.cells for check in c["checks"] if not check["passed"]}
+    return {check.name: check.message for c in result.cells for check in c.checks if not check.passed}
 
 
 def assert_full_marks(result, full_cells: dict[str, float]) -> dict[str, str]:
@@ -138,7 +138,7 @@ def assert_full_marks(result, full_cells: dict[str, float]) -> dict[str, str]:
     assert (result.status, result.reason) == ("graded", None)
     assert cell_scores(result) == full_cells and result.score == result.max_score == sum(full_cells.values())
     assert failed_checks(result) == {}
-    return {check["name"]: check["message"] for c in result.cells for check in c["checks"]}
+    return {check.name: check.message for c in result.cells for check in c.checks}
 
 
 def assert_graded_zero(result, full_cells: dict[str, float]) -> dict[str, str]:

@@ -462,15 +462,15 @@ def test_autograd_by_any_trick_scores_nothing_and_is_named(graded_cheaters):
     honest = graded_cheaters["honest"]
     assert (honest.status, honest.reason) == ("graded", None)
     assert honest.score == honest.max_score > 0
-    assert all(check["passed"] for cell in honest.cells for check in cell["checks"])
+    assert all(check.passed for cell in honest.cells for check in cell.checks)
     for student, (story, function, _, phrase) in E2E_CHEATERS.items():
         result = graded_cheaters[student]
         assert (result.status, result.reason) == ("graded", None), (student, result.reason)
-        cells = {cell["grade_id"]: cell for cell in result.cells}
+        cells = {cell.grade_id: cell for cell in result.cells}
         for grade_id in ATTACKED_CELLS[function]:
             cell = cells[grade_id]
-            assert cell["score"] == 0.0, (student, grade_id, cell["score"])
-            by_hand = {c["name"]: c for c in cell["checks"]}[CELL_OF[grade_id]]
-            assert not by_hand["passed"] and phrase in by_hand["message"], (student, by_hand["message"])
+            assert cell.score == 0.0, (student, grade_id, cell.score)
+            by_hand = {c.name: c for c in cell.checks}[CELL_OF[grade_id]]
+            assert not by_hand.passed and phrase in by_hand.message, (student, by_hand.message)
             # The trick worked: autograd computed the right values, every other check of the cell passed.
-            assert [c["name"] for c in cell["checks"] if not c["passed"]] == [CELL_OF[grade_id]], (student, grade_id)
+            assert [c.name for c in cell.checks if not c.passed] == [CELL_OF[grade_id]], (student, grade_id)

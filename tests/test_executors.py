@@ -82,7 +82,7 @@ def test_both_executors_grade_the_same_class_alike(course, executor, request):
     assert "kernel died while running cell" in results["crasher"].reason
     assert (results["looper"].failure_kind, results["crasher"].failure_kind) == ("timeout", "kernel died")
     assert all(r.sandboxed for r in results.values())
-    summer = {k["name"]: k["message"] for c in results["summer"].cells for k in c["checks"]}
+    summer = {k.name: k.message for c in results["summer"].cells for k in c.checks}
     assert "exactly 3x too large" in summer["mean_square_small"]
     timings = results["honest"].timings
     assert set(timings) == {"sanitize", "wait", "run", "cells", "judge", "record", "start"}

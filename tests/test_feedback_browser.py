@@ -286,12 +286,12 @@ def test_every_feedback_page_renders_verdicts_and_runs_nothing(pages):
             assert {k: seen["facts"][k] for k in ("Lab", "Notebook", "Student")} == \
                 {"Lab": LAB, "Notebook": LAB, "Student": student}
             assert seen["facts"]["Status"] == result.status_text
-            assert seen["scores"] == [[c["grade_id"], f"{c['score']:g} / {c['max_score']:g}",
-                                       f"{sum(k['passed'] for k in c['checks'])} / {len(c['checks'])}"]
+            assert seen["scores"] == [[c.grade_id, f"{c.score:g} / {c.max_score:g}",
+                                       f"{sum(k.passed for k in c.checks)} / {len(c.checks)}"]
                                       for c in result.cells], where
             checks = {row[0]: row[1:] for row in seen["checks"]}
             assert {name: v[0] for name, v in checks.items()} == \
-                {k["name"]: "PASS" if k["passed"] else "FAIL" for c in result.cells for k in c["checks"]}, where
+                {k.name: "PASS" if k.passed else "FAIL" for c in result.cells for k in c.checks}, where
 
             # The lab's markdown: a real table, math as laid-out MathML (no TeX source left), code highlighted.
             assert ["function", "input", "output"] in seen["tables"], where

@@ -160,9 +160,9 @@ def test_recording_expected_instead_of_the_value_earns_nothing(graded):
 def test_recording_the_public_references_passes_public_checks_but_earns_nothing(graded):
     _, results = graded
     copier = results["copier"]
-    verdicts = {c["name"]: c for cell in copier.cells for c in cell["checks"]}
-    assert verdicts["mean_square_small"]["passed"] and verdicts["outer_shape"]["passed"]   # the forgery worked...
-    assert not verdicts["mean_square_negative"]["passed"] and not verdicts["outer_values"]["passed"]
+    verdicts = {c.name: c for cell in copier.cells for c in cell.checks}
+    assert verdicts["mean_square_small"].passed and verdicts["outer_shape"].passed   # the forgery worked...
+    assert not verdicts["mean_square_negative"].passed and not verdicts["outer_values"].passed
     assert copier.status == "graded" and copier.score == 0.0                                 # ...and earned nothing
 
 

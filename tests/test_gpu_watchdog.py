@@ -205,7 +205,7 @@ def test_grading_on_gpu_gives_the_verdicts_of_grading_on_cpu(tmp_path, lab):
         config.Grading.gpus = gpus
         results = grade_lab(Course(course.root, config), lab, force=True)
         assert all(r.status == "graded" for r in results), [(r.student, r.reason) for r in results]
-        return {(r.student, check["name"]): check["passed"] for r in results for c in r.cells for check in c["checks"]}
+        return {(r.student, check.name): check.passed for r in results for c in r.cells for check in c.checks}
 
     on_cpu, on_gpu = verdicts("none"), verdicts("auto")
     assert on_cpu == on_gpu

@@ -96,11 +96,11 @@ def graded(tmp_path_factory):
 
 
 def cell(result, grade_id):
-    return next(c for c in result.cells if c["grade_id"] == grade_id)
+    return next(c for c in result.cells if c.grade_id == grade_id)
 
 
 def check(result, name):
-    return next(k for c in result.cells for k in c["checks"] if k["name"] == name)
+    return next(k for c in result.cells for k in c.checks if k.name == name)
 
 
 def test_sandbox_is_available_here():
@@ -117,16 +117,16 @@ def test_honest_student_gets_full_marks(graded):
 def test_blank_release_scores_zero_and_says_why(graded):
     blank = graded[2]["blank"]
     assert (blank.status, blank.score) == ("graded", 0.0)
-    assert "NotImplementedError" in check(blank, "mean_square_small")["message"]
+    assert "NotImplementedError" in check(blank, "mean_square_small").message
 
 
 def test_a_bug_costs_exactly_its_checks_with_the_cause_named(graded):
     summer, flipper = graded[2]["summer"], graded[2]["flipper"]
-    assert cell(summer, "mean_square_tests")["score"] == 0.0 and cell(summer, "outer_tests")["score"] == 1.0
-    assert "3x too large: a sum where a mean" in check(summer, "mean_square_small")["message"]
-    assert "4x too large" in check(summer, "mean_square_negative")["message"]
-    assert cell(flipper, "mean_square_tests")["score"] == 2.0 and cell(flipper, "outer_tests")["score"] == 0.0
-    assert "transposed" in check(flipper, "outer_shape")["message"]
+    assert cell(summer, "mean_square_tests").score == 0.0 and cell(summer, "outer_tests").score == 1.0
+    assert "3x too large: a sum where a mean" in check(summer, "mean_square_small").message
+    assert "4x too large" in check(summer, "mean_square_negative").message
+    assert cell(flipper, "mean_square_tests").score == 2.0 and cell(flipper, "outer_tests").score == 0.0
+    assert "transposed" in check(flipper, "outer_shape").message
 
 
 def test_warnings_on_stderr_cost_nothing(graded):

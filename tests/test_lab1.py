@@ -56,19 +56,19 @@ def test_the_solution_scores_full_marks(graded):
 def test_the_blank_release_runs_to_the_end_and_fails_every_hidden_check(graded):
     result = graded["blank"]
     assert (result.status, result.score) == ("graded", 0.0)
-    hidden = [k for k in checks_by_name(result).values() if k["hidden"]]
-    assert hidden and not any(k["passed"] for k in hidden)
+    hidden = [k for k in checks_by_name(result).values() if k.hidden]
+    assert hidden and not any(k.passed for k in hidden)
 
 
 def test_a_missing_batch_mean_costs_the_batch_cell_and_is_named(graded):
     result = graded["no_mean"]
     assert result.status == "graded"
     assert failed_cells(result) == {"cross_entropy_batch_tests"}
-    assert "3x too large: a sum where a mean" in checks_by_name(result)["ce_batch_mean"]["message"]
+    assert "3x too large: a sum where a mean" in checks_by_name(result)["ce_batch_mean"].message
 
 
 def test_an_overflowing_softmax_is_caught_and_explained(graded):
     result = graded["overflow"]
     assert failed_cells(result) == {"softmax_tests"}
-    assert "overflow" in checks_by_name(result)["softmax_huge_logits"]["message"]
-    assert checks_by_name(result)["softmax_small"]["passed"]
+    assert "overflow" in checks_by_name(result)["softmax_huge_logits"].message
+    assert checks_by_name(result)["softmax_small"].passed

@@ -144,15 +144,15 @@ def test_the_solution_scores_full_marks(graded):
     result = graded["solution"]
     assert result.status == "graded", result.reason
     assert result.score == result.max_score == 27.0, \
-        [k["message"] for k in checks_by_name(result).values() if not k["passed"]]
+        [k.message for k in checks_by_name(result).values() if not k.passed]
 
 
 def test_the_blank_release_runs_to_the_end_and_scores_zero(graded):
     result = graded["blank"]
     assert (result.status, result.score) == ("graded", 0.0), result.reason
     assert len(cells_by_id(result)) == 13
-    assert not any(k["passed"] for k in checks_by_name(result).values())
-    assert "NotImplementedError" in checks_by_name(result)["rnn_step_values"]["message"]
+    assert not any(k.passed for k in checks_by_name(result).values())
+    assert "NotImplementedError" in checks_by_name(result)["rnn_step_values"].message
 
 
 @pytest.mark.parametrize("student", sorted(EXPECTED_FAILURES))
@@ -160,15 +160,15 @@ def test_each_bug_costs_exactly_its_checks(graded, student):
     result = graded[student]
     assert result.status == "graded", result.reason
     expected = EXPECTED_FAILURES[student]
-    failed = {grade_id: {k["name"] for k in cell["checks"] if not k["passed"]}
+    failed = {grade_id: {k.name for k in cell.checks if not k.passed}
               for grade_id, cell in cells_by_id(result).items()}
     assert {g: names for g, names in failed.items() if names} == expected, \
-        {n: k["message"] for n, k in checks_by_name(result).items() if not k["passed"]}
+        {n: k.message for n, k in checks_by_name(result).items() if not k.passed}
     for grade_id, cell in cells_by_id(result).items():   # a cell's points shared by the weights of its hidden checks
-        total = sum(k["weight"] for k in cell["checks"] if k["hidden"])
-        earned = sum(k["weight"] for k in cell["checks"] if k["hidden"] and k["passed"])
-        assert cell["score"] == pytest.approx(cell["max_score"] * earned / total)
-        assert (cell["score"] == cell["max_score"]) == (earned == total)
+        total = sum(k.weight for k in cell.checks if k.hidden)
+        earned = sum(k.weight for k in cell.checks if k.hidden and k.passed)
+        assert cell.score == pytest.approx(cell.max_score * earned / total)
+        assert (cell.score == cell.max_score) == (earned == total)
     assert result.score < result.max_score   # every bug costs points: a hidden check catches each
 
 
@@ -177,4 +177,4 @@ def test_the_failure_messages_name_the_cause(graded, student):
     found = checks_by_name(graded[student])
     for name in set().union(*EXPECTED_FAILURES[student].values()):
         if name in EXPECTED_MESSAGES:
-            assert EXPECTED_MESSAGES[name] in found[name]["message"], found[name]["message"]
+            assert EXPECTED_MESSAGES[name] in found[name].message, found[name].message

@@ -28,9 +28,6 @@ class CheckVerdict:
     weight: float
     hidden: bool
 
-    def __getitem__(self, key: str):   # read access by field name, for older callers
-        return getattr(self, key)
-
 
 @dataclass
 class CellScore:
@@ -49,9 +46,6 @@ class CellScore:
     def from_dict(cls, data: dict) -> "CellScore":
         return cls(str(data["notebook"]), str(data["grade_id"]), float(data["score"]), float(data["max_score"]),
                    [CheckVerdict(**check) for check in data.get("checks", [])])
-
-    def __getitem__(self, key: str):   # read access by field name, for older callers
-        return getattr(self, key)
 
 
 @dataclass
