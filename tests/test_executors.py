@@ -8,24 +8,25 @@ checks Ray's assignment from the result's `where`.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 
 import pytest
-from conftest import new_course
 from nbformat.v4 import new_code_cell, new_notebook
-from notebooks import mean_square_lab, write_lab
 from traitlets.config import Config
 
 from autograder.authoring.pipeline import build_lab
 from autograder.course import Course
 from autograder.demo import DemoStudent, make_submission
 from autograder.executors.local import LocalExecutor
-from autograder.executors.sandbox import Limits, probe
+from autograder.executors.sandbox import probe
 from autograder.executors.slots import SlotPool
 from autograder.executors.spec import JobSpec
 from autograder.grading.batch import grade_lab
 from autograder.grading.lab import LabContext
+from conftest import new_course
+from notebooks import mean_square_lab, write_lab
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[test]')")
 
@@ -113,7 +114,7 @@ def outputs(result) -> dict[str, str]:
 def spec_for(course: Course, **limits) -> JobSpec:
     context = LabContext.load(course, LAB)
     spec = context.job_spec()
-    return JobSpec(limits=Limits(**{**spec.limits.__dict__, **limits}), env=spec.env, read_only=spec.read_only,
+    return JobSpec(limits=dataclasses.replace(spec.limits, **limits), env=spec.env, read_only=spec.read_only,
                    sandbox=True, warm_up_modules=("numpy", "torch"))
 
 

@@ -16,11 +16,12 @@ import sys
 import time
 
 import pytest
+from job_limits import default_limits
 from nbformat.v4 import new_code_cell, new_notebook
 
 from autograder.executors import gpu_watchdog
 from autograder.executors.gpu_watchdog import GiB, MemoryLimit, job_usage
-from autograder.executors.sandbox import Limits, probe
+from autograder.executors.sandbox import probe
 from autograder.executors.session import KernelSession
 from autograder.executors.slots import visible_gpus
 
@@ -94,7 +95,7 @@ def test_the_watchdog_kills_a_process_over_its_share_and_spares_one_under_it():
 @pytest.mark.skipif(not probe().available, reason=f"no sandbox here: {probe().reason}")
 def test_a_sandboxed_kernel_over_its_share_fails_with_the_reason(tmp_path):
     """The session's own pids (cgroup or process tree) are what the watchdog charges and kills."""
-    session = KernelSession(job_dir=tmp_path / "job", limits=Limits(cell_timeout=60, notebook_timeout=60),
+    session = KernelSession(job_dir=tmp_path / "job", limits=default_limits(cell_timeout=60, notebook_timeout=60),
                             env={}, sandbox=True)
     notebook = new_notebook(cells=[new_code_cell("import time\ntime.sleep(40)"), new_code_cell("print('after')")])
 
@@ -128,14 +129,14 @@ GPU_ONLY = pytest.mark.skipif(not HAS_GPU, reason="no NVIDIA GPU with NVML on th
 
 @GPU_ONLY
 def test_a_real_gpu_memory_hog_is_killed_and_recorded(tmp_path):
-    from conftest import new_course
-    from notebooks import mean_square_lab, write_lab
     from traitlets.config import Config
 
     from autograder.authoring.pipeline import build_lab
     from autograder.course import Course
     from autograder.demo import DemoStudent, make_submission
     from autograder.grading.batch import grade_lab
+    from conftest import new_course
+    from notebooks import mean_square_lab, write_lab
 
     course = new_course(tmp_path)
     write_lab(course.root, "tiny", mean_square_lab())
@@ -164,7 +165,7 @@ def test_a_gpu_slot_kernel_sees_exactly_its_gpu(tmp_path):
     notebook = new_notebook(cells=[new_code_cell(
         "import glob, os, torch\nprint(torch.cuda.device_count(), os.environ['CUDA_VISIBLE_DEVICES'], "
         "sorted(glob.glob('/dev/nvidia[0-9]*')))")])
-    spec = JobSpec(limits=Limits(memory_bytes=None), env={"PYTHONPATH": ""}, sandbox=True)
+    spec = JobSpec(limits=default_limits(memory_bytes=None), env={"PYTHONPATH": ""}, sandbox=True)
     with LocalExecutor(spec, SlotPool.for_machine(gpus=[gpu]), jobs=1) as executor:
         result = executor.execute(notebook, "gpu")
     assert result.status == "completed", result.reason
@@ -175,7 +176,6 @@ def test_a_gpu_slot_kernel_sees_exactly_its_gpu(tmp_path):
 @pytest.mark.parametrize("lab", ["lab1_cross_entropy", "lab3_mnist_lenet"])
 def test_grading_on_gpu_gives_the_verdicts_of_grading_on_cpu(tmp_path, lab):
     """The same submissions graded with CPU slots only and with GPU slots: every check, the same verdict."""
-    from conftest import REPO
     from traitlets.config import Config
 
     from autograder.authoring.pipeline import build_lab, copy_course_skeleton
@@ -188,6 +188,7 @@ def test_grading_on_gpu_gives_the_verdicts_of_grading_on_cpu(tmp_path, lab):
         make_submission,
     )
     from autograder.grading.batch import grade_lab
+    from conftest import REPO
 
     course = Course.load(copy_course_skeleton(REPO, tmp_path, [lab]))
     if lab == "lab3_mnist_lenet":

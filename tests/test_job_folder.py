@@ -24,19 +24,20 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import cell_scores, new_course
+from job_limits import default_limits
 from nbformat.v4 import new_code_cell, new_notebook
-from notebooks import mean_square_lab, write_lab
 
 from autograder.authoring.pipeline import build_lab
 from autograder.demo import DemoStudent, make_submission
 from autograder.executors import job_folder
 from autograder.executors.job_folder import JobFolder, measure_tree, remove_tree
 from autograder.executors.local import run_session, start_kernel
-from autograder.executors.sandbox import Limits, probe
+from autograder.executors.sandbox import probe
 from autograder.executors.slots import Slot
 from autograder.executors.spec import JobSpec
 from autograder.grading.batch import grade_lab
+from conftest import cell_scores, new_course
+from notebooks import mean_square_lab, write_lab
 
 MiB = 2**20
 LAB = "tiny"
@@ -453,7 +454,7 @@ def test_where_mounting_is_refused_the_disk_folder_is_measured_and_removed_howev
 @pytest.mark.skipif(not ROOT, reason="mounting a tmpfs needs root (CAP_SYS_ADMIN)")
 def test_a_folder_too_small_for_the_sockets_fails_the_start_with_the_reason_not_a_hang(job_parent):
     """Five sockets do not fit in 4 files and folders: the kernel cannot bind them and dies."""
-    spec = JobSpec(limits=Limits(cell_timeout=20, notebook_timeout=60, job_folder_inodes=4), env={}, sandbox=True)
+    spec = JobSpec(limits=default_limits(cell_timeout=20, notebook_timeout=60, job_folder_inodes=4), env={}, sandbox=True)
     nb = new_notebook(cells=[new_code_cell("print('never')")])
 
     async def start_and_run():
@@ -476,7 +477,7 @@ def test_a_callers_job_folder_on_disk_is_measured_after_the_run(tmp_path):
 
     writer = FIND_JOB + "open(os.path.join(job, 'big'), 'wb').write(b'x' * (3 << 20))\n"
     result = execute_notebook(new_notebook(cells=[new_code_cell(writer)]), job_dir=tmp_path / "job", sandbox=True,
-                              limits=Limits(cell_timeout=20, notebook_timeout=60, job_folder_bytes=2 * MiB))
+                              limits=default_limits(cell_timeout=20, notebook_timeout=60, job_folder_bytes=2 * MiB))
     assert (result.status, result.reason) == ("failed", "the job folder is over its cap: more than 2 MiB written "
                                                         "(c.Grading.job_folder_mib), measured after the run")
     assert result.cell_errors == {}
@@ -494,7 +495,7 @@ def test_the_short_sockets_folder_of_a_long_job_path_is_bounded_too(tmp_path):
               "print(sockets)\ntry:\n    open(os.path.join(sockets, 'big'), 'wb').write(b'x' * (2 << 20))\n"
               "except OSError as err:\n    print(err.errno)\n")
     result = execute_notebook(new_notebook(cells=[new_code_cell(writer)]), job_dir=job, sandbox=True,
-                              limits=Limits(cell_timeout=20, notebook_timeout=60))
+                              limits=default_limits(cell_timeout=20, notebook_timeout=60))
     sockets, error = result.notebook.cells[0].outputs[0]["text"].split()
     assert sockets.startswith("/tmp/agk-") and error == str(errno.ENOSPC)
     assert (result.status, result.reason) == ("failed", "the job folder is full: 1 MiB written, its cap "

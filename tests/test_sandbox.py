@@ -7,6 +7,7 @@ isolation checks run as cells inside one sandboxed kernel and raise when somethi
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -14,14 +15,16 @@ import time
 from pathlib import Path
 
 import pytest
+from job_limits import default_limits
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from autograder.executors import Limits
 from autograder.executors.cgroups import process_limit
-from autograder.executors.sandbox import Limits, probe, sandbox_argv
+from autograder.executors.sandbox import probe, sandbox_argv
 from autograder.executors.session import execute_notebook
 
 REPO = Path(__file__).resolve().parent.parent
-FAST = Limits(cell_timeout=20, notebook_timeout=60)
+FAST = default_limits(cell_timeout=20, notebook_timeout=60)
 CANARY = "AUTOGRADER_TEST_CANARY"
 # bwrap's minimal /dev: no GPUs, no disks
 DEV = {"null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "fd", "stdin", "stdout", "stderr",
@@ -89,7 +92,7 @@ def test_sandbox_isolation(tmp_path, monkeypatch):
     shared = tmp_path / "shared"
     shared.mkdir()
     (shared / "data.txt").write_text("course data")
-    limits = Limits(cell_timeout=30, notebook_timeout=60, file_size_bytes=1 << 20, tmpfs_bytes=4 << 20)
+    limits = default_limits(cell_timeout=30, notebook_timeout=60, file_size_bytes=1 << 20, tmpfs_bytes=4 << 20)
     prefix = Path(sys.base_prefix)
     cells = [
         # the host's files: the repository, /root beyond the Python installation, /etc
@@ -175,7 +178,7 @@ except OSError as err:
                          ids=["loop", "loop-ignoring-sigint"])
 def test_a_cell_over_its_time_is_stopped(tmp_path, source):
     start = time.monotonic()
-    result = run(tmp_path, ["1 + 1", source, "2 + 2"], Limits(cell_timeout=2, notebook_timeout=60))
+    result = run(tmp_path, ["1 + 1", source, "2 + 2"], default_limits(cell_timeout=2, notebook_timeout=60))
     assert result.status == "failed"
     assert result.reason == "timeout: cell 1 ran longer than 2 s"
     assert texts(result.notebook.cells[0]) == "2" and result.notebook.cells[2].outputs == []
@@ -183,7 +186,7 @@ def test_a_cell_over_its_time_is_stopped(tmp_path, source):
 
 
 def test_the_whole_notebook_has_a_wall_clock(tmp_path):
-    result = run(tmp_path, ["import time"] + ["time.sleep(1)"] * 10, Limits(cell_timeout=10, notebook_timeout=4))
+    result = run(tmp_path, ["import time"] + ["time.sleep(1)"] * 10, default_limits(cell_timeout=10, notebook_timeout=4))
     assert (result.status, result.reason) == ("failed", "timeout: the notebook ran longer than 4 s")
     assert result.wall_seconds < 10
 
@@ -198,7 +201,7 @@ def test_a_dying_kernel_fails_the_run(tmp_path, source, how):
 
 
 def test_process_limit_stops_a_fork_bomb(tmp_path):
-    with process_limit("probe", Limits()) as limit:
+    with process_limit("probe", default_limits()) as limit:
         if limit.reason:
             pytest.skip(limit.reason)
     marker = "987654"
@@ -211,7 +214,7 @@ try:
 finally:
     print(len(children))
 """
-    limits = Limits(cell_timeout=20, notebook_timeout=60, max_processes=64)
+    limits = default_limits(cell_timeout=20, notebook_timeout=60, max_processes=64)
     result = run(tmp_path, [bomb, "print('still here')"], limits)
     assert result.status == "completed"
     assert result.cell_errors[0].startswith("BlockingIOError")
@@ -224,7 +227,7 @@ finally:
 @pytest.mark.parametrize("source", ["while True: print('x' * 10_000)", "print('y' * 3_000_000)"],
                          ids=["many-messages", "one-huge-message"])
 def test_output_is_capped(tmp_path, source):
-    result = run(tmp_path, [source, "1"], Limits(cell_timeout=20, notebook_timeout=60, max_output_bytes=1 << 20))
+    result = run(tmp_path, [source, "1"], default_limits(cell_timeout=20, notebook_timeout=60, max_output_bytes=1 << 20))
     assert (result.status, result.reason) == ("failed", "output over 1 MiB")
     assert sum(len(texts(cell)) for cell in result.notebook.cells) <= 1 << 20
 
@@ -253,16 +256,19 @@ def test_a_coordinator_killed_while_the_sandbox_starts_leaves_nothing(tmp_path):
     coordinator = f"""
 import os, signal, subprocess, sys, time
 from pathlib import Path
-from autograder.grading.sandbox import Limits, sandbox_argv
+from autograder.executors.sandbox import sandbox_argv
+from autograder.grading.kernel_policy import limits_from
+from autograder.settings import Grading
 read, write = os.pipe()
-argv = sandbox_argv(['sleep', '{marker}'], job_dir=Path({str(tmp_path)!r}), env={{}}, limits=Limits(),
+argv = sandbox_argv(['sleep', '{marker}'], job_dir=Path({str(tmp_path)!r}), env={{}}, limits=limits_from(Grading()),
                     lifeline_fd=read)
 subprocess.Popen(argv, pass_fds=(read,), start_new_session=True)
 time.sleep(float(sys.argv[1]))
 os.kill(os.getpid(), signal.SIGKILL)
 """
     for delay in (0, 0.002, 0.005, 0.01, 0.03, 0.1):
-        subprocess.run([sys.executable, "-c", coordinator, str(delay)])
+        done = subprocess.run([sys.executable, "-c", coordinator, str(delay)], capture_output=True, text=True)
+        assert done.returncode == -signal.SIGKILL, done.stderr   # it started the sandbox, then died
     deadline = time.monotonic() + 5
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -270,7 +276,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 
 
 def test_sandbox_command_line():
-    argv = sandbox_argv(["python"], job_dir=Path("/tmp/job"), env={"A": "1"}, limits=Limits(memory_bytes=None))
+    argv = sandbox_argv(["python"], job_dir=Path("/tmp/job"), env={"A": "1"}, limits=default_limits(memory_bytes=None))
     assert argv[0].endswith("prlimit") and not any(a.startswith("--as=") for a in argv)
     bwrap = argv[argv.index("--") + 1:]
     for flag in ("--unshare-all", "--die-with-parent", "--new-session", "--clearenv"):
@@ -280,4 +286,4 @@ def test_sandbox_command_line():
     assert "/etc" not in bwrap and "/root" not in bwrap
     assert bwrap[-2:] == ["--", "python"]
     with pytest.raises(ValueError, match="RLIMIT_AS"):
-        sandbox_argv(["python"], job_dir=Path("/tmp/job"), env={}, limits=Limits(), gpu_devices=["/dev/null"])
+        sandbox_argv(["python"], job_dir=Path("/tmp/job"), env={}, limits=default_limits(), gpu_devices=["/dev/null"])

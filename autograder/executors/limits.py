@@ -16,9 +16,10 @@ MiB = 2**20
 GiB = 2**30
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Limits:
-    """Resource limits of one job.
+    """Resource limits of one job. No defaults here: the coordinator makes every Limits from
+    c.Grading (grading/kernel_policy.py `limits_from`), so each default lives in settings.py alone.
 
     memory_bytes is RLIMIT_AS (address space, not resident memory). It must be None for GPU
     jobs: CUDA reserves huge virtual ranges at initialisation and fails under RLIMIT_AS.
@@ -28,16 +29,22 @@ class Limits:
     can write (job_folder.py: a tmpfs of its own where the coordinator may mount).
     """
 
-    cell_timeout: int = 300             # wall-clock seconds per cell
-    notebook_timeout: int = 1200        # wall-clock seconds for the whole notebook
-    cpu_seconds: int = 3600             # RLIMIT_CPU of each process
-    memory_bytes: int | None = 8 * GiB  # RLIMIT_AS; None for GPU jobs
-    file_size_bytes: int = 256 * MiB    # RLIMIT_FSIZE
-    tmpfs_bytes: int = 1 * GiB          # the sandbox's /tmp (and /dev/shm)
-    max_processes: int = 256            # pids.max where a pids cgroup can be created
-    max_output_bytes: int = 64 * MiB    # total JSON size of outputs the client accepts
-    job_folder_bytes: int = 64 * MiB    # the job folder's size (sockets, connection file)
-    job_folder_inodes: int = 4096       # ... and the files and folders it may hold
+    cell_timeout: int           # wall-clock seconds per cell
+    notebook_timeout: int       # wall-clock seconds for the whole notebook
+    cpu_seconds: int            # RLIMIT_CPU of each process
+    memory_bytes: int | None    # RLIMIT_AS; None for GPU jobs
+    file_size_bytes: int        # RLIMIT_FSIZE
+    tmpfs_bytes: int            # the sandbox's /tmp (and /dev/shm)
+    max_processes: int          # pids.max where a pids cgroup can be created
+    max_output_bytes: int       # total JSON size of outputs the client accepts
+    job_folder_bytes: int       # the job folder's size (sockets, connection file)
+    job_folder_inodes: int      # ... and the files and folders it may hold
+
+
+# What probe() runs `true` under: small, and not the course's (the executors never read settings).
+PROBE_LIMITS = Limits(cell_timeout=30, notebook_timeout=30, cpu_seconds=10, memory_bytes=None, file_size_bytes=MiB,
+                      tmpfs_bytes=MiB, max_processes=16, max_output_bytes=MiB, job_folder_bytes=MiB,
+                      job_folder_inodes=64)
 
 
 def rlimit_argv(argv: Sequence[str], limits: Limits) -> list[str]:

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .host_system import SYSTEM_PROGRAM_PATH, system_flags, tool
-from .limits import Limits, rlimit_argv
+from .limits import PROBE_LIMITS, Limits, rlimit_argv
 
 SANDBOX_TMP = "/tmp"
 SANDBOX_HOME = "/tmp/home"
@@ -187,7 +187,7 @@ def probe() -> SandboxStatus:
                                         f"(apt-get install {package})")
     with tempfile.TemporaryDirectory(prefix="autograder-probe-") as job_dir:
         try:
-            argv = sandbox_argv(["/usr/bin/true"], job_dir=Path(job_dir).resolve(), env={}, limits=Limits())
+            argv = sandbox_argv(["/usr/bin/true"], job_dir=Path(job_dir).resolve(), env={}, limits=PROBE_LIMITS)
             done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
                                   stdin=subprocess.DEVNULL)
         except (OSError, subprocess.TimeoutExpired) as err:

@@ -10,7 +10,6 @@ the job ends, so no slot is ever held by two jobs.
 
 from __future__ import annotations
 
-import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -53,7 +52,8 @@ class SlotPool:
     @classmethod
     def for_machine(cls, gpus: list[int] | None = None, jobs_per_gpu: int = 1, cpu_jobs: int | None = None,
                     uuids: dict[int, str] | None = None) -> "SlotPool":
-        """GPU slots when there are GPUs (jobs_per_gpu each), else CPU slots (one per two cores).
+        """GPU slots when there are GPUs (jobs_per_gpu each), else cpu_jobs CPU slots (the coordinator
+        counts them from c.Grading: grading/kernel_policy.py `cpu_jobs`).
 
         gpus: minor numbers (default: every /dev/nvidiaN); uuids: minor → UUID (default: the driver's).
         """
@@ -63,8 +63,10 @@ class SlotPool:
             slots = [Slot(i, gpu, 1.0 / jobs_per_gpu, uuids.get(gpu))
                      for i, (gpu, _) in enumerate((g, k) for g in gpus for k in range(jobs_per_gpu))]
         else:
-            count = cpu_jobs or max(1, (os.cpu_count() or 2) // 2)
-            slots = [Slot(i) for i in range(count)]
+            if not cpu_jobs:
+                raise ValueError("a CPU-only SlotPool needs cpu_jobs (grading/kernel_policy.cpu_jobs counts them "
+                                 "from c.Grading)")
+            slots = [Slot(i) for i in range(cpu_jobs)]
         return cls(slots)
 
     def __len__(self) -> int:
