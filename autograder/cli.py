@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -33,13 +33,13 @@ def _load(course: Path) -> Course:
         _fail(str(err))
 
 
-def _fail(message: str):
+def _fail(message: str) -> NoReturn:
     console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(1)
 
 
 @app.command()
-def build(labs: Annotated[Optional[list[str]], typer.Argument(help="Labs to build (default: all).")] = None,
+def build(labs: Annotated[list[str] | None, typer.Argument(help="Labs to build (default: all).")] = None,
           course: CourseOption = Path(".")):
     """Build labs: release notebooks, public references, solutions, private references."""
     from .authoring.pipeline import build_lab
@@ -56,14 +56,14 @@ def build(labs: Annotated[Optional[list[str]], typer.Argument(help="Labs to buil
 
 
 @app.command()
-def grade(lab: str, student: Annotated[Optional[list[str]], typer.Option(help="Only these students.")] = None,
+def grade(lab: str, student: Annotated[list[str] | None, typer.Option(help="Only these students.")] = None,
           force: Annotated[bool, typer.Option(help="Regrade submissions already graded.")] = False,
           workers: Annotated[int, typer.Option(help="Submissions at once (0: from config).")] = 0,
-          executor: Annotated[Optional[str], typer.Option(
+          executor: Annotated[str | None, typer.Option(
               help="Where kernels run: local (this machine's slots) or ray (default: c.Grading.executor).")] = None,
-          address: Annotated[Optional[str], typer.Option(
+          address: Annotated[str | None, typer.Option(
               help="Ray cluster address for --executor ray ('auto': a running cluster; default: a local Ray).")] = None,
-          gpus: Annotated[Optional[str], typer.Option(
+          gpus: Annotated[str | None, typer.Option(
               help="GPUs to grade on: auto, none, or minor numbers like 0,2 (default: c.Grading.gpus).")] = None,
           course: CourseOption = Path(".")):
     """Grade every submission in submitted/<student>/LAB/ (resumes where a batch stopped)."""
@@ -107,7 +107,7 @@ def grade(lab: str, student: Annotated[Optional[list[str]], typer.Option(help="O
 
 
 @app.command()
-def feedback(lab: str, student: Annotated[Optional[list[str]], typer.Option(help="Only these students.")] = None,
+def feedback(lab: str, student: Annotated[list[str] | None, typer.Option(help="Only these students.")] = None,
              course: CourseOption = Path(".")):
     """Write feedback/<student>/LAB/<notebook>.html for graded students."""
     from .grading.batch import submitted_students
@@ -125,7 +125,7 @@ def feedback(lab: str, student: Annotated[Optional[list[str]], typer.Option(help
 
 @app.command()
 def export(output: Annotated[Path, typer.Option(help="CSV file to write.")] = Path("grades.csv"),
-           lab: Annotated[Optional[list[str]], typer.Option(help="Only these labs.")] = None,
+           lab: Annotated[list[str] | None, typer.Option(help="Only these labs.")] = None,
            course: CourseOption = Path(".")):
     """Write a CSV: student, lab, status (graded / failed: reason / missing), score."""
     from .grading.export import export_csv
@@ -138,7 +138,7 @@ def export(output: Annotated[Path, typer.Option(help="CSV file to write.")] = Pa
 @app.command()
 def collect(lab: str, archive_dir: Annotated[Path, typer.Argument(
                 help="Folder of LMS downloads: the LMS's zip file(s), students' zips, notebooks.")],
-            layout: Annotated[Optional[str], typer.Option(
+            layout: Annotated[str | None, typer.Option(
                 help="The LMS's file naming: canvas, moodle or plain (default: c.Collect.layout).")] = None,
             course: CourseOption = Path(".")):
     """Collect LMS downloads into submitted/<student>/LAB/; a file that breaks a rule is skipped, with the rule."""
@@ -166,8 +166,8 @@ def collect(lab: str, archive_dir: Annotated[Path, typer.Argument(
         table = Table(title="Skipped")
         for column in ("file", "student", "reason"):
             table.add_column(column, style="yellow" if column == "reason" else None)
-        for row in report.skipped:
-            table.add_row(Text(row.source), Text(row.student or "-"), Text(row.reason))
+        for skipped in report.skipped:
+            table.add_row(Text(skipped.source), Text(skipped.student or "-"), Text(skipped.reason))
         console.print(table)
     if not report.collected:
         _fail(f"nothing collected from {archive_dir}: every file was skipped (reasons above)")
@@ -177,7 +177,8 @@ def collect(lab: str, archive_dir: Annotated[Path, typer.Argument(
 
 @app.command()
 def config(all_classes: Annotated[bool, typer.Option(
-               "--all", help="Also nbgrader's classes that nbgrader_config.py configures, every trait of each.")] = False,
+               "--all",
+               help="Also nbgrader's classes that nbgrader_config.py configures, every trait of each.")] = False,
            course: CourseOption = Path(".")):
     """Every setting (c.Grading.*, c.Collect.*): its default, this course's value where it differs, its help.
 
@@ -237,7 +238,7 @@ def demo(course: CourseOption = Path("."),
 
 
 @app.command()
-def data(mnist_from: Annotated[Optional[Path], typer.Option(
+def data(mnist_from: Annotated[Path | None, typer.Option(
              "--mnist-from", help="A folder with MNIST's four original IDX files (.gz or not), for machines "
                                   "without a network.")] = None,
          download: Annotated[bool, typer.Option(help="Let torchvision try the network for MNIST.")] = True,

@@ -35,7 +35,7 @@ class Course:
     config: Config = field(default_factory=Config)
 
     @classmethod
-    def load(cls, root: str | Path = ".") -> "Course":
+    def load(cls, root: str | Path = ".") -> Course:
         root = Path(root).resolve()
         _put_venv_on_path()
         config = Config()

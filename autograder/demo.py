@@ -151,7 +151,8 @@ def run_demo(course: Course, lab: str, console: Console) -> None:
 
     written = write_feedback(course, lab, [s.name for s in students])
     after = _digest(course, ("source", "release", "private", "solutions"))
-    console.print(f"feedback: {len(written)} HTML file(s) in {course.feedback.relative_to(course.root)}/<student>/{lab}/")
+    console.print(f"feedback: {len(written)} HTML file(s) in "
+                  f"{course.feedback.relative_to(course.root)}/<student>/{lab}/")
     console.print(f"course files unchanged by student code: {'yes' if before == after else '[red]NO[/]'}")
     console.print(f"gradebook.db intact: {_gradebook_ok(course.root / 'gradebook.db')}")
 

@@ -62,10 +62,12 @@ class Collect(Configurable):
                        "or <student>/LAB/<notebook>.ipynb).").tag(config=True)
     max_file_mib = Float(64.0, help="Largest notebook, or student's zip, extracted (MiB): checked on the zip's "
                                     "header and counted while reading.").tag(config=True)
-    max_archive_mib = Float(256.0, help="Largest total of the notebooks one student's zip yields (MiB).").tag(config=True)
+    max_archive_mib = Float(
+        256.0, help="Largest total of the notebooks one student's zip yields (MiB).").tag(config=True)
     max_entries = Int(100000, help="Most entries a zip may have (a download or a student's zip).").tag(config=True)
-    zip_dates = Bool(True, help="Moodle and plain: a zip entry's date is the submission time (timestamp.txt) and "
-                                "orders duplicates. Canvas's never are: they are when the zip was made.").tag(config=True)
+    zip_dates = Bool(True, help="Moodle and plain: a zip entry's date is the submission time (timestamp.txt) "
+                                "and orders duplicates. Canvas's never are: they are when the zip was made."
+                     ).tag(config=True)
 
 
 #: Our configurable classes, in the order `autograder config` lists them.
@@ -100,7 +102,7 @@ def settings_of(cls: type[Configurable], config: Config) -> list[Setting]:
         trait = traits[name]
         kind = type(trait).__name__
         if isinstance(trait, Enum):
-            kind += " of " + ", ".join(map(repr, trait.values))
+            kind += " of " + ", ".join(map(repr, trait.values or ()))
         is_set = any(name in config[section] for section in sections)
         default = trait.default()
         help_text = " ".join((trait.help or "").split())

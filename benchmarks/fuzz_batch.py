@@ -22,16 +22,14 @@ import time
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tests"))
-
-from conftest import new_course  # noqa: E402
-from malformed import malformed_submissions  # noqa: E402
-from notebooks import mean_square_lab, write_lab  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))   # conftest, malformed, notebooks
 
 from autograder.authoring.pipeline import build_lab
-from autograder.demo import DemoStudent, make_submission  # noqa: E402
+from autograder.demo import DemoStudent, make_submission
 from autograder.grading.batch import grade_lab
+from conftest import new_course
+from malformed import malformed_submissions
+from notebooks import mean_square_lab, write_lab
 
 LAB = "tiny"
 
@@ -74,7 +72,8 @@ def main() -> int:
     honest_ok = all(results.get(s) is not None and (results[s].status, results[s].score) == ("graded", 3.0)
                     for s in honest)
     total = args.count + args.honest
-    print(f"machine: {platform.node()}, {platform.processor() or platform.machine()}, Python {platform.python_version()}")
+    print(f"machine: {platform.node()}, {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}")
     print(f"{args.count} malformed + {args.honest} honest submissions graded in {seconds:.1f} s "
           f"({total / seconds:.1f} per second); coordinator peak RSS {peak_mib:.0f} MiB")
     print(f"batch crashed: {crashed or 'no'}; internal errors: {kinds.get('internal error', 0)}; "

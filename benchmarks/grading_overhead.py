@@ -101,8 +101,8 @@ def main() -> None:
         nbgrader = str(Path(sys.executable).with_name("nbgrader"))
         start = time.perf_counter()
         for student in students:
-            subprocess.run([nbgrader, "autograde", args.lab, "--student", student, "--force", "--create", *NBGRADER_ENGINE_ON],
-                           cwd=course.root, check=True, capture_output=True)
+            subprocess.run([nbgrader, "autograde", args.lab, "--student", student, "--force", "--create",
+                            *NBGRADER_ENGINE_ON], cwd=course.root, check=True, capture_output=True)
         serial = (time.perf_counter() - start) / len(students)
         print(f"  nbgrader autograde (serial, same machine, same submissions): {serial:.2f} s per submission")
 

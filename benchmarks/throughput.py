@@ -119,7 +119,8 @@ def main() -> None:
         prepared = grade_with(course, args.lab, names, workers, prepared_per_slot=args.ahead)
         cold = None if args.skip_cold else grade_with(course, args.lab, names, workers, prepared_per_slot=0)
         if cold is not None and cold["scores"] != prepared["scores"]:
-            raise SystemExit(f"scores differ between prepared and cold kernels:\n{prepared['scores']}\n{cold['scores']}")
+            raise SystemExit("scores differ between prepared and cold kernels:\n"
+                             f"{prepared['scores']}\n{cold['scores']}")
         serial_names = names[:args.nbgrader_n or len(names)]
         serial = nbgrader_serial(course, args.lab, serial_names)
 
@@ -135,7 +136,8 @@ def main() -> None:
         for label, row in rows:
             if row is None:
                 continue
-            extra = f", overhead beyond the notebook's compute {row['overhead']:.2f} s (median)" if "overhead" in row else ""
+            extra = (f", overhead beyond the notebook's compute {row['overhead']:.2f} s (median)"
+                     if "overhead" in row else "")
             print(f"  {label:45} {row['per_minute']:6.1f} submissions/min ({row['wall']:.1f} s){extra}")
             if "stages" in row:
                 print("      median s per submission: " + ", ".join(f"{k} {v:.2f}" for k, v in row["stages"].items())

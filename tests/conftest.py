@@ -15,11 +15,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from notebooks import mean_square_lab, write_lab  # noqa: E402
-
 from autograder.authoring.pipeline import build_lab, copy_course_skeleton
-from autograder.course import Course  # noqa: E402
+from autograder.course import Course
 from autograder.data import FASHION_MNIST_SOURCE
+from notebooks import mean_square_lab, write_lab
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -15,8 +15,8 @@ import os
 import random
 import socket
 import stat
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 Writer = Callable[[Path], None]
 

@@ -4,12 +4,12 @@ import json
 
 import nbformat
 import pytest
-from conftest import new_course
-from notebooks import grade_cell, locked_cell, mean_square_lab, write_lab
 
 from autograder.authoring.pipeline import build_lab
 from autograder.authoring.source_rules import SourceError
 from autograder.references import load_references
+from conftest import new_course
+from notebooks import grade_cell, locked_cell, mean_square_lab, write_lab
 
 
 def release_text(course, lab="tiny"):

@@ -144,10 +144,12 @@ ATTACKS = {
     "the eval alias as seen from the function": (
         dict(extra=["e = eval"], replace=calls("e('torch.autograd.grad')(x @ W + b, (x, W, b), dout)")),
         "affine_backward, line 3: calls e, a value bound by an assignment at cell 7, line 1"),
-    "operator.methodcaller": (dict(extra=["from operator import methodcaller\nrun_backward = methodcaller('backward')"]),
+    "operator.methodcaller": (dict(extra=["from operator import methodcaller\n"
+                                          "run_backward = methodcaller('backward')"]),
                               "imports operator.methodcaller"),
     "sys.modules": (dict(extra=["import sys\nT = sys.modules['torch']"]), "imports sys"),
-    "a lambda stored in a dict": (dict(extra=[AUTOGRAD_AFFINE + "\n\nOPS = {'b': lambda dout, cache: _affine_vjp(dout, cache)}"],
+    "a lambda stored in a dict": (dict(extra=[AUTOGRAD_AFFINE
+                                              + "\n\nOPS = {'b': lambda dout, cache: _affine_vjp(dout, cache)}"],
                                        replace=calls("OPS['b'](dout, cache)")),
                                   "calls a function taken out of a container (OPS['b'])"),
     "a def inside an if block": (dict(extra=["if True:" + AUTOGRAD_AFFINE.replace("\n", "\n    ")],
@@ -174,7 +176,8 @@ def checked(function):
                              "reaches the notebook's variables dynamically (globals)"),
     "a decoy: a second def wins": (dict(extra=[AUTOGRAD_AFFINE.replace("_affine_vjp", "affine_backward")]),
                                    "affine_backward is bound more than once (a def at cell 6, line 1; a def at cell 7"),
-    "a decoy: a for loop binds it": (dict(extra=[AUTOGRAD_AFFINE + "\n\nfor affine_backward in [_affine_vjp]:\n    pass"]),
+    "a decoy: a for loop binds it": (dict(extra=[AUTOGRAD_AFFINE
+                                                 + "\n\nfor affine_backward in [_affine_vjp]:\n    pass"]),
                                      "a for loop at cell 7, line 6"),
     "a decoy: a global declaration": (dict(extra=[AUTOGRAD_AFFINE + "\n\ndef install():\n    global affine_backward\n"
                                                   "    affine_backward = _affine_vjp"]),
@@ -188,18 +191,22 @@ def checked(function):
     "a swapped __code__": (dict(extra=["affine_backward.__code__ = (lambda dout, cache: None).__code__"]),
                            "uses .__code__, which reaches Python's internals"),
     "a module written by %%writefile": (dict(extra=["%%writefile helpers.py\nimport torch\n" + AUTOGRAD_AFFINE,
-                                                    "import helpers"], replace=calls("helpers._affine_vjp(dout, cache)")),
+                                                    "import helpers"],
+                                             replace=calls("helpers._affine_vjp(dout, cache)")),
                                         "uses the cell magic %%writefile"),
     "a written module imported": (dict(extra=["%%writefile helpers.py\nimport torch\n" + AUTOGRAD_AFFINE,
                                               "import helpers"], replace=calls("helpers._affine_vjp(dout, cache)")),
-                                  "cell 8, line 1: imports helpers, which is not on the by-hand rule's list of modules"),
-    "a module written to /tmp": (dict(extra=["import sys\nwith open('/tmp/helpers.py', 'w') as f:\n    f.write('x = 1')\n"
-                                             "sys.path.insert(0, '/tmp')\nimport helpers"]), "imports helpers"),
+                                  "cell 8, line 1: imports helpers, "
+                                  "which is not on the by-hand rule's list of modules"),
+    "a module written to /tmp": (dict(extra=["import sys\nwith open('/tmp/helpers.py', 'w') as f:\n"
+                                             "    f.write('x = 1')\nsys.path.insert(0, '/tmp')\nimport helpers"]),
+                                 "imports helpers"),
     "importlib": (dict(extra=["import importlib\nhelpers = importlib.import_module('helpers')"]), "imports importlib"),
     "a relative import": (dict(extra=["from . import helpers"]), "imports .helpers relatively"),
     "import *": (dict(extra=["from torch.autograd import *"]), "imports * from torch.autograd"),
     "a cell that does not parse": (dict(extra=["def affine_backward(dout, cache:\n    pass"]), "cell 7 does not parse"),
-    "IPython syntax the old rule skipped": (dict(extra=["files = !ls\n" + AUTOGRAD_AFFINE + "\naffine_backward = _affine_vjp"]),
+    "IPython syntax the old rule skipped": (dict(extra=["files = !ls\n" + AUTOGRAD_AFFINE
+                                                        + "\naffine_backward = _affine_vjp"]),
                                             "runs a shell command (!...)"),
     "%run": (dict(extra=["%run helpers.py"]), "uses the magic %run"),
     "a help line": (dict(extra=["torch.autograd.grad?"]), "uses the magic %pinfo"),
@@ -220,7 +227,8 @@ def checked(function):
     "a plotting backend loaded by name": (dict(extra=["import matplotlib\nmatplotlib.use('module://helpers')"]),
                                           "names a module to load by name (module://helpers)"),
     "a default argument": (dict(replace={"affine_backward": "def affine_backward(dout, cache, vjp=torch.autograd.grad):"
-                                                            "\n    x, W, b = cache\n    return vjp(x @ W + b, (x, W, b), dout)"}),
+                                                            "\n    x, W, b = cache\n"
+                                                            "    return vjp(x @ W + b, (x, W, b), dout)"}),
                            "affine_backward, line 1: uses torch.autograd"),
     "a parameter called": (dict(replace={"affine_backward": "def affine_backward(dout, cache, vjp=None):"
                                                             "\n    return vjp(dout)"}),
@@ -235,15 +243,19 @@ def checked(function):
                                "_affine_vjp (called from affine_backward), line 2: turns on requires_grad"),
     "a builtin shadowed": (dict(extra=[AUTOGRAD_AFFINE + "\n\nlen = _affine_vjp"], replace=calls("len(dout, cache)")),
                            "calls len, a value bound by an assignment"),
-    "a builtin not on the list": (dict(replace=calls("type(dout)")), "uses type, a builtin the by-hand rule does not allow"),
+    "a builtin not on the list": (dict(replace=calls("type(dout)")),
+                                  "uses type, a builtin the by-hand rule does not allow"),
     "torch rebound": (dict(extra=["import numpy as torch"]), None),   # judged below, through relu_forward
-    "enable_grad": (dict(replace={"affine_backward": "def affine_backward(dout, cache):\n    with torch.enable_grad():\n"
-                                                     "        x, W, b = cache\n        return dout @ W.T, x.T @ dout, dout.sum(dim=0)"}),
+    "enable_grad": (dict(replace={"affine_backward": "def affine_backward(dout, cache):\n"
+                                                     "    with torch.enable_grad():\n"
+                                                     "        x, W, b = cache\n"
+                                                     "        return dout @ W.T, x.T @ dout, dout.sum(dim=0)"}),
                     "turns autograd on (enable_grad)"),
     "requires_grad=": (dict(replace=calls("torch.ones(1, requires_grad=True)")), "creates a tensor with requires_grad"),
     "a tensor hook": (dict(replace=calls("x.register_hook(print)")), "uses .register_hook"),
     "raw aten operators": (dict(replace=calls("torch.ops.aten.mm(dout, W.T)")), "uses torch.ops"),
-    "a backward op by name": (dict(replace=calls("torch.threshold_backward(dout, x, 0.0)")), "uses .threshold_backward"),
+    "a backward op by name": (dict(replace=calls("torch.threshold_backward(dout, x, 0.0)")),
+                              "uses .threshold_backward"),
     "finite differences": (dict(replace=calls("numeric_gradient(lambda V: ((x @ V + b) * dout).sum(), W)")),
                            "uses autograder.checks.numeric_gradient (imported as numeric_gradient), which computes a "
                            "gradient for you"),
@@ -291,6 +303,18 @@ def test_each_attack_is_named(attack):
         assert all(any(v.startswith("cell ") for v in violations(f, **spec)) for f in GRADED)
 
 
+@pytest.mark.parametrize(("argument", "refused"), [
+    ("allow_pickle=True", True), ("allow_pickle=not False", True), ("allow_pickle=-1", True),
+    ("allow_pickle=flag", True), ("allow_pickle=-'x'", True), ("allow_pickle=False", False),
+    ("allow_pickle=not True", False), ("allow_pickle=-0", False),
+    ("weights_only=False", True), ("weights_only=not True", True), ("weights_only=not False", False)])
+def test_pickle_arguments_are_read_as_constants_negated_or_not(argument, refused):
+    # a negated constant was read as a plain one (AttributeError: 'UnaryOp' object has no attribute 'value')
+    loader = "np.load('x.npy', " if argument.startswith("allow") else "torch.load('x.pt', "
+    found = violations(extra=[f"flag = True\nobj = {loader}{argument})"])
+    assert any("loads pickled objects" in v for v in found) is refused, found
+
+
 def test_a_rebound_module_name_is_refused_where_it_is_used():
     spec, _ = ATTACKS["torch rebound"]
     assert any("relu_forward (called in the test cell of relu_backward), line 5: uses torch, imported as "
@@ -300,7 +324,8 @@ def test_a_rebound_module_name_is_refused_where_it_is_used():
 
 def test_a_violation_in_a_layer_reaches_the_functions_that_call_it_and_no_other():
     spec = dict(extra=[AUTOGRAD_AFFINE], replace=calls("_affine_vjp(dout, cache)"))
-    assert "_affine_vjp (called from two_layer_loss), line 2: turns on requires_grad" in violations("two_layer_loss", **spec)
+    assert "_affine_vjp (called from two_layer_loss), line 2: turns on requires_grad" in \
+        violations("two_layer_loss", **spec)
     # the layer is no one else's business: the other functions keep their points
     assert [violations(f, **spec) for f in ("relu_backward", "sigmoid_backward", "softmax_loss")] == [[], [], []]
 
@@ -320,7 +345,8 @@ def test_instructor_cells_are_trusted_but_still_may_not_bind_graded_names():
 def test_allowed_magics_and_others():
     sources, trusted = attacked()
     assert function_violations(["%matplotlib inline"] + sources, "affine_backward")[1] == []
-    for magic, phrase in [("%time x = 1", "%time"), ("%%capture\nx = 1", "%%capture"), ("%load_ext autoreload", "%load_ext"),
+    for magic, phrase in [("%time x = 1", "%time"), ("%%capture\nx = 1", "%%capture"),
+                          ("%load_ext autoreload", "%load_ext"),
                           ("%config InlineBackend.figure_format = 'svg'", "%config")]:
         assert any(phrase in v for v in function_violations([magic] + sources, "affine_backward")[1]), magic
 
@@ -414,7 +440,8 @@ def relu_backward(dout, cache):
     return dout * (cache > 0)
 '''}), "has a decorator (@checked)"),
     "rebinder": ("an honest def, then the name rebound to autograd", "affine_backward",
-                 dict(replace={"affine_backward": HONEST_AFFINE + AUTOGRAD_AFFINE + "\n\naffine_backward = _affine_vjp"}),
+                 dict(replace={"affine_backward": HONEST_AFFINE + AUTOGRAD_AFFINE
+                                                  + "\n\naffine_backward = _affine_vjp"}),
                  "bound more than once (a def at cell 6, line 1; an assignment at cell 6, line 10)"),
     "importer": ("a module written to disk and imported", "relu_backward",
                  dict(extra_cell='''
@@ -447,9 +474,8 @@ CELL_OF = {"affine_backward_tests": "affine_backward_by_hand", "relu_tests": "re
 @pytest.fixture(scope="module")
 def graded_cheaters(tmp_path_factory):
     """Lab 2 built once; the honest student and every cheater graded in one batch."""
-    from conftest import build_repo_lab, grade_class
-
     from autograder.demo import DemoStudent
+    from conftest import build_repo_lab, grade_class
 
     course = build_repo_lab(tmp_path_factory, LAB, ["xor"])
     students = [DemoStudent("honest", "the solution")] + [
@@ -463,7 +489,7 @@ def test_autograd_by_any_trick_scores_nothing_and_is_named(graded_cheaters):
     assert (honest.status, honest.reason) == ("graded", None)
     assert honest.score == honest.max_score > 0
     assert all(check.passed for cell in honest.cells for check in cell.checks)
-    for student, (story, function, _, phrase) in E2E_CHEATERS.items():
+    for student, (_story, function, _, phrase) in E2E_CHEATERS.items():
         result = graded_cheaters[student]
         assert (result.status, result.reason) == ("graded", None), (student, result.reason)
         cells = {cell.grade_id: cell for cell in result.cells}

@@ -197,7 +197,8 @@ BY_HAND_CELLS = [
 
 #: What the cheating cells of BY_HAND_CELLS cost every function of that notebook: code in a cell the
 #: student edits can rebind or patch what any graded function calls, so it is judged notebook-wide.
-BY_HAND_NOTEBOOK_WIDE = ["cell 5, line 2: imports torch.autograd", "cell 6, line 2: looks up attributes dynamically (getattr)",
+BY_HAND_NOTEBOOK_WIDE = ["cell 5, line 2: imports torch.autograd",
+                         "cell 6, line 2: looks up attributes dynamically (getattr)",
                          "cell 7, line 1: imports torch.autograd.grad", "cell 7, line 2: imports torch.func",
                          "cell 9, line 2: keeps the function tf.vjp(...) returns as a value"]
 
@@ -216,7 +217,7 @@ def test_by_hand_rule_reads_the_source(function, found, problem):
         return
     notebook_wide = [v for v in violations if v.startswith("cell ")]
     assert len(notebook_wide) == len(BY_HAND_NOTEBOOK_WIDE), violations
-    assert all(v.startswith(w) for v, w in zip(notebook_wide, BY_HAND_NOTEBOOK_WIDE)), notebook_wide
+    assert all(v.startswith(w) for v, w in zip(notebook_wide, BY_HAND_NOTEBOOK_WIDE, strict=True)), notebook_wide
     own = [v for v in violations if not v.startswith("cell ")]
     if problem:
         assert any(problem in v for v in own), violations
@@ -295,12 +296,12 @@ def test_the_checker_records_labelled_references_as_plain_json(monkeypatch):
 
 
 def test_a_wrong_labelled_reference_fails_the_build_naming_it(tmp_path):
-    from conftest import new_course
     from nbformat.v4 import new_notebook
-    from notebooks import SETUP, grade_cell, locked_cell, solution_cell, write_lab
 
     from autograder.authoring.pipeline import build_lab
     from autograder.authoring.source_rules import SourceError
+    from conftest import new_course
+    from notebooks import SETUP, grade_cell, locked_cell, solution_cell, write_lab
 
     course = new_course(tmp_path)
     write_lab(course.root, "tiny", new_notebook(cells=[
@@ -328,7 +329,8 @@ def test_a_wrong_labelled_reference_fails_the_build_naming_it(tmp_path):
     ({"min_accuracy": 0.9}, 0.95, True, "(at least 90% needed)"),
     ({"min_accuracy": 0.9}, 0.85, False, "at least 90% needed"),
     ({"min_accuracy": 0.0, "max_accuracy": 0.8}, 0.5, True, "(at most 80% expected)"),
-    ({"min_accuracy": 0.0, "max_accuracy": 0.8}, 0.99, False, "accuracy 99.00% on 400 held-out examples, at most 80% expected"),
+    ({"min_accuracy": 0.0, "max_accuracy": 0.8}, 0.99, False,
+     "accuracy 99.00% on 400 held-out examples, at most 80% expected"),
     ({"min_accuracy": 0.1, "max_accuracy": 0.8}, 0.05, False, "between 10% and 80% expected"),
 ])
 def test_accuracy_may_have_an_upper_bound_to_show_a_model_fails(params, accuracy, passed, phrase):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+
 from conftest import new_course
 from notebooks import mean_square_lab, write_lab
 

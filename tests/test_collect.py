@@ -14,22 +14,22 @@ import subprocess
 import sys
 import time
 import zipfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import new_course
-from notebooks import mean_square_lab, write_lab
 
 from autograder.course import Course, CourseError
 from autograder.grading.collect import TEMP_PREFIX, check_student_id, collect_lab
+from conftest import new_course
+from notebooks import mean_square_lab, write_lab
 
 AUTOGRADER = str(Path(sys.executable).with_name("autograder"))
 DATE = (2024, 5, 1, 12, 0, 0)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def notebook(tag: str) -> bytes:
     """A student notebook whose content says who made it (to tell which file landed where); the
     same bytes for the same tag (nbformat gives new cells random ids)."""
@@ -317,7 +317,7 @@ def test_a_file_in_alices_zip_named_like_bobs_submission_stays_alices(course, tm
 @pytest.mark.filterwarnings("ignore:Duplicate name")
 def test_duplicates_keep_the_newest_when_dated_and_write_nbgraders_timestamp(course, tmp_path):
     downloads = tmp_path / "downloads"
-    june = int(datetime(2024, 6, 1, 8, 30, tzinfo=timezone.utc).timestamp())
+    june = int(datetime(2024, 6, 1, 8, 30, tzinfo=UTC).timestamp())
     make_zip(downloads / "a.zip", [
         (info("alice_tiny.ipynb", date=(2024, 5, 1, 12, 0, 0)), notebook("alice-1")),
         (info("alice_tiny.ipynb", date=(2024, 5, 3, 12, 0, 0)), notebook("alice-3")),

@@ -17,7 +17,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import new_course
 
 from autograder.course import Course
 from autograder.data import (
@@ -30,6 +29,7 @@ from autograder.data import (
     stage_all,
 )
 from autograder.grading.kernel_policy import read_only_binds
+from conftest import new_course
 
 AUTOGRADER = str(Path(sys.executable).with_name("autograder"))
 RAW = "fashion_mnist/FashionMNIST/raw"

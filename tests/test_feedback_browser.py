@@ -19,10 +19,7 @@ import re
 import nbformat
 import numpy as np
 import pytest
-from browser import chromium
-from conftest import new_course
 from nbformat.v4 import new_code_cell, new_markdown_cell
-from notebooks import mean_square_lab, write_lab
 from traitlets.config import Config
 
 from autograder.authoring.pipeline import build_lab
@@ -31,6 +28,9 @@ from autograder.demo import DemoStudent, make_submission
 from autograder.grading.batch import grade_lab
 from autograder.grading.feedback import CSP, write_feedback
 from autograder.references import load_references
+from browser import chromium
+from conftest import new_course
+from notebooks import mean_square_lab, write_lab
 
 LAB = "tiny"
 MARK = "PWNED"
@@ -202,8 +202,10 @@ READ_PAGE = """() => {
       t => [...t.querySelectorAll('th')].map(text)),
     active: all.filter(e => ['SCRIPT', 'IFRAME', 'OBJECT', 'EMBED', 'svg', 'FOREIGNOBJECT', 'FORM', 'BASE',
                              'LINK', 'AUDIO', 'VIDEO'].includes(e.tagName)).map(e => e.tagName),
-    handlers: all.flatMap(e => [...e.attributes].filter(a => a.name.startsWith('on')).map(a => e.tagName + ' ' + a.name)),
-    styles: document.querySelectorAll('style').length, bodyStyles: document.querySelectorAll('body style, [style]').length,
+    handlers: all.flatMap(e => [...e.attributes].filter(a => a.name.startsWith('on'))
+                                                 .map(a => e.tagName + ' ' + a.name)),
+    styles: document.querySelectorAll('style').length,
+    bodyStyles: document.querySelectorAll('body style, [style]').length,
     hrefs: [...document.querySelectorAll('[href]')].map(e => e.getAttribute('href')),
     srcs: [...document.querySelectorAll('[src], [srcdoc], [data]')].map(e => e.outerHTML.slice(0, 80)),
     maths: [...document.querySelectorAll('math')].map(m => ({display: m.getAttribute('display'),
@@ -313,7 +315,8 @@ def test_every_feedback_page_renders_verdicts_and_runs_nothing(pages):
                 assert "raised ValueError" in checks["mean_square_negative"][1]
                 assert "raised an exception" in checks["outer_values"][1]
             if student == "markup":   # the student's markdown is shown, as text
-                assert any(h.startswith("My notes") for h in seen["h2"]) and f"<script>{JS}</script>" in seen["innerText"]
+                assert any(h.startswith("My notes") for h in seen["h2"])
+                assert f"<script>{JS}</script>" in seen["innerText"]
 
 
 def test_the_policy_alone_stops_script_that_escaping_let_through(pages, tmp_path):

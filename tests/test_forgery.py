@@ -15,8 +15,6 @@ import os
 
 import nbformat
 import pytest
-from conftest import failed_checks, new_course
-from notebooks import mean_square_lab, write_lab
 
 from autograder.authoring.pipeline import build_lab
 from autograder.checks.observation import decode
@@ -24,6 +22,8 @@ from autograder.demo import DemoStudent, make_submission
 from autograder.executors.sandbox import probe
 from autograder.grading.batch import grade_lab
 from autograder.grading.sanitize import sanitize
+from conftest import failed_checks, new_course
+from notebooks import mean_square_lab, write_lab
 
 LAB = "refs"
 HIDDEN_LINE = "check.close('mean_square_negative', mean_square(ms_x), expected=ms_reference)"

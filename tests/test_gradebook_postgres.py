@@ -11,14 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import new_course
-from notebooks import mean_square_lab, write_lab
 
 from autograder.authoring.pipeline import build_lab
 from autograder.course import Course
 from autograder.demo import DemoStudent, make_submission
 from autograder.grading.batch import grade_lab
 from autograder.grading.gradebook import recorded_scores
+from conftest import new_course
+from notebooks import mean_square_lab, write_lab
 
 BINARIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
 

@@ -12,8 +12,6 @@ from pathlib import Path
 
 import nbformat
 import pytest
-from conftest import new_course
-from notebooks import mean_square_lab, write_lab
 from traitlets.config import Config
 
 from autograder.authoring.pipeline import build_lab
@@ -24,6 +22,8 @@ from autograder.grading.batch import grade_lab
 from autograder.grading.export import export_csv
 from autograder.grading.feedback import write_feedback
 from autograder.grading.gradebook import recorded_scores
+from conftest import new_course
+from notebooks import mean_square_lab, write_lab
 
 LAB = "tiny"
 SUM_NOT_MEAN = "def mean_square(x):\n    return (x ** 2).sum()"
@@ -37,7 +37,8 @@ def attack_cell(course: Course) -> str:
     targets = [str(course.root / "source" / LAB / f"{LAB}.ipynb"), str(course.references_file(LAB)),
                str(course.root / "gradebook.db"), "/etc/shadow"]
     return (f"import os\nfound = []\nfor p in {targets!r}:\n    try:\n        open(p, 'rb').read(); found.append(p)\n"
-            f"    except OSError:\n        pass\ntry:\n    open({str(course.root / 'gradebook.db')!r}, 'w').write('x')\n"
+            f"    except OSError:\n        pass\n"
+            f"try:\n    open({str(course.root / 'gradebook.db')!r}, 'w').write('x')\n"
             "    found.append('wrote gradebook')\nexcept OSError:\n    pass\nprint('FOUND', found)\n"
             "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=2); print('NETWORK')\n"
             "except OSError:\n    print('no network')")

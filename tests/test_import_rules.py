@@ -416,7 +416,7 @@ CAUGHT = [
 def test_the_checker_catches_each_violation_and_names_file_line_and_module(fake, rule, expected):
     found = rule(read_imports(fake), fake)
     assert len(found) == len(expected), found
-    for message, start in zip(found, expected):
+    for message, start in zip(found, expected, strict=True):
         assert message.startswith(start), (message, start)
 
 

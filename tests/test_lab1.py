@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import pytest
+
+from autograder.course import Course
+from autograder.demo import NO_BATCH_MEAN, UNSTABLE_SOFTMAX, DemoStudent
+from autograder.references import load_references
 from conftest import (
     assert_committed_lab_matches_the_source,
     build_repo_lab,
@@ -11,10 +15,6 @@ from conftest import (
     grade_class,
     public_and_hidden,
 )
-
-from autograder.course import Course
-from autograder.demo import NO_BATCH_MEAN, UNSTABLE_SOFTMAX, DemoStudent
-from autograder.references import load_references
 
 LAB = "lab1_cross_entropy"
 STUDENTS = [

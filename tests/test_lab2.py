@@ -25,6 +25,10 @@ and two_layer_loss's too when the violation sits in a layer it calls.
 from __future__ import annotations
 
 import pytest
+
+from autograder.course import Course
+from autograder.demo import DemoStudent
+from autograder.references import load_references
 from conftest import (
     assert_committed_lab_matches_the_source,
     assert_costs_exactly,
@@ -37,10 +41,6 @@ from conftest import (
     grade_class,
     public_and_hidden,
 )
-
-from autograder.course import Course
-from autograder.demo import DemoStudent
-from autograder.references import load_references
 
 LAB = "lab2_backprop_xor"
 FULL_CELLS = {"affine_forward_tests": 1.0, "affine_backward_tests": 3.0, "relu_tests": 2.0, "sigmoid_tests": 2.0,
@@ -253,7 +253,8 @@ EXPECTED = {
                  {"affine_backward_by_hand", "two_layer_loss_by_hand"}),   # right values, no points
     "no_bias": ({"affine_forward_tests": 0.0, "two_layer_loss_tests": 0.0},
                 {"affine_forward_values", "affine_forward_one_point", "affine_forward_batch",
-                 *{f"two_layer_{f}_loss" for f in ("one_point", *BATCHES)}, *two_layer(("one_point", *BATCHES), GRADS)}),
+                 *{f"two_layer_{f}_loss" for f in ("one_point", *BATCHES)},
+                 *two_layer(("one_point", *BATCHES), GRADS)}),
 }
 
 

@@ -13,6 +13,12 @@ import json
 
 import nbformat
 import pytest
+
+from autograder.course import Course
+from autograder.data import FASHION_MNIST_SOURCE, sha256_file
+from autograder.demo import DemoStudent
+from autograder.executors.sandbox import probe
+from autograder.grading.kernel_policy import SANDBOX_DATA
 from conftest import (
     assert_committed_lab_matches_the_source,
     assert_data_cell_names_the_command,
@@ -24,12 +30,6 @@ from conftest import (
     grade_class,
     needs_fashion_mnist,
 )
-
-from autograder.course import Course
-from autograder.data import FASHION_MNIST_SOURCE, sha256_file
-from autograder.demo import DemoStudent
-from autograder.executors.sandbox import probe
-from autograder.grading.kernel_policy import SANDBOX_DATA
 
 LAB = "lab3_mnist_lenet"
 

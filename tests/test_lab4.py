@@ -16,6 +16,10 @@ music21 rejects. Those downstream losses are asserted too, each with its cause.
 from __future__ import annotations
 
 import pytest
+
+from autograder.course import Course
+from autograder.demo import DemoStudent
+from autograder.references import load_references
 from conftest import (
     assert_committed_lab_matches_the_source,
     build_repo_lab,
@@ -24,10 +28,6 @@ from conftest import (
     grade_class,
     public_and_hidden,
 )
-
-from autograder.course import Course
-from autograder.demo import DemoStudent
-from autograder.references import load_references
 
 LAB = "lab4_rnn_music"
 
@@ -164,7 +164,7 @@ def test_each_bug_costs_exactly_its_checks(graded, student):
               for grade_id, cell in cells_by_id(result).items()}
     assert {g: names for g, names in failed.items() if names} == expected, \
         {n: k.message for n, k in checks_by_name(result).items() if not k.passed}
-    for grade_id, cell in cells_by_id(result).items():   # a cell's points shared by the weights of its hidden checks
+    for cell in cells_by_id(result).values():   # a cell's points shared by the weights of its hidden checks
         total = sum(k.weight for k in cell.checks if k.hidden)
         earned = sum(k.weight for k in cell.checks if k.hidden and k.passed)
         assert cell.score == pytest.approx(cell.max_score * earned / total)

@@ -22,6 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+from autograder.course import Course
+from autograder.data.colored import build as build_colored
+from autograder.demo import DemoStudent
+from autograder.references import load_references
 from conftest import (
     assert_committed_lab_matches_the_source,
     assert_costs_exactly,
@@ -34,11 +39,6 @@ from conftest import (
     needs_fashion_mnist,
     public_and_hidden,
 )
-
-from autograder.course import Course
-from autograder.data.colored import build as build_colored
-from autograder.demo import DemoStudent
-from autograder.references import load_references
 
 LAB = "lab5_vae_debiasing"
 FULL = 14.0
@@ -134,7 +134,8 @@ def graded(lab5_course):
 
 def test_the_colored_data_set_is_imbalanced_as_documented(lab5_course):
     root = lab5_course.data / "colored_fashion_mnist"
-    images, labels, colors = (np.load(root / f"train_{n}.npy", allow_pickle=False) for n in ("images", "labels", "colors"))
+    images, labels, colors = (np.load(root / f"train_{n}.npy", allow_pickle=False)
+                              for n in ("images", "labels", "colors"))
     assert images.shape == (10000, 3, 28, 28) and images.dtype == np.uint8
     assert {(y, c): int(np.sum((labels == y) & (colors == c))) for y in (0, 1) for c in (0, 1)} == \
         {(1, 0): 4750, (1, 1): 250, (0, 0): 2500, (0, 1): 2500}

@@ -27,11 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import grade_class, new_course
 from nbconvert.exporters import NotebookExporter
 from nbgrader.apps.api import NbGraderAPI
 from nbgrader.converters import Autograde, GenerateAssignment, GenerateFeedback
-from notebooks import mean_square_lab, write_lab
 
 from autograder.authoring.pipeline import build_lab
 from autograder.course import Course
@@ -39,6 +37,8 @@ from autograder.demo import PATCH_ALLCLOSE, READ_COURSE, DemoStudent
 from autograder.grading.feedback import write_feedback
 from autograder.grading.gradebook import recorded_scores
 from autograder.grading.nbgrader_guard import RefuseAutograde, RefuseFeedback
+from conftest import grade_class, new_course
+from notebooks import mean_square_lab, write_lab
 
 LAB = "tiny"
 BIN = Path(sys.executable).parent
@@ -55,7 +55,8 @@ def course(tmp_path_factory) -> Course:
     vandal = READ_COURSE.format(paths=[str(course.source / LAB / f"{LAB}.ipynb"), str(course.references_file(LAB))],
                                 gradebook=str(course.root / "gradebook.db"))
     results = grade_class(course, LAB, [
-        DemoStudent("patcher", "patches numpy/torch allclose, wrong answers", answers="wrong", extra_cell=PATCH_ALLCLOSE),
+        DemoStudent("patcher", "patches numpy/torch allclose, wrong answers", answers="wrong",
+                    extra_cell=PATCH_ALLCLOSE),
         DemoStudent("vandal", "reads the course, writes 'pwned' into gradebook.db", extra_cell=vandal)])
     assert {s: (r.status, r.score, r.max_score) for s, r in results.items()} == \
         {s: ("graded", *scores) for s, scores in OUR_SCORES.items()}

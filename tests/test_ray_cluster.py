@@ -26,13 +26,13 @@ import uuid
 from pathlib import Path
 
 import pytest
-from conftest import cell_scores, new_course
-from notebooks import mean_square_lab, write_lab
 
 from autograder.authoring.pipeline import build_lab
 from autograder.demo import DemoStudent, make_submission
 from autograder.grading.gradebook import recorded_scores
 from autograder.grading.results import load_result
+from conftest import cell_scores, new_course
+from notebooks import mean_square_lab, write_lab
 
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[test]')")
 import psutil  # noqa: E402  (after ray, which ships one)

@@ -6,7 +6,6 @@ import ast
 
 import pytest
 from nbformat.v4 import new_notebook
-from notebooks import grade_cell, solution_cell
 
 from autograder.authoring.reference_code import (
     reference_only_names,
@@ -14,6 +13,7 @@ from autograder.authoring.reference_code import (
     strip_reference_code,
 )
 from autograder.authoring.source_rules import SourceError
+from notebooks import grade_cell, solution_cell
 
 
 def stripped(*cells):
@@ -25,7 +25,8 @@ def stripped(*cells):
 def test_expected_arguments_go_wherever_they_stand():
     assert strip_expected_arguments('check.equal("a", all(x),\n            expected=True, hint="h")') == \
         'check.equal("a", all(x),\n            hint="h")'
-    assert strip_expected_arguments('check.grad("a", v,\n    expected={"x": f(1),\n        "y": 2},\n    hint="h")') == \
+    assert strip_expected_arguments('check.grad("a", v,\n    expected={"x": f(1),\n'
+                                    '        "y": 2},\n    hint="h")') == \
         'check.grad("a", v,\n    hint="h")'
     assert strip_expected_arguments('check.grad("a", v, hint=h, expected={\n  "x": f(1)})\nnext()') == \
         'check.grad("a", v, hint=h)\nnext()'

@@ -31,7 +31,8 @@ def references() -> dict[str, Reference]:
          "lab", "logits_tests", 4, False),
         (Observation("f_by_hand", "by_hand", {"function": "f", "found": True, "violations": []},
                      {"function": "f", "weight": 0.0}), "lab", "logits_tests", 4, False),
-        (Observation("count", "equal", np.array([1, 2], dtype=np.int64), {"weight": 3.0}), "lab", "grad_tests", 7, True),
+        (Observation("count", "equal", np.array([1, 2], dtype=np.int64), {"weight": 3.0}),
+         "lab", "grad_tests", 7, True),
     ]
     return {obs.name: Reference(obs, notebook, grade_id, index, hidden)
             for obs, notebook, grade_id, index, hidden in observations}

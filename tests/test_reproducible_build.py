@@ -16,12 +16,12 @@ from pathlib import Path
 
 import nbformat
 import numpy as np
-from conftest import new_course
-from notebooks import grade_cell, mean_square_lab, write_lab
 from nbformat.v4 import new_code_cell
 
 from autograder.authoring.pipeline import references_agree, write_solution
 from autograder.checks.observation import Observation, encode
+from conftest import new_course
+from notebooks import grade_cell, mean_square_lab, write_lab
 
 AUTOGRADER = Path(sys.executable).with_name("autograder")
 
@@ -35,7 +35,8 @@ NOISE_CELL = (
     "### BEGIN HIDDEN TESTS\n"
     "check.close('big_mean_square_head', mean_square(x[:500_000]))\n"
     "### END HIDDEN TESTS")
-PRINT_CELL = "print('threads:', torch.get_num_threads(), 'mean square:', mean_square(torch.randn(999_999, generator=torch.Generator().manual_seed(1))).item())"
+PRINT_CELL = ("print('threads:', torch.get_num_threads(), 'mean square:', "
+              "mean_square(torch.randn(999_999, generator=torch.Generator().manual_seed(1))).item())")
 
 
 def noisy_lab():
@@ -94,12 +95,13 @@ def test_rebuild_with_other_threads_is_byte_identical_and_a_real_change_rewrites
 def test_unchanged_sources_but_a_value_beyond_tolerance_rewrites(tmp_path):
     course = new_course(tmp_path / "course")
     nb = mean_square_lab()
-    nb.cells.append(grade_cell("scaled_tests", "import os\nscale = float(os.environ.get('SCALE', '1'))\n"
-                                               "check.close('scaled', mean_square(torch.tensor([1.0, 2.0])) * scale)\n"
-                                               "print('scale', scale)\n"
-                                               "### BEGIN HIDDEN TESTS\n"
-                                               "check.close('scaled_hidden', mean_square(torch.tensor([3.0])) * scale)\n"
-                                               "### END HIDDEN TESTS"))
+    nb.cells.append(grade_cell("scaled_tests",
+                               "import os\nscale = float(os.environ.get('SCALE', '1'))\n"
+                               "check.close('scaled', mean_square(torch.tensor([1.0, 2.0])) * scale)\n"
+                               "print('scale', scale)\n"
+                               "### BEGIN HIDDEN TESTS\n"
+                               "check.close('scaled_hidden', mean_square(torch.tensor([3.0])) * scale)\n"
+                               "### END HIDDEN TESTS"))
     write_lab(course.root, "tiny", nb)
     build(course, "tiny", threads=1)
     first = committed_files(course, "tiny")

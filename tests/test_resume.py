@@ -8,13 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from conftest import new_course
-from notebooks import mean_square_lab, write_lab
-
 from autograder.authoring.pipeline import build_lab
 from autograder.demo import DemoStudent, make_submission
 from autograder.grading.gradebook import recorded_scores
 from autograder.grading.results import load_result
+from conftest import new_course
+from notebooks import mean_square_lab, write_lab
 
 AUTOGRADER = str(Path(sys.executable).with_name("autograder"))
 

@@ -6,7 +6,6 @@ import dataclasses
 import os
 
 import pytest
-from conftest import REPO, new_course
 from traitlets import Int
 from typer.testing import CliRunner
 
@@ -15,6 +14,7 @@ from autograder.course import Course
 from autograder.executors import Limits
 from autograder.grading.kernel_policy import cpu_jobs, limits_from
 from autograder.settings import Collect, Grading, settings_of
+from conftest import REPO, new_course
 
 
 def config_output(course: Course, *options: str) -> str:

@@ -106,7 +106,8 @@ def generate_release(course: Course, lab: str) -> None:
     config = Config(course.config)
     # Reference code leaves every test cell before nbgrader saves it to the gradebook (SaveCells):
     # what OverwriteCells restores under grading, and the release, compute no reference.
-    config.GenerateAssignment.preprocessors = [StripReferenceCode, *GenerateAssignment.class_traits()["preprocessors"].make_dynamic_default()]
+    nbgrader_preprocessors = GenerateAssignment.class_traits()["preprocessors"].make_dynamic_default()
+    config.GenerateAssignment.preprocessors = [StripReferenceCode, *nbgrader_preprocessors]
     coursedir = course.coursedir()
     coursedir.assignment_id = lab
     app = GenerateAssignment(coursedir=coursedir, config=config)
@@ -130,7 +131,8 @@ def check_release(source, release, path: Path) -> None:
 
 
 def _region_only_lines(nb) -> set[str]:
-    inside, outside = set(), set()
+    inside: set[str] = set()
+    outside: set[str] = set()
     for cell in nb.cells:
         lines = cell.source.splitlines()
         regions = marker_lines(cell.source, BEGIN_SOLUTION, END_SOLUTION) + \

@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 
 from ..cells import hidden_lines, is_test_cell, nbgrader_meta
 from ..checks.checker import MODE_VARIABLE
-from ..checks.compare import compare, scored_accuracy, verify_declared
+from ..checks.compare import Outcome, compare, scored_accuracy, verify_declared
 from ..checks.observation import Observation, observations_in_outputs
 from ..references import Reference
 from .source_rules import SourceError
@@ -59,6 +59,8 @@ def record_references(nb, path: Path, labels_for=None) -> dict[str, Reference]:
             if not is_test_cell(cell):
                 raise SourceError(path, index, f"check {obs.name!r} is called outside a test cell "
                                   "(nbgrader.grade = true): it would never be graded", grade_id)
+            if not isinstance(grade_id, str):   # check_source refuses these first
+                raise SourceError(path, index, "an nbgrader cell without a grade_id")
             if obs.name in references:
                 other = references[obs.name]
                 raise SourceError(path, index, f"check name {obs.name!r} repeats: cell {other.cell_index} "
@@ -66,6 +68,7 @@ def record_references(nb, path: Path, labels_for=None) -> dict[str, Reference]:
             if obs.problem:
                 raise SourceError(path, index, f"check {obs.name!r} could not record the solution's value: "
                                   f"it was {obs.problem}", grade_id)
+            declared: Outcome | None
             if obs.kind == "accuracy":
                 declared = compare(obs, scored_accuracy(obs, labels_for(obs.params["dataset"])))
             else:
@@ -93,12 +96,12 @@ def check_points_are_hidden(nb, references: dict[str, Reference], path: Path) ->
         meta = nbgrader_meta(cell)
         if not is_test_cell(cell) or not float(meta.get("points", 0) or 0):
             continue
-        refs = by_cell.get(meta.get("grade_id"), [])
+        refs = by_cell.get(meta.get("grade_id", ""), [])
         if not any(ref.hidden and ref.weight > 0 and ref.observation.kind != "by_hand" for ref in refs):
-            raise SourceError(path, index, "this test cell has points but no hidden check of positive weight: its points "
-                              "come from hidden checks only (public references ship with the release, so a public "
-                              "value can be copied). Add a hidden check between ### BEGIN HIDDEN TESTS and "
-                              "### END HIDDEN TESTS.", meta.get("grade_id"))
+            raise SourceError(path, index, "this test cell has points but no hidden check of positive weight: "
+                              "its points come from hidden checks only (public references ship with the release, "
+                              "so a public value can be copied). Add a hidden check between ### BEGIN HIDDEN TESTS "
+                              "and ### END HIDDEN TESTS.", meta.get("grade_id"))
     for ref in references.values():
         if ref.hidden and ref.observation.kind in ("close", "grad", "equal"):
             twin = next((p for p in public if _same_value(p, ref.observation)), None)

@@ -226,7 +226,7 @@ def _statement_lists(tree):
 
 
 def _expected_value_nodes(tree) -> set[int]:
-    ids = set()
+    ids: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             for keyword in node.keywords:
@@ -262,7 +262,7 @@ def _keyword_span(source: str, start: int, end: int) -> tuple[int, int, str]:
     return (before - 1 if before > 0 and source[before - 1] == "," else start), end, ""
 
 
-def _indent_of(source: str, offsets: "_LineOffsets", stmt) -> str:
+def _indent_of(source: str, offsets: _LineOffsets, stmt) -> str:
     line = source[offsets.line_start(stmt):]
     return line[:len(line) - len(line.lstrip(" \t"))]
 

@@ -8,6 +8,7 @@ them here, naming the notebook and the cell.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NoReturn
 
 from ..cells import (
     BEGIN_HIDDEN,
@@ -41,8 +42,8 @@ def check_source(nb, path: Path | str) -> None:
         meta = nbgrader_meta(cell)
         grade_id = meta.get("grade_id")
 
-        def fail(message):
-            raise SourceError(path, index, message, grade_id)
+        def fail(message: str) -> NoReturn:
+            raise SourceError(path, index, message, grade_id)   # noqa: B023  (called in this iteration only)
 
         source = cell.get("source", "")
         try:

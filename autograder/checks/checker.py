@@ -16,6 +16,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 from .compare import (
@@ -186,7 +187,8 @@ def _by_hand_in_kernel(function):
     if not isinstance(name, str):
         return None, f"a {type(function).__qualname__}, not a function"
     try:
-        sources = list(get_ipython().user_ns.get("In", []))  # noqa: F821  (IPython's cell history)
+        # IPython's builtin (its cell history), defined only in a kernel
+        sources = list(get_ipython().user_ns.get("In", []))  # type: ignore[name-defined]  # noqa: F821
     except NameError:
         import inspect
 
@@ -212,7 +214,7 @@ def _json_expected(expected):
 
 def _caller_line() -> int | None:
     """Line of the call in the test cell: the first frame outside this package."""
-    frame = sys._getframe(1)
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
         frame = frame.f_back
     return frame.f_lineno if frame is not None else None

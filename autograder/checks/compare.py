@@ -117,7 +117,8 @@ def _close(ref: Observation, got: Observation, reveal: bool) -> Outcome:
     cause = likely_cause_for_values(exp64, val64, rtol=rtol, atol=atol)
     wrong = int(np.sum(~ok))
     if not reveal:
-        return _fail(ref, f"{wrong} of {ok.size} values differ from the reference (rtol={rtol:g}, atol={atol:g})", cause)
+        return _fail(ref, f"{wrong} of {ok.size} values differ from the reference (rtol={rtol:g}, atol={atol:g})",
+                     cause)
     where = np.unravel_index(int(np.argmax(np.where(ok, 0.0, np.abs(val64 - exp64)))), ok.shape)
     at = f" at index {tuple(int(i) for i in where)}" if ok.ndim else ""
     detail = (f"{wrong} of {ok.size} values differ (rtol={rtol:g}, atol={atol:g}); "
@@ -156,7 +157,8 @@ def _grad(ref: Observation, got: Observation, reveal: bool) -> Outcome:
     detail = f"largest relative error {worst:.2e} (allowed {rtol:.0e}): {verdict}"
     if reveal and error.ndim:
         where = np.unravel_index(int(np.argmax(error)), error.shape)
-        detail += f"; worst at index {tuple(int(i) for i in where)}: expected {expected[where]:.6g}, got {value[where]:.6g}"
+        detail += (f"; worst at index {tuple(int(i) for i in where)}: "
+                   f"expected {expected[where]:.6g}, got {value[where]:.6g}")
     return _fail(ref, detail, cause)
 
 
@@ -210,15 +212,18 @@ def _accuracy(ref: Observation, got: Observation, reveal: bool) -> Outcome:
 
 
 def _shape(ref: Observation, got: Observation, reveal: bool) -> Outcome:
-    declared = ref.params.get("shape")
+    declared = ref.params["shape"]   # check.shape records the declared shape
     value = got.value
     if not isinstance(value, dict) or "shape" not in value:
         return _fail(ref, f"expected something of shape {_shape_text(declared)}, got {_describe(value)}")
     shape = tuple(value["shape"])
-    if len(shape) == len(declared) and all(d is None or d == s for d, s in zip(declared, shape)):
+    if len(shape) == len(declared) and all(d is None or d == s for d, s in zip(declared, shape, strict=True)):
         return _pass(ref)
-    cause = likely_cause_for_shape(tuple(d if d is not None else s for d, s in zip(declared, shape)), shape) \
-        if len(shape) == len(declared) else likely_cause_for_shape(tuple(declared), shape)
+    if len(shape) == len(declared):
+        cause = likely_cause_for_shape(tuple(d if d is not None else s for d, s in zip(declared, shape, strict=True)),
+                                       shape)
+    else:
+        cause = likely_cause_for_shape(tuple(declared), shape)
     return _fail(ref, f"expected shape {_shape_text(declared)}, got {_shape_text(shape)}", cause)
 
 

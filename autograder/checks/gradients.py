@@ -14,7 +14,8 @@ tensor is handled without importing torch until one is given.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 

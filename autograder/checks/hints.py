@@ -51,7 +51,8 @@ def likely_cause_for_values(expected: np.ndarray, got: np.ndarray, *, rtol: floa
             return f"exactly {k}x too large: a sum where a mean over {k} items is expected?"
         inv = 1.0 / scale
         if round(inv) >= 2 and abs(inv - round(inv)) < 1e-6 * inv:
-            return f"exactly {round(inv)}x too small: divided by the batch size twice, or a mean where a sum is expected?"
+            return (f"exactly {round(inv)}x too small: divided by the batch size twice, "
+                    "or a mean where a sum is expected?")
     if got.ndim >= 1 and got.shape[-1] > 1 and close(got.sum(axis=-1), 1.0) and not close(expected.sum(axis=-1), 1.0):
         return "the rows sum to 1: probabilities (softmax) where raw scores (logits) are expected?"
     if np.all(expected < 50) and close(got, np.exp(expected)):

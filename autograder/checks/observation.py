@@ -164,8 +164,10 @@ def decode(payload: Any) -> Observation:
         raise MalformedObservation(f"observation {name!r}: line must be an integer")
     problem = payload.get("problem")
     if problem is not None and (not isinstance(problem, str) or len(problem) > MAX_PROBLEM_CHARS):
-        raise MalformedObservation(f"observation {name!r}: problem must be text of at most {MAX_PROBLEM_CHARS} characters")
+        raise MalformedObservation(
+            f"observation {name!r}: problem must be text of at most {MAX_PROBLEM_CHARS} characters")
     fmt, data = payload.get("format"), payload.get("data")
+    value: Any
     if fmt == "safetensors":
         value = _decode_array(name, data)
     elif fmt == "json":
@@ -199,7 +201,8 @@ def _check_value(name: str, kind: str, value: Any, problem: str | None) -> None:
         if not (isinstance(value, dict) and set(value) <= {"shape", "dtype"} and isinstance(shape, list)
                 and len(shape) <= 64 and all(type(s) is int and s >= 0 for s in shape)
                 and isinstance(value.get("dtype", ""), str) and len(value.get("dtype", "")) <= 64):
-            raise MalformedObservation(f"observation {name!r}: a shape check records {{'shape': [sizes], 'dtype': text}}")
+            raise MalformedObservation(
+                f"observation {name!r}: a shape check records {{'shape': [sizes], 'dtype': text}}")
     if kind == "by_hand" and not isinstance(value, dict):
         raise MalformedObservation(f"observation {name!r}: a by_hand check records an object")
 

@@ -27,10 +27,10 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from importlib import import_module
 from pathlib import Path
-from typing import Callable, Iterable
 
 from .dataset import (
     FASHION_MNIST_SOURCE,

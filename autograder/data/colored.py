@@ -128,7 +128,8 @@ def stage(context: StageContext) -> str:
     try:
         train = FashionMNIST(source, train=True)
     except Exception as err:  # torchvision raises several types on bad files
-        raise DataError(f"{KEY}: torchvision cannot read the staged Fashion-MNIST: {type(err).__name__}: {err}") from None
+        raise DataError(f"{KEY}: torchvision cannot read the staged Fashion-MNIST: "
+                        f"{type(err).__name__}: {err}") from None
     files = build(train.data.numpy(), train.targets.numpy(), np.load(source / "test_images.npy"),
                   np.load(held_out, allow_pickle=False))
 

@@ -6,9 +6,9 @@ without importing the package that imports it back.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..checks.accuracy import LABELS_FOLDER
 

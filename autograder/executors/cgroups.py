@@ -14,10 +14,10 @@ import re
 import signal
 import time
 import uuid
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 from .limits import Limits
 from .processes import pid_namespace

@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 import zmq
 from jupyter_client.kernelspec import KernelSpec
 from jupyter_client.manager import AsyncKernelManager
+from jupyter_client.provisioning import LocalProvisioner
 from nbclient import NotebookClient
 
 KERNEL_ARGV = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
@@ -52,8 +53,11 @@ class KernelManager(AsyncKernelManager):
         kc.context.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
         return kc
 
-    async def start_kernel(self, **kw) -> None:
+    # jupyter_client declares AsyncKernelManager.start_kernel as an awaitable callable over its sync base's
+    # signature (with its own type: ignore), so an async override reads as incompatible with the base's.
+    async def start_kernel(self, **kw) -> None:   # type: ignore[override]
         await super().start_kernel(**kw)
+        assert isinstance(self.provisioner, LocalProvisioner)   # what our kernel spec gets
         self.process = self.provisioner.process   # kept: the provisioner forgets it at shutdown
 
     def kernel_alive(self) -> bool:

@@ -17,9 +17,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +48,7 @@ class GpuMemory:
             self._handles[int(nvml.nvmlDeviceGetMinorNumber(handle))] = handle
 
     @classmethod
-    def open(cls) -> "GpuMemory | str":
+    def open(cls) -> GpuMemory | str:
         """NVML, or the reason it is not available here (no driver, no package)."""
         try:
             import pynvml

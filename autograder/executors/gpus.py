@@ -22,7 +22,7 @@ def gpu_uuids(proc: Path = Path("/proc/driver/nvidia/gpus")) -> dict[int, str]:
     order, and whether or not the other GPUs' device nodes are visible (in the sandbox only
     the job's own node is, so its CUDA index is 0, not N).
     """
-    found = {}
+    found: dict[int, str] = {}
     if not proc.is_dir():
         return found
     for info in proc.glob("*/information"):

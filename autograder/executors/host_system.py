@@ -18,7 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 # The host's system, as an allow-list (module doc), found out by tracing real lab kernels.
 # Debian's merged-/usr top-level links are recreated as links; without merged /usr, /bin is
@@ -84,7 +84,8 @@ def _folder_flags(folders: Sequence[str], libraries: Sequence[str]) -> tuple[str
     one; then the loader (from /bin/sh's and Python's ELF headers) and SYSTEM_PATHS."""
     keep = set(folders) | {os.path.join(os.path.dirname(path), "gconv") for path in libraries
                            if os.path.basename(path) == "libc.so.6"}
-    bound, masked = [], []
+    bound: list[str] = []
+    masked: list[str] = []
     for folder in folders:
         if not any(_under(folder, top) for top in bound):
             bound.append(folder)

@@ -61,7 +61,7 @@ class JobFolder:
 
     @classmethod
     def create(cls, *, prefix: str = "autograder-", dir: str | os.PathLike | None = None,
-               size_bytes: int, inodes: int, bound: bool = True) -> "JobFolder":
+               size_bytes: int, inodes: int, bound: bool = True) -> JobFolder:
         """A fresh folder (mkdtemp in `dir`, default the temporary folder), a tmpfs with these
         caps when `bound` and this process may mount; else a plain folder with `problem` set."""
         _check_caps(size_bytes, inodes)
@@ -72,7 +72,7 @@ class JobFolder:
         return folder
 
     @classmethod
-    def given(cls, path: str | os.PathLike, *, size_bytes: int, inodes: int) -> "JobFolder":
+    def given(cls, path: str | os.PathLike, *, size_bytes: int, inodes: int) -> JobFolder:
         """The caller's own folder (created if missing), plain: measured after the run, and
         removed by the caller."""
         path = Path(path).resolve()

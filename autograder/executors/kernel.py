@@ -71,7 +71,7 @@ class Kernel:
         self.km = KernelManager(wrap, max_message_bytes=request.limits.max_output_bytes + 2**16,
                                 transport="ipc", ip=str(self.sockets / "ipc"),
                                 connection_file=str(self.sockets / "kernel.json"))
-        stack.push_async_callback(self._stop_kernel, job_dir)
+        stack.push_async_callback(self._stop_kernel, self.km, job_dir)
         try:
             # nbclient's own start would add this: no history database in the sandbox's /tmp
             await self.km.start_kernel(extra_arguments=["--HistoryManager.hist_file=:memory:"], **launch)
@@ -120,14 +120,15 @@ class Kernel:
 
     def kill(self) -> None:
         """SIGKILL the kernel's process group and everything in its cgroup, without waiting."""
-        if self.km is not None and self.km.kernel_alive():
-            kill_group(self.km.process.pid)
+        km = self.km
+        if km is not None and km.process is not None and km.kernel_alive():
+            kill_group(km.process.pid)
         if self.processes is not None:
             self.processes.signal_all()
 
     def exit_text(self, *, sandboxed: bool, cpu_seconds: int) -> str:
         """How the kernel's process ended, in words (processes.exit_text)."""
-        process = self.km.process
+        process = self.km.process if self.km is not None else None
         return exit_text(process.poll() if process is not None else None, sandboxed=sandboxed,
                          cpu_seconds=cpu_seconds)
 
@@ -144,9 +145,8 @@ class Kernel:
         if self.iopub_monitor is not None:
             self.iopub_monitor.close(linger=0)
 
-    async def _stop_kernel(self, job_dir: Path) -> None:
+    async def _stop_kernel(self, km: KernelManager, job_dir: Path) -> None:
         """Kill the kernel's process group and wait for it; clean up the manager's files."""
-        km = self.km
         if km.process is not None:
             if km.kernel_alive():
                 kill_group(km.process.pid)

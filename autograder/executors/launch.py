@@ -10,9 +10,10 @@ KernelRequest is what the session was given, as the launch reads it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO, Any
 
 from .cgroups import ProcessLimit
 from .job_folder import JobFolder
@@ -49,7 +50,7 @@ def launch_arguments(request: KernelRequest, *, sandboxed: bool, processes: Proc
     """(wrap, arguments): what wraps the kernel's command line (the sandbox, or the rlimits
     alone, inside the process cgroup) and the kernel manager's launch arguments (its log,
     environment, working folder and, sandboxed, the lifeline's read end)."""
-    launch = {"stdout": log_file, "stderr": log_file}
+    launch: dict[str, Any] = {"stdout": log_file, "stderr": log_file}
     if sandboxed:
         writable = [] if sockets.is_relative_to(request.job_dir) else [sockets]
         lifeline_fd = lifeline[0]

@@ -14,6 +14,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from pathlib import Path
 
 from ..outcomes import FailureKind
 from . import gpu_watchdog
@@ -84,7 +85,7 @@ class LocalExecutor:
             if not self._loop.is_running():
                 self._loop.close()
 
-    def __enter__(self) -> "LocalExecutor":
+    def __enter__(self) -> LocalExecutor:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -154,7 +155,8 @@ async def start_kernel(spec: JobSpec, slot: Slot, prefix: str = "autograder-") -
     job_folder = JobFolder.create(prefix=prefix, size_bytes=limits.job_folder_bytes,
                                   inodes=limits.job_folder_inodes, bound=bound)
     session = KernelSession(job_dir=job_folder, limits=limits, env=spec.env_for(slot),
-                            read_only=spec.read_only, sandbox=spec.sandbox, gpu_devices=slot.device_nodes)
+                            read_only=[(Path(host), inside) for host, inside in spec.read_only],
+                            sandbox=spec.sandbox, gpu_devices=slot.device_nodes)
     await session.start(warm_up=spec.warm_up_code(cuda=slot.gpu is not None))
     return session
 

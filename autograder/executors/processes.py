@@ -64,6 +64,7 @@ def exit_text(code: int | None, *, sandboxed: bool, cpu_seconds: int) -> str:
         name = signal.Signals(number).name
     except ValueError:
         name = "unknown signal"
-    hint = {signal.SIGKILL: "; out of memory or process limit?",
-            signal.SIGXCPU: f"; CPU time limit of {cpu_seconds} s"}.get(number, "")
+    hints: dict[int, str] = {signal.SIGKILL: "; out of memory or process limit?",
+                             signal.SIGXCPU: f"; CPU time limit of {cpu_seconds} s"}
+    hint = hints.get(number, "")
     return f"killed by signal {number} ({name}){hint}"

@@ -101,7 +101,7 @@ def cluster_problem(address: str) -> tuple[str, str | None]:
         connection = socket.create_connection((host, int(port)), timeout=TCP_TIMEOUT)
     except ConnectionRefusedError:
         return "reach", f"nothing listens on port {port} of {host} (connection refused); is the cluster started?"
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return "reach", f"no answer from {host}:{port} within {TCP_TIMEOUT} s (wrong host, or a firewall?)"
     except OSError as err:
         return "reach", f"{host}:{port}: {err.strerror or err}"
@@ -113,7 +113,7 @@ def cluster_problem(address: str) -> tuple[str, str | None]:
     if client_mode:   # the Ray Client's own protocol: ray.init checks the rest
         return "reach", None
 
-    from ray._raylet import (
+    from ray._raylet import (  # type: ignore[attr-defined]  # Cython names its .pyi stub leaves out
         AuthenticationMode,
         AuthenticationTokenLoader,
         GcsClient,
@@ -140,7 +140,7 @@ def cluster_problem(address: str) -> tuple[str, str | None]:
         if problem:
             return "use", problem
     from ray._private.services import find_node_ids
-    from ray.core.generated.gcs_pb2 import GcsNodeInfo
+    from ray.core.generated.gcs_pb2 import GcsNodeInfo  # type: ignore[attr-defined]  # protobuf builds it at import
 
     nodes = {node_id.hex() for node_id, info in client.get_all_node_info(timeout=5).items()
              if info.state == GcsNodeInfo.GcsNodeState.ALIVE}
@@ -166,7 +166,7 @@ def _not_grpc(connection: socket.socket, where: str) -> str | None:
             if not chunk:
                 break
             received += chunk
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:
         return (f"{where} accepts connections but does not answer as a Ray cluster (nothing came back within "
                 f"{TCP_TIMEOUT} s; is it the port `ray start --head` printed, 6379 by default?)")
     except OSError as err:

@@ -113,7 +113,7 @@ class RayExecutor:
         if self._owns_ray and self._ray.is_initialized():
             self._ray.shutdown()
 
-    def __enter__(self) -> "RayExecutor":
+    def __enter__(self) -> RayExecutor:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -185,7 +185,7 @@ def _from_payload(payload: str, nb, started: float) -> ExecutionResult:
     try:
         data = json.loads(payload)
         if data.get("status") == "failed" and "notebook" not in data:
-            return _failed(nb, str(data.get("reason")), started, _failure(data))
+            return _failed(nb, str(data.get("reason")), started, _failure(data) or FailureKind.RAY_WORKER_FAILED)
         notebook = nbformat.reads(data["notebook"], as_version=4)
         result = ExecutionResult(notebook, str(data["status"]), data.get("reason"), bool(data["sandboxed"]),
                                  {int(k): str(v) for k, v in data.get("cell_errors", {}).items()},
@@ -208,8 +208,9 @@ def _failure(data: dict) -> FailureKind | None:
     """The worker's failure kind (a value of FailureKind; anything else: the worker failed)."""
     if data.get("status") != "failed":
         return None
+    failure = data.get("failure")
     try:
-        return FailureKind(data.get("failure"))
+        return FailureKind(failure) if isinstance(failure, str) else FailureKind.RAY_WORKER_FAILED
     except ValueError:
         return FailureKind.RAY_WORKER_FAILED
 

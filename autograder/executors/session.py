@@ -18,11 +18,11 @@ import copy
 import logging
 import time
 import warnings
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Sequence
 
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
@@ -215,14 +215,16 @@ class KernelSession:
         elif outcome.kill_reason is not None:
             self._fail(outcome.kill_reason, outcome.kill_failure)
         else:
-            self.kernel.attach(OutputCappedClient(
+            assert self.kernel.km is not None   # started without an error: the kernel has its manager
+            client = OutputCappedClient(
                 nb, manager=self.kernel.km, max_output_bytes=limits.max_output_bytes,
                 timeout=limits.cell_timeout, startup_timeout=min(60, limits.notebook_timeout),
                 allow_errors=True,
                 # A timed-out cell fails the notebook and the kernel is killed, not interrupted:
                 # the cell may ignore SIGINT (or sit in C code), and its state is unknown anyway.
-                interrupt_on_timeout=False))
-            await self._execute(self.kernel.client)
+                interrupt_on_timeout=False)
+            self.kernel.attach(client)
+            await self._execute(client)
         if outcome.sandboxed:
             await self._check_job_folder()
         cell_errors = self.kernel.client.cell_errors if self.kernel.client is not None else {}

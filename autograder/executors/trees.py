@@ -111,6 +111,7 @@ def _walk(top_fd: int, name: str, on_entry, on_folder) -> list[OSError]:
     fd, st = _open_folder(top_fd, name)
     if fd is None:
         return [st] if isinstance(st, OSError) else []
+    assert isinstance(st, os.stat_result)   # an opened folder comes with its stat
     device = st.st_dev
     stack = [_Level(name, (st.st_dev, st.st_ino), st, [])]
     try:
@@ -125,6 +126,7 @@ def _walk(top_fd: int, name: str, on_entry, on_folder) -> list[OSError]:
                     if isinstance(child_st, OSError):
                         errors.append(child_st)
                     continue
+                assert isinstance(child_st, os.stat_result)   # an opened folder comes with its stat
                 if child_st.st_dev != device:   # a mount point inside: not ours to walk
                     os.close(child_fd)
                     errors.append(OSError(errno.EXDEV, "another file system inside the tree", child))

@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable
 
 import nbformat
 
@@ -24,8 +24,8 @@ from ..course import Course
 from ..executors import cell_seconds
 from ..outcomes import FailureKind
 from .gradebook import record_result
-from .lab import LabContext
 from .kernel_policy import make_executor
+from .lab import LabContext
 from .results import Result, fingerprint, load_result, printable, save_result
 from .sanitize import SubmissionError, sanitize
 from .submission_files import (
@@ -114,7 +114,8 @@ def _fingerprint_and_previous(context: LabContext, student: str) -> tuple[str, R
     A missing or refused file is part of the fingerprint as a marker: nothing unsafe is read."""
     contents = {}
     for name in sorted(context.max_scores):
-        contents[name] = _fingerprint_part(lambda: _submission_file(context, student, name), context.submission_limit)
+        contents[name] = _fingerprint_part(lambda: _submission_file(context, student, name),   # noqa: B023  (called at once)
+                                           context.submission_limit)
     contents["timestamp.txt"] = _fingerprint_part(
         lambda: checked_path(context.course.submitted, student, context.lab, "timestamp.txt"), 1024)
     stamp = fingerprint(contents, context.references_file)
@@ -178,10 +179,11 @@ def internal_error(course: Course, result: Result, stage: str, err: BaseExceptio
     import traceback
 
     trace = "".join(traceback.format_exception(err))
-    where = course.autograded / result.student / result.lab / "grader-error.txt"
+    path = course.autograded / result.student / result.lab / "grader-error.txt"
+    where: Path | None = path
     try:
-        where.parent.mkdir(parents=True, exist_ok=True)
-        where.write_text(f"internal error while {stage} {result.student}/{result.lab}\n{trace}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(f"internal error while {stage} {result.student}/{result.lab}\n{trace}")
     except OSError:
         where = None
     log.error("internal error while %s %s/%s: this is a bug of the grader, please report it with %s and the "
@@ -229,6 +231,7 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
     sources = [cell.source for cell in code_cells]
     # Restored from the gradebook by OverwriteCells: the instructor's code, not the student's.
     trusted = frozenset(i for i, cell in enumerate(code_cells) if is_locked_cell(cell) or is_test_cell(cell))
+    assert context.executor is not None   # grade_lab sets it before any submission is graded
     execution = context.executor.execute(nb, f"{student}/{context.lab}/{name}")
     judged = time.perf_counter()
     for stage, seconds in (("wait", execution.wait_seconds), ("run", execution.wall_seconds),

@@ -54,8 +54,8 @@ def export_csv(course: Course, target: Path, labs: list[str] | None = None) -> i
                 else:
                     # A failed run has no score: an empty cell, never a 0 that looks earned.
                     score = f"{result.score:g}" if result.status == "graded" else ""
-                    row([student, lab, result.status_text, result.failure_kind or "", score, f"{result.max_score:g}", result.sandboxed,
-                         result.seconds])
+                    row([student, lab, result.status_text, result.failure_kind or "", score, f"{result.max_score:g}",
+                         result.sandboxed, result.seconds])
                 rows += 1
     os.replace(temporary, target)
     return rows

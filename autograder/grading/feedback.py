@@ -30,9 +30,9 @@ import json
 import logging
 import os
 import re
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import nbformat
 from nbgrader.preprocessors import ClearHiddenTests
@@ -156,7 +156,8 @@ def render_page(result: Result, notebook: str, nb, cells: dict[str, CellScore], 
         body.append(f'<p class="notice">{esc(notice)}</p>')
     if detail in ("verdicts", "unreadable"):
         body += [f'<section class="cell test" id="{_anchor(grade_id)}">\n<p class="label">test cell '
-                 f'<code>{esc(grade_id)}</code></p>\n{_verdict(score)}\n</section>' for grade_id, score in cells.items()]
+                 f'<code>{esc(grade_id)}</code></p>\n{_verdict(score)}\n</section>'
+                 for grade_id, score in cells.items()]
     else:
         for index, cell in enumerate(nb.cells):
             body.append(_cell(cell, index, cells, clear, compact=detail == "compact"))
@@ -214,14 +215,14 @@ def _summary(result: Result, notebook: str, cells: dict[str, CellScore]) -> str:
     parts = [f'<header>\n<h1>Feedback: {esc(result.lab)} / {esc(notebook)}</h1>\n'
              f'<table class="facts">\n<tbody>\n{facts}</tbody>\n</table>']
     if cells:
-        rows = "".join(
+        score_rows = "".join(
             f'<tr><td><a href="#{_anchor(grade_id)}">{esc(grade_id)}</a></td>'
             f'<td class="num">{cell.score:g} / {cell.max_score:g}</td>'
             f'<td class="num">{sum(bool(c.passed) for c in cell.checks)} / {len(cell.checks)}</td></tr>\n'
             for grade_id, cell in cells.items())
         parts.append('<h2>Scores</h2>\n<table class="scores">\n<thead><tr><th scope="col">test cell</th>'
                      '<th scope="col">points</th><th scope="col">checks passed</th></tr></thead>\n'
-                     f"<tbody>\n{rows}</tbody>\n</table>")
+                     f"<tbody>\n{score_rows}</tbody>\n</table>")
     parts.append("</header>")
     return "\n".join(parts)
 

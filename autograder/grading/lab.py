@@ -34,7 +34,7 @@ class LabContext:
     labels: dict = field(default_factory=dict)   # data set → held-out labels, loaded once (check_course_data)
 
     @classmethod
-    def load(cls, course: Course, lab: str) -> "LabContext":
+    def load(cls, course: Course, lab: str) -> LabContext:
         course.check_lab(lab)
         file = course.references_file(lab)
         scores = max_scores(course, lab)
@@ -65,7 +65,7 @@ class LabContext:
                                   f"not staged in {self.course.data}: run `autograder data` first")
         for reference in self.references.values():
             if reference.observation.kind == "accuracy":
-                name = reference.observation.params.get("dataset")
+                name = reference.observation.params["dataset"]   # every accuracy check records its data set
                 if name not in self.labels:
                     try:   # missing: CourseError names the fix
                         self.labels[name] = self.course.held_out_labels(name)

@@ -56,7 +56,9 @@ def render_markdown(source: str, attachments: dict | None = None) -> str:
                                        plugins=["table", "strikethrough", "math"])
     mistune.plugins.math.math_in_list(markdown)
     mistune.plugins.math.math_in_quote(markdown)
-    return markdown(source)
+    html = markdown(source)
+    assert isinstance(html, str)   # a renderer given: mistune renders text, not its token list
+    return html
 
 
 def _image_data_uri(url: str, attachments: dict) -> str | None:

@@ -43,7 +43,7 @@ class CellScore:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "CellScore":
+    def from_dict(cls, data: dict) -> CellScore:
         return cls(str(data["notebook"]), str(data["grade_id"]), float(data["score"]), float(data["max_score"]),
                    [CheckVerdict(**check) for check in data.get("checks", [])])
 

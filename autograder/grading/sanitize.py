@@ -101,7 +101,8 @@ def _check_schema(path: Path, raw: dict) -> None:
         validator = nbformat.validator.get_validator(version=4, version_minor=minor if type(minor) is int else None)
         error = next(iter(validator.iter_errors(raw)), None)
     except Exception as err:   # a validator meeting values it never expected
-        raise SubmissionError(f"{path.name} is JSON but not a valid notebook ({type(err).__name__})", FailureKind.NOT_A_NOTEBOOK) from None
+        raise SubmissionError(f"{path.name} is JSON but not a valid notebook ({type(err).__name__})",
+                              FailureKind.NOT_A_NOTEBOOK) from None
     if error is not None:
         message = str(getattr(error, "message", error)).splitlines()[0]
         where = "/".join(str(part) for part in getattr(error, "absolute_path", ()) or ())
@@ -112,7 +113,8 @@ def _check_schema(path: Path, raw: dict) -> None:
         if cell and isinstance(raw.get("cells"), list):
             message = f"cell {cell[1]}: {_cell_problem(raw['cells'][int(cell[1])])}"
         raise SubmissionError(f"{path.name} is JSON but not a valid notebook: "
-                              f"{'at ' + where[:80] + ': ' if where else ''}{message[:200]}", FailureKind.NOT_A_NOTEBOOK)
+                              f"{'at ' + where[:80] + ': ' if where else ''}{message[:200]}",
+                              FailureKind.NOT_A_NOTEBOOK)
 
 
 CELL_KEYS = {"code": ("cell_type", "metadata", "source", "outputs", "execution_count"),
@@ -152,7 +154,7 @@ def structure_problem(raw) -> str | None:
     Walked with a stack, not recursion (the input decides the depth)."""
     if not isinstance(raw, dict):
         return f"the top level is {type(raw).__name__}, not an object"
-    stack = [(raw, 1, "")]
+    stack: list[tuple[dict | list, int, str]] = [(raw, 1, "")]
     while stack:
         value, depth, where = stack.pop()
         if depth > MAX_DEPTH:
@@ -188,7 +190,8 @@ def sanitize(course: Course, lab: str, path: Path, limit: int = MAX_SUBMISSION_B
             nb, resources = preprocessor.preprocess(nb, resources)
         except Exception as err:  # nbgrader raises plain exceptions for tampered metadata
             raise SubmissionError(f"{path.name} could not be sanitized ({preprocessor_class.__name__}): "
-                                  f"{str(err).splitlines()[0] if str(err) else type(err).__name__}", FailureKind.NOT_SANITIZABLE) from None
+                                  f"{str(err).splitlines()[0] if str(err) else type(err).__name__}",
+                                  FailureKind.NOT_SANITIZABLE) from None
     for cell in nb.cells:
         if is_test_cell(cell):   # the build stored them without; a gradebook made otherwise still computes none
             cell.source = strip_expected_arguments(cell.source)

@@ -78,9 +78,9 @@ def read_regular_file(path: Path, limit: int = MAX_SUBMISSION_BYTES) -> bytes:
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as err:
+        kind = FailureKind.SYMBOLIC_LINK if err.errno == errno.ELOOP else FailureKind.NOT_A_REGULAR_FILE
         raise UnsafeSubmission(f"{Path(path).name} cannot be opened as a regular file: {err.strerror or err}",
-                               FailureKind.SYMBOLIC_LINK if err.errno == errno.ELOOP else FailureKind.NOT_A_REGULAR_FILE) \
-            from None
+                               kind) from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):   # checked before Python's file object refuses a folder itself

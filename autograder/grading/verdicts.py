@@ -12,7 +12,7 @@ observation that does not follow its schema fails that check alone, with the rea
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -54,19 +54,20 @@ def judge_notebook(notebook: str, executed, references: dict[str, Reference], ma
         observed, rejected = observations_in_outputs(cell.get("outputs", [])) if cell is not None else ([], [])
         latest: dict[str, Observation] = {obs.name: obs for obs in observed}
         verdicts = [_verdict(ref, latest.get(ref.name), sources, trusted_sources, labels_for,
-                             lambda r: _why_missing(r, index, cell_errors, stopped, rejected))
+                             lambda r: _why_missing(r, index, cell_errors, stopped, rejected))   # noqa: B023  (called at once)
                     for ref in refs]
         max_score = float(max_scores.get(grade_id, 0.0))
         total = sum(v.weight for v in verdicts if v.hidden)
         earned = sum(v.weight for v in verdicts if v.hidden and v.passed)
-        if any(not v.passed for v, r in zip(verdicts, refs) if r.observation.kind == "by_hand"):
+        if any(not v.passed for v, r in zip(verdicts, refs, strict=True) if r.observation.kind == "by_hand"):
             earned = 0.0   # autograd in a by-hand exercise: the cell's checks do not count
         score = round(max_score * earned / total, 6) if total else 0.0
         scores.append(CellScore(notebook, grade_id, score, max_score, verdicts))
     return scores
 
 
-def _verdict(ref: Reference, got: Observation | None, sources, trusted_sources, labels_for, why_missing) -> CheckVerdict:
+def _verdict(ref: Reference, got: Observation | None, sources, trusted_sources, labels_for,
+             why_missing) -> CheckVerdict:
     """One check's verdict. Whatever the kernel sent is data: a value of the wrong form fails
     this check with the reason and never stops the judging of the others."""
     try:

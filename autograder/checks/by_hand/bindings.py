@@ -19,7 +19,7 @@ class Binding:
     node: ast.AST                   # the def/class/import alias/statement
     value: ast.AST | None = None    # what the name is bound to, where the rule can see it
     top_level: bool = False         # a statement directly in the cell (not in a block)
-    target: str | None = None       # imports: the dotted name bound
+    target: str = ""                # imports: the dotted name bound ("" for the other kinds)
 
     def place(self) -> str:
         return f"{KIND_WORDS[self.kind]} at cell {self.cell + 1}, line {self.line}"
@@ -63,7 +63,7 @@ def _module_bindings(tree: ast.Module, cell: int) -> list[Binding]:
     `global` declarations of any function."""
     found: list[Binding] = []
 
-    def add(name, line, kind, node, value=None, top=False, target=None):
+    def add(name, line, kind, node, value=None, top=False, target=""):
         found.append(Binding(name, cell, line, kind, node, value, top, target))
 
     def expressions(*nodes):
@@ -118,8 +118,8 @@ def _module_bindings(tree: ast.Module, cell: int) -> list[Binding]:
             elif isinstance(stmt, ast.Match):
                 expressions(stmt.subject)
                 for case in stmt.cases:
-                    for name, line in _pattern_names(case.pattern):
-                        add(name, line, "match", case, stmt.subject)
+                    for bound, line in _pattern_names(case.pattern):
+                        add(bound, line, "match", case, stmt.subject)
                     statements(case.body, False)
             elif isinstance(stmt, ast.Import):
                 for alias in stmt.names:

@@ -23,7 +23,7 @@ def function_violations(sources: list[str], function: str, trusted=frozenset()) 
 
 
 @functools.lru_cache(maxsize=16)
-def _notebook(sources: tuple[str, ...], trusted: frozenset[int]) -> "_Notebook":
+def _notebook(sources: tuple[str, ...], trusted: frozenset[int]) -> _Notebook:
     """One reading per notebook: a notebook's by-hand checks (five in lab 2) share it."""
     return _Notebook(list(sources), trusted)
 

@@ -74,6 +74,7 @@ class _Reach(_Reading):
             return None, [f"{name} is bound by {binding.place()}, not by a plain def: "
                           "the grader cannot read its code"]
         node = binding.node
+        assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))   # what a "def" binding holds
         if not binding.top_level:
             return None, [f"{name} is defined inside a block or a function (cell {binding.cell + 1}, line "
                           f"{binding.line}), not by a def at the top of a cell: the grader cannot tell whether "
@@ -84,7 +85,9 @@ class _Reach(_Reading):
         for decorator in node.decorator_list:
             problems.append(f"line {decorator.lineno}: has a decorator (@{_describe(decorator)}), which can "
                             f"replace the function with anything: {CANNOT}")
-        return (None if problems else node), problems
+        if problems or not isinstance(node, ast.FunctionDef):   # an async def has its problem above
+            return None, problems
+        return node, problems
 
     def _strict(self, definition: ast.FunctionDef):
         """(line, problem or None, a notebook def to follow or None) for everything in a reached def."""
@@ -115,7 +118,7 @@ class _Reach(_Reading):
                 else:
                     what = f"calls {_describe(node.func)}"
                 yield node.lineno, f"{what}: the grader cannot tell which function that is", None
-            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node is not definition:
+            elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
                 yield from self._resolve(node, local)
 
     def _resolve(self, node: ast.Name, local: set[str]):

@@ -21,6 +21,7 @@ from .vocabulary import (
     NOTEBOOK_FORBIDDEN_ATTRIBUTES,
     OS_ALLOWED,
     _autograd_target,
+    _constant_truth,
     _describe,
     _import_problem,
     _in_namespace,
@@ -61,7 +62,8 @@ class _Refusals(_Reading):
         handled: set[int] = set()
         for node in ast.walk(tree):
             magic = _magic(node)
-            if magic:
+            if magic and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                    and isinstance(node.func.value, ast.Call):   # the shape _magic read
                 handled.add(id(node.func.value.func))
                 yield node.lineno, _magic_problem(*magic)
         for node in ast.walk(tree):
@@ -86,9 +88,9 @@ class _Refusals(_Reading):
                 if isinstance(node.func, ast.Name) and node.func.id == "type" and arguments != 1:
                     yield node.lineno, f"creates a class with type(...): {CANNOT}"
                 for keyword in node.keywords:
-                    if keyword.arg == "allow_pickle" and not (_is_constant(keyword.value) and not keyword.value.value):
+                    if keyword.arg == "allow_pickle" and _constant_truth(keyword.value) is not False:
                         yield node.lineno, "loads pickled objects (allow_pickle), which can run any code"
-                    elif keyword.arg == "weights_only" and not (_is_constant(keyword.value) and keyword.value.value):
+                    elif keyword.arg == "weights_only" and _constant_truth(keyword.value) is not True:
                         yield node.lineno, "loads pickled objects (weights_only=False), which can run any code"
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.startswith("module://"):
                 yield node.lineno, f"names a module to load by name ({node.value[:40]}): {CANNOT}"
@@ -133,8 +135,8 @@ class _Refusals(_Reading):
         """An autograd namespace (torch.autograd, torch.func, or a name imported from them) may only be
         called, and a torch.func transform's result only applied at once: `torch.func.grad(f)(x)`."""
         top, member = root, None
-        while isinstance(self.parent.get(id(top)), ast.Attribute) and self.parent[id(top)].value is top:
-            top = self.parent[id(top)]
+        while isinstance(parent := self.parent.get(id(top)), ast.Attribute) and parent.value is top:
+            top = parent
             member = top.attr
         if isinstance(root, ast.Name):
             target = next(b.target for b in self.bindings[root.id] if b.kind == "import")
@@ -208,7 +210,7 @@ class _Refusals(_Reading):
                 elif (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in self.callees
                       and not self._consumed(node) and not self._checker_argument(node)):
                     for binding in self.bindings.get(node.id, []):
-                        if binding.kind == "def" or id(binding.value) in named_lambdas:
+                        if binding.value is not None and (binding.kind == "def" or id(binding.value) in named_lambdas):
                             roots.append((binding.value, f"the function {node.id}", index, node.lineno))
         problems, reported = [], set()
         for node, what, index, line in roots:
@@ -235,10 +237,11 @@ class _Refusals(_Reading):
     def _checker_argument(self, node: ast.Name) -> bool:
         """`check.by_hand(name, f)` only reads f's name, when `check` is the notebook's Checker()."""
         call = self.parent.get(id(node))
-        if self._by_hand_argument(call) != node.id or not isinstance(call.func.value, ast.Name):
+        if (self._by_hand_argument(call) != node.id or not isinstance(call, ast.Call)
+                or not isinstance(call.func, ast.Attribute) or not isinstance(call.func.value, ast.Name)):
             return False
         bindings = self.bindings.get(call.func.value.id, [])
         return bool(bindings) and all(
             b.kind == "assign" and isinstance(b.value, ast.Call) and isinstance(b.value.func, ast.Name)
-            and self._module_name(b.value.func) and self._module_name(b.value.func).startswith("autograder.checks")
+            and (self._module_name(b.value.func) or "").startswith("autograder.checks")
             for b in bindings)

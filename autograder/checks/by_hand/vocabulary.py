@@ -5,7 +5,10 @@ sentences use to name what it finds."""
 from __future__ import annotations
 
 import ast
+import operator
 import re
+from collections.abc import Callable
+from typing import Any
 
 # ----------------------------------------------------------------------------------- vocabulary
 
@@ -180,6 +183,22 @@ def _is_constant(node) -> bool:
     if isinstance(node, ast.Constant):
         return True
     return isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant)
+
+
+_UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
+    ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert}
+
+
+def _constant_truth(node) -> bool | None:
+    """Whether a constant argument (`False`, `0`, `-1`, `not True`) is true; None when it is no constant."""
+    if isinstance(node, ast.Constant):
+        return bool(node.value)
+    if isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant):
+        try:
+            return bool(_UNARY[type(node.op)](node.operand.value))
+        except (TypeError, ValueError):   # -"text", ~1.5
+            return None
+    return None
 
 
 def _natural(text: str) -> list:

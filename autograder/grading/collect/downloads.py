@@ -9,11 +9,13 @@ import functools
 import os
 import stat
 import zipfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import IO, TYPE_CHECKING, BinaryIO
 
 from ...course import CourseError
+from ...settings import Collect
 from .entries import _open_entry, entry_parts, entry_time, junk
 from .naming import (
     CANVAS_RESUBMISSION,
@@ -28,6 +30,24 @@ from .report import _Candidate
 
 class _Downloads:
     """What a run reads (for _Collection, which holds the preset, the caps and the candidates)."""
+
+    # Set by _Collection (run.py) and _Folders (folders.py): declared for the type checker.
+    lab: str
+    layout: str
+    settings: Collect
+    identify: Callable[[tuple[str, ...], str], Named | str]
+    expected: set[str]
+    max_file: int
+    max_archive: int
+    candidates: list[_Candidate]
+    area_fd: int
+
+    if TYPE_CHECKING:   # _Collection's report and _Folders' copies (only declared here: the MRO keeps theirs)
+        def skip(self, source: str, reason: str, student: str | None = None) -> None: ...
+        def refuse(self, source: str, reason: str, student: str | None) -> None: ...
+        def owner(self, raw: str) -> str | None: ...
+        def _store(self, source: IO[bytes], declared: int | None, limit: int,
+                   budget: list[int] | None = None) -> tuple[str, str]: ...
 
     # ----------------------------------------------------------------- the download folder
 

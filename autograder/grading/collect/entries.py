@@ -10,7 +10,7 @@ import stat
 import struct
 import zipfile
 import zlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .naming import Refused
 
@@ -66,14 +66,14 @@ def entry_time(info: zipfile.ZipInfo) -> datetime | None:
         data = extra[i + 4:i + 4 + size]
         if kind == 0x5455 and len(data) >= 5 and data[0] & 1:
             try:
-                return datetime.fromtimestamp(struct.unpack_from("<i", data, 1)[0], timezone.utc)
+                return datetime.fromtimestamp(struct.unpack_from("<i", data, 1)[0], UTC)
             except (OverflowError, OSError, ValueError):
                 return None
         i += 4 + size
     if tuple(info.date_time) <= (1980, 1, 1, 0, 0, 0):
         return None
     try:
-        return datetime(*info.date_time, tzinfo=timezone.utc)
+        return datetime(*info.date_time, tzinfo=UTC)
     except ValueError:
         return None
 

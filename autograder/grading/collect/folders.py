@@ -12,12 +12,12 @@ import os
 import secrets
 import shutil
 import stat
-from typing import BinaryIO
+from typing import IO, TYPE_CHECKING, Self
 
-from ...course import CourseError
+from ...course import Course, CourseError
 from .entries import _ZIP_ERRORS, _mib
 from .naming import Refused
-from .report import Collected, _Candidate
+from .report import Collected, CollectReport, _Candidate
 
 TEMP_PREFIX = ".collect-tmp-"
 #: nbgrader's submission-time format (Exchange.timestamp_format), read back by its parse_utc.
@@ -70,9 +70,19 @@ class _Folders:
     """A run's folders and what it writes there (for _Collection, which holds the course, the lab,
     the settings and the report)."""
 
+    # Set by _Collection (run.py): declared for the type checker.
+    course: Course
+    lab: str
+    max_archive: int
+    report: CollectReport
+    _count: int
+
+    if TYPE_CHECKING:   # _Collection's report (only declared here: the MRO keeps its own)
+        def skip(self, source: str, reason: str, student: str | None = None) -> None: ...
+
     # ----------------------------------------------------------------- the folders
 
-    def __enter__(self) -> "_Folders":
+    def __enter__(self) -> Self:
         self.root_fd = os.open(self.course.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self.sub_fd = self.area_fd = -1
         try:
@@ -113,7 +123,7 @@ class _Folders:
         self._count += 1
         return f"{prefix}{self._count}"
 
-    def _store(self, source: BinaryIO, declared: int | None, limit: int,
+    def _store(self, source: IO[bytes], declared: int | None, limit: int,
                budget: list[int] | None = None) -> tuple[str, str]:
         """Copy `source` into a new 0644 file of the temporary folder, reading at most `limit` bytes
         (and what is left of `budget`, a student archive's allowance). Returns (name, sha256)."""

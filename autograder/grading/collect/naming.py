@@ -4,8 +4,8 @@ notebook-name rules, and how a student-chosen name is printed."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from ..submission_files import STUDENT_ID
 

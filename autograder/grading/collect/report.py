@@ -43,7 +43,7 @@ class _Candidate:
     file: str                     # its name in the temporary folder
     digest: str
     time: datetime | None
-    order: object | None
+    order: int | datetime | None  # Canvas: its attachment id; the other layouts: the entry's date
     late: bool
 
 

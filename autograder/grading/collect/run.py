@@ -4,6 +4,7 @@ each student's notebooks; `collect_lab` is its entry point."""
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from pathlib import Path
 
 from ...course import Course, CourseError
@@ -78,7 +79,11 @@ class _Collection(_Downloads, _Folders):
             choices = list(distinct.values())
             if len(choices) > 1:
                 orders = [c.order for c in choices]
-                newest = max(orders) if None not in orders else None
+                ids = [o for o in orders if isinstance(o, int)]
+                dates = [o for o in orders if isinstance(o, datetime)]
+                # One layout orders by one kind (Canvas: attachment ids, the others: dates); any None: no order.
+                newest: int | datetime | None = (max(ids) if len(ids) == len(orders) else
+                                                 max(dates) if len(dates) == len(orders) else None)
                 if newest is None or orders.count(newest) > 1:
                     why = "no date or upload order" if newest is None else "equal dates"
                     for c in choices:
