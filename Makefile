@@ -4,10 +4,11 @@
 demo: setup
 	.venv/bin/autograder demo
 
-# Lint and type errors fail the target before any test runs (configuration: pyproject.toml).
+# Lint, format and type errors fail the target before any test runs (configuration: pyproject.toml).
 test:
 	scripts/setup.sh --test
 	.venv/bin/ruff check autograder tests benchmarks
+	.venv/bin/ruff format --check autograder tests benchmarks
 	.venv/bin/mypy
 	.venv/bin/python -m pytest -n 2 --dist loadfile tests
 

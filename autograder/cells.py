@@ -37,8 +37,12 @@ def is_solution_cell(cell) -> bool:
 def is_test_cell(cell) -> bool:
     """An autograded test cell: code, graded, not itself a solution."""
     node = _node(cell)
-    return cell.get("cell_type") == "code" and node is not None and bool(utils.is_grade(node)) \
+    return (
+        cell.get("cell_type") == "code"
+        and node is not None
+        and bool(utils.is_grade(node))
         and not utils.is_solution(node)
+    )
 
 
 def is_locked_cell(cell) -> bool:

@@ -19,8 +19,11 @@ from rich.table import Table
 from .authoring.source_rules import SourceError
 from .course import Course, CourseError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Build the course's labs, grade submissions in a sandbox, write feedback.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Build the course's labs, grade submissions in a sandbox, write feedback.",
+)
 console = Console()
 
 CourseOption = Annotated[Path, typer.Option("--course", help="The course folder (holds nbgrader_config.py).")]
@@ -39,8 +42,10 @@ def _fail(message: str) -> NoReturn:
 
 
 @app.command()
-def build(labs: Annotated[list[str] | None, typer.Argument(help="Labs to build (default: all).")] = None,
-          course: CourseOption = Path(".")):
+def build(
+    labs: Annotated[list[str] | None, typer.Argument(help="Labs to build (default: all).")] = None,
+    course: CourseOption = Path("."),
+):
     """Build labs: release notebooks, public references, solutions, private references."""
     from .authoring.pipeline import build_lab
 
@@ -56,16 +61,25 @@ def build(labs: Annotated[list[str] | None, typer.Argument(help="Labs to build (
 
 
 @app.command()
-def grade(lab: str, student: Annotated[list[str] | None, typer.Option(help="Only these students.")] = None,
-          force: Annotated[bool, typer.Option(help="Regrade submissions already graded.")] = False,
-          workers: Annotated[int, typer.Option(help="Submissions at once (0: from config).")] = 0,
-          executor: Annotated[str | None, typer.Option(
-              help="Where kernels run: local (this machine's slots) or ray (default: c.Grading.executor).")] = None,
-          address: Annotated[str | None, typer.Option(
-              help="Ray cluster address for --executor ray ('auto': a running cluster; default: a local Ray).")] = None,
-          gpus: Annotated[str | None, typer.Option(
-              help="GPUs to grade on: auto, none, or minor numbers like 0,2 (default: c.Grading.gpus).")] = None,
-          course: CourseOption = Path(".")):
+def grade(
+    lab: str,
+    student: Annotated[list[str] | None, typer.Option(help="Only these students.")] = None,
+    force: Annotated[bool, typer.Option(help="Regrade submissions already graded.")] = False,
+    workers: Annotated[int, typer.Option(help="Submissions at once (0: from config).")] = 0,
+    executor: Annotated[
+        str | None,
+        typer.Option(help="Where kernels run: local (this machine's slots) or ray (default: c.Grading.executor)."),
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option(help="Ray cluster address for --executor ray ('auto': a running cluster; default: a local Ray)."),
+    ] = None,
+    gpus: Annotated[
+        str | None,
+        typer.Option(help="GPUs to grade on: auto, none, or minor numbers like 0,2 (default: c.Grading.gpus)."),
+    ] = None,
+    course: CourseOption = Path("."),
+):
     """Grade every submission in submitted/<student>/LAB/ (resumes where a batch stopped)."""
     from .executors import probe
     from .grading.batch import grade_lab, submitted_students
@@ -83,14 +97,22 @@ def grade(lab: str, student: Annotated[list[str] | None, typer.Option(help="Only
         _fail(str(err))
     status = probe()
     if not status.available:
-        console.print(f"[bold red]WARNING: no sandbox:[/] {status.reason}. Student code will run UNSANDBOXED "
-                      "and results are marked so.", highlight=False)
+        console.print(
+            f"[bold red]WARNING: no sandbox:[/] {status.reason}. Student code will run UNSANDBOXED "
+            "and results are marked so.",
+            highlight=False,
+        )
     students = student or submitted_students(c, lab)
     if not students:
         _fail(f"no submissions for {lab} in {c.submitted}")
     counts: dict[str, int] = {}
-    columns = (TextColumn("grading {task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TextColumn("{task.fields[counts]}"))
+    columns = (
+        TextColumn("grading {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.fields[counts]}"),
+    )
     with Progress(*columns, console=console, transient=False) as progress:
         task = progress.add_task(lab, total=len(students), counts="")
 
@@ -101,32 +123,40 @@ def grade(lab: str, student: Annotated[list[str] | None, typer.Option(help="Only
 
         try:
             results = grade_lab(c, lab, students, force=force, workers=workers or None, on_result=on_result)
-        except (CourseError, RuntimeError) as err:   # RuntimeError: the ray extra is missing
+        except (CourseError, RuntimeError) as err:  # RuntimeError: the ray extra is missing
             _fail(str(err))
     console.print(results_table(results))
 
 
 @app.command()
-def feedback(lab: str, student: Annotated[list[str] | None, typer.Option(help="Only these students.")] = None,
-             course: CourseOption = Path(".")):
+def feedback(
+    lab: str,
+    student: Annotated[list[str] | None, typer.Option(help="Only these students.")] = None,
+    course: CourseOption = Path("."),
+):
     """Write feedback/<student>/LAB/<notebook>.html for graded students."""
     from .grading.batch import submitted_students
     from .grading.feedback import write_feedback
 
     c = _load(course)
     problems: list[tuple[str, str]] = []
-    written = write_feedback(c, lab, student or submitted_students(c, lab),
-                             on_problem=lambda who, what: problems.append((who, what)))
-    for who, what in problems:   # one line each; every other student's page is written
+    written = write_feedback(
+        c, lab, student or submitted_students(c, lab), on_problem=lambda who, what: problems.append((who, what))
+    )
+    for who, what in problems:  # one line each; every other student's page is written
         console.print(f"[yellow]{who}:[/] {what}", highlight=False, soft_wrap=True)
-    console.print(f"wrote {len(written)} feedback file(s) under {c.feedback}"
-                  + (f"; {len(problems)} problem(s) above" if problems else ""))
+    console.print(
+        f"wrote {len(written)} feedback file(s) under {c.feedback}"
+        + (f"; {len(problems)} problem(s) above" if problems else "")
+    )
 
 
 @app.command()
-def export(output: Annotated[Path, typer.Option(help="CSV file to write.")] = Path("grades.csv"),
-           lab: Annotated[list[str] | None, typer.Option(help="Only these labs.")] = None,
-           course: CourseOption = Path(".")):
+def export(
+    output: Annotated[Path, typer.Option(help="CSV file to write.")] = Path("grades.csv"),
+    lab: Annotated[list[str] | None, typer.Option(help="Only these labs.")] = None,
+    course: CourseOption = Path("."),
+):
     """Write a CSV: student, lab, status (graded / failed: reason / missing), score."""
     from .grading.export import export_csv
 
@@ -136,11 +166,16 @@ def export(output: Annotated[Path, typer.Option(help="CSV file to write.")] = Pa
 
 
 @app.command()
-def collect(lab: str, archive_dir: Annotated[Path, typer.Argument(
-                help="Folder of LMS downloads: the LMS's zip file(s), students' zips, notebooks.")],
-            layout: Annotated[str | None, typer.Option(
-                help="The LMS's file naming: canvas, moodle or plain (default: c.Collect.layout).")] = None,
-            course: CourseOption = Path(".")):
+def collect(
+    lab: str,
+    archive_dir: Annotated[
+        Path, typer.Argument(help="Folder of LMS downloads: the LMS's zip file(s), students' zips, notebooks.")
+    ],
+    layout: Annotated[
+        str | None, typer.Option(help="The LMS's file naming: canvas, moodle or plain (default: c.Collect.layout).")
+    ] = None,
+    course: CourseOption = Path("."),
+):
     """Collect LMS downloads into submitted/<student>/LAB/; a file that breaks a rule is skipped, with the rule."""
     from rich.text import Text
 
@@ -154,7 +189,7 @@ def collect(lab: str, archive_dir: Annotated[Path, typer.Argument(
             report = collect_lab(c, lab, archive_dir, layout=layout)
     except CourseError as err:
         _fail(str(err))
-    if report.collected:   # names come from students: shown as plain text, never as markup
+    if report.collected:  # names come from students: shown as plain text, never as markup
         table = Table(title=f"Collected ({report.layout} naming)")
         for column in ("student", "notebook", "submitted (UTC)", "from", "note"):
             table.add_column(column)
@@ -171,15 +206,21 @@ def collect(lab: str, archive_dir: Annotated[Path, typer.Argument(
         console.print(table)
     if not report.collected:
         _fail(f"nothing collected from {archive_dir}: every file was skipped (reasons above)")
-    console.print(f"collected {len(report.students)} submission(s) into {c.submitted}"
-                  + (f"; {len(report.skipped)} file(s) skipped (above)" if report.skipped else ""), highlight=False)
+    console.print(
+        f"collected {len(report.students)} submission(s) into {c.submitted}"
+        + (f"; {len(report.skipped)} file(s) skipped (above)" if report.skipped else ""),
+        highlight=False,
+    )
 
 
 @app.command()
-def config(all_classes: Annotated[bool, typer.Option(
-               "--all",
-               help="Also nbgrader's classes that nbgrader_config.py configures, every trait of each.")] = False,
-           course: CourseOption = Path(".")):
+def config(
+    all_classes: Annotated[
+        bool,
+        typer.Option("--all", help="Also nbgrader's classes that nbgrader_config.py configures, every trait of each."),
+    ] = False,
+    course: CourseOption = Path("."),
+):
     """Every setting (c.Grading.*, c.Collect.*): its default, this course's value where it differs, its help.
 
     nbgrader_config.py sets only what the course changes; a default lives in autograder/settings.py.
@@ -211,8 +252,9 @@ def config(all_classes: Annotated[bool, typer.Option(
         for row in settings_of(cls, c.config):
             head = f"c.{row.section}.{row.name} = {_python_text(row.value)}"
             lines.append(f"{head}    # this course (default: {_python_text(row.default)})" if row.changed else head)
-            lines += textwrap.wrap(f"{row.kind}. {row.help}".rstrip(". ") + ".", width=100,
-                                   initial_indent="    ", subsequent_indent="    ")
+            lines += textwrap.wrap(
+                f"{row.kind}. {row.help}".rstrip(". ") + ".", width=100, initial_indent="    ", subsequent_indent="    "
+            )
     for section in unknown:
         lines += ["", f"# c.{section}: not a class autograder or nbgrader's converters know; set here:"]
         lines += [f"c.{section}.{name} = {_python_text(value)}" for name, value in sorted(c.config[section].items())]
@@ -225,8 +267,10 @@ def _python_text(value) -> str:
 
 
 @app.command()
-def demo(course: CourseOption = Path("."),
-         lab: Annotated[str, typer.Option(help="The lab the demo class submits.")] = "lab1_cross_entropy"):
+def demo(
+    course: CourseOption = Path("."),
+    lab: Annotated[str, typer.Option(help="The lab the demo class submits.")] = "lab1_cross_entropy",
+):
     """Build the course, grade a demo class (honest, buggy and malicious students), write feedback."""
     from .demo import run_demo
 
@@ -238,11 +282,17 @@ def demo(course: CourseOption = Path("."),
 
 
 @app.command()
-def data(mnist_from: Annotated[Path | None, typer.Option(
-             "--mnist-from", help="A folder with MNIST's four original IDX files (.gz or not), for machines "
-                                  "without a network.")] = None,
-         download: Annotated[bool, typer.Option(help="Let torchvision try the network for MNIST.")] = True,
-         course: CourseOption = Path(".")):
+def data(
+    mnist_from: Annotated[
+        Path | None,
+        typer.Option(
+            "--mnist-from",
+            help="A folder with MNIST's four original IDX files (.gz or not), for machines without a network.",
+        ),
+    ] = None,
+    download: Annotated[bool, typer.Option(help="Let torchvision try the network for MNIST.")] = True,
+    course: CourseOption = Path("."),
+):
     """Stage the data sets into data/, with a sha256 manifest (a second run verifies them).
 
     Fashion-MNIST from Debian's dataset-fashion-mnist (offline); MNIST by torchvision's download or
@@ -252,9 +302,13 @@ def data(mnist_from: Annotated[Path | None, typer.Option(
 
     c = _load(course)
     try:
-        available = stage_all(c.data, mnist_from, download=download,
-                              log=lambda line: console.print(line, highlight=False))
+        available = stage_all(
+            c.data, mnist_from, download=download, log=lambda line: console.print(line, highlight=False)
+        )
     except DataError as err:
         _fail(str(err))
-    console.print(f"[green]data sets in {c.data}:[/] {', '.join(available) or 'none'} (hashes in {MANIFEST}; "
-                  f"held-out labels in {c.data / 'labels'}, never mounted in a sandbox)", highlight=False)
+    console.print(
+        f"[green]data sets in {c.data}:[/] {', '.join(available) or 'none'} (hashes in {MANIFEST}; "
+        f"held-out labels in {c.data / 'labels'}, never mounted in a sandbox)",
+        highlight=False,
+    )

@@ -22,7 +22,7 @@ from .settings import Grading
 
 CONFIG_FILE = "nbgrader_config.py"
 PRIVATE_FOLDER = "private"
-OLD_PRIVATE_FOLDER = "build"   # its name until the redesign; tools treat a folder named build/ as output
+OLD_PRIVATE_FOLDER = "build"  # its name until the redesign; tools treat a folder named build/ as output
 
 
 class CourseError(Exception):
@@ -44,8 +44,10 @@ class Course:
         config.CourseDirectory.root = str(root)
         old = root / OLD_PRIVATE_FOLDER
         if not (root / PRIVATE_FOLDER).exists() and any(old.glob("*/references.json")):
-            raise CourseError(f"{old} holds this course's private references under their old folder name: move it "
-                              f"with `mv {old} {root / PRIVATE_FOLDER}` (nothing else changes)")
+            raise CourseError(
+                f"{old} holds this course's private references under their old folder name: move it "
+                f"with `mv {old} {root / PRIVATE_FOLDER}` (nothing else changes)"
+            )
         return cls(root=root, config=config)
 
     # ------------------------------------------------------------------ folders

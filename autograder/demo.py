@@ -37,15 +37,15 @@ def softmax(z):
     e = torch.exp(z)
     return e / e.sum(dim=-1, keepdim=True)
 '''
-PATCH_ALLCLOSE = '''
+PATCH_ALLCLOSE = """
 # "Every comparison passes": what scores full marks on nbgrader and otter-grader.
 import numpy, torch
 numpy.allclose = lambda *a, **k: True
 numpy.testing.assert_allclose = lambda *a, **k: None
 torch.allclose = lambda *a, **k: True
 torch.testing.assert_close = lambda *a, **k: None
-'''
-READ_COURSE = '''
+"""
+READ_COURSE = """
 # Try to read the instructor's source and references, and to overwrite the gradebook.
 import os
 for path in {paths!r}:
@@ -61,7 +61,7 @@ try:
 except OSError as err:
     print("cannot write the gradebook -", type(err).__name__)
 print("visible at /:", sorted(os.listdir("/")))
-'''
+"""
 INFINITE_LOOP = "while True:\n    pass\n"
 
 
@@ -69,24 +69,29 @@ INFINITE_LOOP = "while True:\n    pass\n"
 class DemoStudent:
     name: str
     story: str
-    answers: str = "solution"                  # "solution", "blank" or "wrong"
-    replace: dict[str, str] = field(default_factory=dict)   # function or class name → code of its cell
-    extra_cell: str | None = None              # a cell the student added after the setup cell
-    raw_file: str | None = None                # the whole file, for broken submissions
+    answers: str = "solution"  # "solution", "blank" or "wrong"
+    replace: dict[str, str] = field(default_factory=dict)  # function or class name → code of its cell
+    extra_cell: str | None = None  # a cell the student added after the setup cell
+    raw_file: str | None = None  # the whole file, for broken submissions
 
 
 def demo_class(course: Course) -> list[DemoStudent]:
     gradebook = str(course.root / "gradebook.db")
-    secrets = [str(p) for p in sorted(course.source.rglob("*.ipynb"))[:1]] + \
-        [str(p) for p in sorted(course.private.rglob("references.json"))[:1]]
+    secrets = [str(p) for p in sorted(course.source.rglob("*.ipynb"))[:1]] + [
+        str(p) for p in sorted(course.private.rglob("references.json"))[:1]
+    ]
     return [
         DemoStudent("ada", "correct answers"),
         DemoStudent("ben", "handed in the blank release", answers="blank"),
         DemoStudent("carl", "cross-entropy without the batch mean", replace={"cross_entropy_batch": NO_BATCH_MEAN}),
         DemoStudent("dana", "softmax without the max shift (overflows)", replace={"softmax": UNSTABLE_SOFTMAX}),
         DemoStudent("eve", "patches torch/numpy allclose, wrong answers", answers="wrong", extra_cell=PATCH_ALLCLOSE),
-        DemoStudent("mallory", "reads source/, writes gradebook.db", answers="blank",
-                    extra_cell=READ_COURSE.format(paths=secrets, gradebook=gradebook)),
+        DemoStudent(
+            "mallory",
+            "reads source/, writes gradebook.db",
+            answers="blank",
+            extra_cell=READ_COURSE.format(paths=secrets, gradebook=gradebook),
+        ),
         DemoStudent("lenny", "an infinite loop", extra_cell=INFINITE_LOOP),
         DemoStudent("gary", "a file that is not valid JSON", raw_file='{"cells": [ this is not json'),
     ]
@@ -151,8 +156,9 @@ def run_demo(course: Course, lab: str, console: Console) -> None:
 
     written = write_feedback(course, lab, [s.name for s in students])
     after = _digest(course, ("source", "release", "private", "solutions"))
-    console.print(f"feedback: {len(written)} HTML file(s) in "
-                  f"{course.feedback.relative_to(course.root)}/<student>/{lab}/")
+    console.print(
+        f"feedback: {len(written)} HTML file(s) in {course.feedback.relative_to(course.root)}/<student>/{lab}/"
+    )
     console.print(f"course files unchanged by student code: {'yes' if before == after else '[red]NO[/]'}")
     console.print(f"gradebook.db intact: {_gradebook_ok(course.root / 'gradebook.db')}")
 

@@ -16,29 +16,29 @@ class FailureKind(StrEnum):
     """The value is the short name tables and the CSV show."""
 
     # The submission's files (the coordinator, before any kernel)
-    NOT_A_REGULAR_FILE = "not a regular file"        # a FIFO, device, socket or folder
-    SYMBOLIC_LINK = "symbolic link"                  # the notebook or a folder above it is a link
+    NOT_A_REGULAR_FILE = "not a regular file"  # a FIFO, device, socket or folder
+    SYMBOLIC_LINK = "symbolic link"  # the notebook or a folder above it is a link
     MISSING_NOTEBOOK = "missing from the submission"
-    TOO_LARGE = "over the size cap"                  # c.Grading.max_submission_mib
-    NOT_TEXT = "not a text file"                     # not UTF-8
+    TOO_LARGE = "over the size cap"  # c.Grading.max_submission_mib
+    NOT_TEXT = "not a text file"  # not UTF-8
     NOT_JSON = "not valid JSON"
-    NOT_A_NOTEBOOK = "not a valid notebook"          # JSON of the wrong shape, depth, lone surrogates
-    NOT_SANITIZABLE = "could not be sanitized"       # nbgrader's preprocessors refused its metadata
-    BAD_TIMESTAMP = "bad timestamp"                  # timestamp.txt is not a date
-    BAD_STUDENT_ID = "unusable student id"           # the folder name under submitted/
+    NOT_A_NOTEBOOK = "not a valid notebook"  # JSON of the wrong shape, depth, lone surrogates
+    NOT_SANITIZABLE = "could not be sanitized"  # nbgrader's preprocessors refused its metadata
+    BAD_TIMESTAMP = "bad timestamp"  # timestamp.txt is not a date
+    BAD_STUDENT_ID = "unusable student id"  # the folder name under submitted/
     # The run (the executors)
-    SANDBOX_UNAVAILABLE = "sandbox unavailable"      # c.Grading.require_sandbox and no bubblewrap
+    SANDBOX_UNAVAILABLE = "sandbox unavailable"  # c.Grading.require_sandbox and no bubblewrap
     KERNEL_DID_NOT_START = "kernel did not start"
-    KERNEL_STOPPED = "kernel stopped"                # before the first cell
+    KERNEL_STOPPED = "kernel stopped"  # before the first cell
     KERNEL_DIED = "kernel died"
     TIMEOUT = "timeout"
-    OUTPUT_OVER = "output over"                      # the outputs' cap (64 MiB)
-    JOB_FOLDER_FULL = "job folder full"              # c.Grading.job_folder_mib / job_folder_inodes
+    OUTPUT_OVER = "output over"  # the outputs' cap (64 MiB)
+    JOB_FOLDER_FULL = "job folder full"  # c.Grading.job_folder_mib / job_folder_inodes
     GPU_MEMORY = "GPU memory over its share"
-    EXECUTION_FAILED = "execution failed"            # the kernel broke the protocol, or was cancelled
+    EXECUTION_FAILED = "execution failed"  # the kernel broke the protocol, or was cancelled
     RAY_WORKER_FAILED = "Ray worker failed"
     # Ours
-    INTERNAL_ERROR = "internal error"                # a bug of the grader: graded again next run
+    INTERNAL_ERROR = "internal error"  # a bug of the grader: graded again next run
 
     @property
     def regraded(self) -> bool:

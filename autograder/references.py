@@ -22,8 +22,8 @@ class Reference:
     """A check as the build recorded it: the solution's observation and where it belongs."""
 
     observation: Observation
-    notebook: str       # notebook name without .ipynb
-    grade_id: str       # the test cell it was recorded in
+    notebook: str  # notebook name without .ipynb
+    grade_id: str  # the test cell it was recorded in
     cell_index: int
     hidden: bool
 
@@ -58,6 +58,7 @@ def load_references(file: Path) -> dict[str, Reference]:
     document = json.loads(Path(file).read_text())
     references = {}
     for name, entry in document["checks"].items():
-        references[name] = Reference(decode(entry), entry["notebook"], entry["grade_id"],
-                                     entry["cell_index"], entry["hidden"])
+        references[name] = Reference(
+            decode(entry), entry["notebook"], entry["grade_id"], entry["cell_index"], entry["hidden"]
+        )
     return references

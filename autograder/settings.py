@@ -24,50 +24,82 @@ class Grading(Configurable):
     max_processes = Int(256, help="Processes a kernel may have (cgroup pids.max).").tag(config=True)
     tmpfs_mib = Int(1024, help="Size of the sandbox's private /tmp (and of its /dev/shm).").tag(config=True)
     file_size_mib = Int(256, help="Largest file a kernel may write (RLIMIT_FSIZE).").tag(config=True)
-    max_output_mib = Int(64, help="Outputs a notebook may produce in all (their JSON size); more fails the "
-                                  "run: output over the limit.").tag(config=True)
-    job_folder_mib = Int(64, help="Size of each kernel's job folder, the one host folder it can write (its "
-                                  "sockets): a tmpfs of its own where the coordinator may mount.").tag(config=True)
+    max_output_mib = Int(
+        64, help="Outputs a notebook may produce in all (their JSON size); more fails the run: output over the limit."
+    ).tag(config=True)
+    job_folder_mib = Int(
+        64,
+        help="Size of each kernel's job folder, the one host folder it can write (its "
+        "sockets): a tmpfs of its own where the coordinator may mount.",
+    ).tag(config=True)
     job_folder_inodes = Int(4096, help="Files and folders each kernel's job folder may hold.").tag(config=True)
     threads_per_job = Int(1, help="OMP/MKL/torch threads per kernel.").tag(config=True)
-    workers = Int(0, help="Submissions graded at once on a CPU-only machine; 0: one per threads_per_job "
-                          "cores.").tag(config=True)
+    workers = Int(0, help="Submissions graded at once on a CPU-only machine; 0: one per threads_per_job cores.").tag(
+        config=True
+    )
     jobs_per_gpu = Int(1, help="Submissions sharing one GPU at once (each sees only its GPU).").tag(config=True)
-    max_submission_mib = Float(20.0, help="Largest submitted notebook file graded (MiB); a larger one is failed "
-                                          "with its size, unread.").tag(config=True)
-    max_feedback_mib = Float(5.0, help="Largest feedback page written (MiB): images, then long sources, are "
-                                       "left out of a page that would be larger, and it says so.").tag(config=True)
+    max_submission_mib = Float(
+        20.0, help="Largest submitted notebook file graded (MiB); a larger one is failed with its size, unread."
+    ).tag(config=True)
+    max_feedback_mib = Float(
+        5.0,
+        help="Largest feedback page written (MiB): images, then long sources, are "
+        "left out of a page that would be larger, and it says so.",
+    ).tag(config=True)
     require_sandbox = Bool(False, help="Refuse to grade (status failed) where bubblewrap cannot run.").tag(config=True)
-    gpus = Unicode("auto", help="GPUs to grade on: 'auto' (every /dev/nvidiaN), 'none' (CPU slots only), "
-                                "or minor numbers such as '0,2'.").tag(config=True)
-    prepared_per_slot = Int(1, help="Kernels each slot keeps started ahead (sandbox, imports, CUDA) for the "
-                                     "submissions to come; 0: start each when its submission comes.").tag(config=True)
-    warm_up_modules = List(Unicode(), [], help="Imported in each kernel before it gets its notebook, besides "
-                                               "the modules the lab's source notebooks import.").tag(config=True)
-    executor = Enum(["local", "ray"], "local", help="Where kernels run: this machine, or a Ray cluster "
-                                                    "(the `ray` extra).").tag(config=True)
-    ray_address = Unicode("", help="Ray cluster address ('' starts a local Ray; 'auto' finds a running "
-                                   "one).").tag(config=True)
-    ray_gpus_per_job = Float(0.0, help="GPUs each Ray task asks for (fractions share a GPU); 0: 1 / jobs_per_gpu "
-                                       "when the cluster has GPUs, else none.").tag(config=True)
+    gpus = Unicode(
+        "auto",
+        help="GPUs to grade on: 'auto' (every /dev/nvidiaN), 'none' (CPU slots only), or minor numbers such as '0,2'.",
+    ).tag(config=True)
+    prepared_per_slot = Int(
+        1,
+        help="Kernels each slot keeps started ahead (sandbox, imports, CUDA) for the "
+        "submissions to come; 0: start each when its submission comes.",
+    ).tag(config=True)
+    warm_up_modules = List(
+        Unicode(),
+        [],
+        help="Imported in each kernel before it gets its notebook, besides "
+        "the modules the lab's source notebooks import.",
+    ).tag(config=True)
+    executor = Enum(
+        ["local", "ray"], "local", help="Where kernels run: this machine, or a Ray cluster (the `ray` extra)."
+    ).tag(config=True)
+    ray_address = Unicode("", help="Ray cluster address ('' starts a local Ray; 'auto' finds a running one).").tag(
+        config=True
+    )
+    ray_gpus_per_job = Float(
+        0.0,
+        help="GPUs each Ray task asks for (fractions share a GPU); 0: 1 / jobs_per_gpu "
+        "when the cluster has GPUs, else none.",
+    ).tag(config=True)
 
 
 class Collect(Configurable):
     """How `autograder collect` reads LMS downloads (nbgrader_config.py: `c.Collect.*`)."""
 
-    layout = Enum(["plain", "canvas", "moodle"], "plain",
-                  help="The LMS's file naming, which alone says whose a file is: 'canvas' (<name>_<userid>_"
-                       "<attachmentid>_<file>; id: the user id), 'moodle' (<Full Name>_<participantid>_"
-                       "assignsubmission_file_...; id: the participant id), 'plain' (<student>_<notebook>.ipynb "
-                       "or <student>/LAB/<notebook>.ipynb).").tag(config=True)
-    max_file_mib = Float(64.0, help="Largest notebook, or student's zip, extracted (MiB): checked on the zip's "
-                                    "header and counted while reading.").tag(config=True)
-    max_archive_mib = Float(
-        256.0, help="Largest total of the notebooks one student's zip yields (MiB).").tag(config=True)
+    layout = Enum(
+        ["plain", "canvas", "moodle"],
+        "plain",
+        help="The LMS's file naming, which alone says whose a file is: 'canvas' (<name>_<userid>_"
+        "<attachmentid>_<file>; id: the user id), 'moodle' (<Full Name>_<participantid>_"
+        "assignsubmission_file_...; id: the participant id), 'plain' (<student>_<notebook>.ipynb "
+        "or <student>/LAB/<notebook>.ipynb).",
+    ).tag(config=True)
+    max_file_mib = Float(
+        64.0,
+        help="Largest notebook, or student's zip, extracted (MiB): checked on the zip's "
+        "header and counted while reading.",
+    ).tag(config=True)
+    max_archive_mib = Float(256.0, help="Largest total of the notebooks one student's zip yields (MiB).").tag(
+        config=True
+    )
     max_entries = Int(100000, help="Most entries a zip may have (a download or a student's zip).").tag(config=True)
-    zip_dates = Bool(True, help="Moodle and plain: a zip entry's date is the submission time (timestamp.txt) "
-                                "and orders duplicates. Canvas's never are: they are when the zip was made."
-                     ).tag(config=True)
+    zip_dates = Bool(
+        True,
+        help="Moodle and plain: a zip entry's date is the submission time (timestamp.txt) "
+        "and orders duplicates. Canvas's never are: they are when the zip was made.",
+    ).tag(config=True)
 
 
 #: Our configurable classes, in the order `autograder config` lists them.
@@ -80,9 +112,9 @@ class Setting:
 
     section: str
     name: str
-    kind: str          # the trait's type: Int, Float, Bool, Unicode, Enum [a, b], List ...
+    kind: str  # the trait's type: Int, Float, Bool, Unicode, Enum [a, b], List ...
     default: Any
-    value: Any         # what the course's configuration gives (the default when it sets none)
+    value: Any  # what the course's configuration gives (the default when it sets none)
     help: str
 
     @property
@@ -106,6 +138,7 @@ def settings_of(cls: type[Configurable], config: Config) -> list[Setting]:
         is_set = any(name in config[section] for section in sections)
         default = trait.default()
         help_text = " ".join((trait.help or "").split())
-        rows.append(Setting(cls.__name__, name, kind, default, getattr(configured, name) if is_set else default,
-                            help_text))
+        rows.append(
+            Setting(cls.__name__, name, kind, default, getattr(configured, name) if is_set else default, help_text)
+        )
     return rows

@@ -1,6 +1,6 @@
 """Wall time of `autograder build` for a lab, in a fresh temporary course (prints figures).
 
-    .venv/bin/python benchmarks/build_time.py [LAB] [--repeat N]
+.venv/bin/python benchmarks/build_time.py [LAB] [--repeat N]
 """
 
 from __future__ import annotations
@@ -34,8 +34,10 @@ def main() -> None:
             report = build_lab(course, args.lab)
             times.append(time.perf_counter() - start)
     print(f"machine: {platform.node()} {os.cpu_count()} cores, {platform.processor() or platform.machine()}")
-    print(f"build {args.lab}: {report.checks} checks; wall time over {args.repeat} runs: "
-          f"median {statistics.median(times):.1f} s, min {min(times):.1f} s, max {max(times):.1f} s")
+    print(
+        f"build {args.lab}: {report.checks} checks; wall time over {args.repeat} runs: "
+        f"median {statistics.median(times):.1f} s, min {min(times):.1f} s, max {max(times):.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))   # conftest, malformed, notebooks
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # conftest, malformed, notebooks
 
 from autograder.authoring.pipeline import build_lab
 from autograder.demo import DemoStudent, make_submission
@@ -62,23 +62,29 @@ def main() -> int:
         try:
             results = {r.student: r for r in grade_lab(course, LAB, workers=args.workers or None)}
             crashed = None
-        except Exception as err:   # what this benchmark exists to show never happens
+        except Exception as err:  # what this benchmark exists to show never happens
             results, crashed = {}, f"{type(err).__name__}: {err}"
         seconds = time.perf_counter() - started
 
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     kinds = Counter(r.failure_kind for s, r in results.items() if s in labels)
     graded_malformed = [labels[s] for s, r in results.items() if s in labels and r.status == "graded"]
-    honest_ok = all(results.get(s) is not None and (results[s].status, results[s].score) == ("graded", 3.0)
-                    for s in honest)
+    honest_ok = all(
+        results.get(s) is not None and (results[s].status, results[s].score) == ("graded", 3.0) for s in honest
+    )
     total = args.count + args.honest
-    print(f"machine: {platform.node()}, {platform.processor() or platform.machine()}, "
-          f"Python {platform.python_version()}")
-    print(f"{args.count} malformed + {args.honest} honest submissions graded in {seconds:.1f} s "
-          f"({total / seconds:.1f} per second); coordinator peak RSS {peak_mib:.0f} MiB")
-    print(f"batch crashed: {crashed or 'no'}; internal errors: {kinds.get('internal error', 0)}; "
-          f"malformed ones graded: {len(graded_malformed)} {sorted(set(graded_malformed))[:5]}; "
-          f"honest full marks: {honest_ok}")
+    print(
+        f"machine: {platform.node()}, {platform.processor() or platform.machine()}, Python {platform.python_version()}"
+    )
+    print(
+        f"{args.count} malformed + {args.honest} honest submissions graded in {seconds:.1f} s "
+        f"({total / seconds:.1f} per second); coordinator peak RSS {peak_mib:.0f} MiB"
+    )
+    print(
+        f"batch crashed: {crashed or 'no'}; internal errors: {kinds.get('internal error', 0)}; "
+        f"malformed ones graded: {len(graded_malformed)} {sorted(set(graded_malformed))[:5]}; "
+        f"honest full marks: {honest_ok}"
+    )
     for kind, count in kinds.most_common():
         print(f"  {count:6d}  {kind}")
     return 0 if not crashed and not kinds.get("internal error") and not graded_malformed and honest_ok else 1

@@ -50,21 +50,39 @@ def grade_in_stages(context: LabContext, student: str) -> dict[str, float]:
     nb = sanitize(context.course, context.lab, path)
     t1 = time.perf_counter()
     job = Path(tempfile.mkdtemp())
-    execution = execute_notebook(nb, job_dir=job, limits=kernel_policy.limits_from(context.settings),
-                                        env=kernel_policy.kernel_environment(context.settings),
-                                        read_only=kernel_policy.read_only_binds(context.course))
+    execution = execute_notebook(
+        nb,
+        job_dir=job,
+        limits=kernel_policy.limits_from(context.settings),
+        env=kernel_policy.kernel_environment(context.settings),
+        read_only=kernel_policy.read_only_binds(context.course),
+    )
     shutil.rmtree(job, ignore_errors=True)
     t2 = time.perf_counter()
-    scores = judge_notebook(name, execution.notebook, context.references, context.max_scores[name],
-                            sources=[c.source for c in nb.cells if c.cell_type == "code"],
-                            cell_errors=execution.cell_errors, stopped=None, labels_for=context.course.held_out_labels)
+    scores = judge_notebook(
+        name,
+        execution.notebook,
+        context.references,
+        context.max_scores[name],
+        sources=[c.source for c in nb.cells if c.cell_type == "code"],
+        cell_errors=execution.cell_errors,
+        stopped=None,
+        labels_for=context.course.held_out_labels,
+    )
     result = Result(student, context.lab, "graded", cells=list(scores))
     record_result(context.course, result)
     t3 = time.perf_counter()
     assert execution.status == "completed", execution.reason
     compute = cell_seconds(execution.notebook)
-    stages.update(sanitize=t1 - t0, execute=t2 - t1, cells=compute, verdicts_gradebook=t3 - t2,
-                  total=t3 - t0, overhead=(t3 - t0) - compute, score=sum(s.score for s in scores))
+    stages.update(
+        sanitize=t1 - t0,
+        execute=t2 - t1,
+        cells=compute,
+        verdicts_gradebook=t3 - t2,
+        total=t3 - t0,
+        overhead=(t3 - t0) - compute,
+        score=sum(s.score for s in scores),
+    )
     return stages
 
 
@@ -82,27 +100,35 @@ def main() -> None:
         for student in students:
             make_submission(course, args.lab, DemoStudent(student, "correct"))
         context = LabContext.load(course, args.lab)
-        grade_in_stages(context, students[0])          # warm the page cache once
+        grade_in_stages(context, students[0])  # warm the page cache once
         rows = [grade_in_stages(context, s) for s in students]
 
         def med(key):
             return statistics.median(r[key] for r in rows)
 
         sandbox = probe()
-        print(f"machine: {platform.node()}, {os.cpu_count()} cores; sandbox: "
-              f"{'bubblewrap' if sandbox.available else 'NONE (' + sandbox.reason + ')'}")
+        print(
+            f"machine: {platform.node()}, {os.cpu_count()} cores; sandbox: "
+            f"{'bubblewrap' if sandbox.available else 'NONE (' + sandbox.reason + ')'}"
+        )
         print(f"{args.lab}, {args.n} honest submissions graded one at a time (median per submission):")
         print(f"  total {med('total'):.2f} s = notebook cells {med('cells'):.2f} s + overhead {med('overhead'):.2f} s")
-        print(f"  overhead: sanitize {med('sanitize'):.3f} s, kernel start + sandbox + transport "
-              f"{med('execute') - med('cells'):.2f} s, verdicts + gradebook {med('verdicts_gradebook'):.3f} s")
+        print(
+            f"  overhead: sanitize {med('sanitize'):.3f} s, kernel start + sandbox + transport "
+            f"{med('execute') - med('cells'):.2f} s, verdicts + gradebook {med('verdicts_gradebook'):.3f} s"
+        )
         print(f"  scores: {sorted(set(r['score'] for r in rows))}")
 
         # nbgrader autograde, serially, on the same submissions (its own kernel, no sandbox).
         nbgrader = str(Path(sys.executable).with_name("nbgrader"))
         start = time.perf_counter()
         for student in students:
-            subprocess.run([nbgrader, "autograde", args.lab, "--student", student, "--force", "--create",
-                            *NBGRADER_ENGINE_ON], cwd=course.root, check=True, capture_output=True)
+            subprocess.run(
+                [nbgrader, "autograde", args.lab, "--student", student, "--force", "--create", *NBGRADER_ENGINE_ON],
+                cwd=course.root,
+                check=True,
+                capture_output=True,
+            )
         serial = (time.perf_counter() - start) / len(students)
         print(f"  nbgrader autograde (serial, same machine, same submissions): {serial:.2f} s per submission")
 

@@ -44,8 +44,10 @@ ONE_THREAD = {name: "1" for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPEN
 def configurations() -> list[tuple[str, dict[str, str]]]:
     import torch
 
-    configs = [("cpu, every core", {"CUDA_VISIBLE_DEVICES": ""}),
-               ("cpu, 1 thread (as graded)", {"CUDA_VISIBLE_DEVICES": "", **ONE_THREAD})]
+    configs = [
+        ("cpu, every core", {"CUDA_VISIBLE_DEVICES": ""}),
+        ("cpu, 1 thread (as graded)", {"CUDA_VISIBLE_DEVICES": "", **ONE_THREAD}),
+    ]
     if torch.cuda.is_available():
         configs.append((f"cuda ({torch.cuda.get_device_name(0)})", {}))
     return configs
@@ -62,8 +64,9 @@ def cell_seconds(cell) -> float:
     timing = cell.get("metadata", {}).get("execution", {})
     if "iopub.execute_input" not in timing or "shell.execute_reply" not in timing:
         return 0.0
-    start, end = (datetime.fromisoformat(timing[k].replace("Z", "+00:00"))
-                  for k in ("iopub.execute_input", "shell.execute_reply"))
+    start, end = (
+        datetime.fromisoformat(timing[k].replace("Z", "+00:00")) for k in ("iopub.execute_input", "shell.execute_reply")
+    )
     return (end - start).total_seconds()
 
 
@@ -96,8 +99,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=2)
     args = parser.parse_args()
-    print(f"machine: {platform.node()}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
-          f"load average {os.getloadavg()[0]:.2f}")
+    print(
+        f"machine: {platform.node()}, {os.cpu_count()} cores, {platform.processor() or platform.machine()}; "
+        f"load average {os.getloadavg()[0]:.2f}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         data = data_folder(Path(tmp))
         for name, env in configurations():
@@ -114,9 +119,11 @@ def main() -> None:
                     if grade_id:
                         slow.setdefault(grade_id, []).append(cell_seconds(cell))
             top = sorted(slow.items(), key=lambda item: -statistics.median(item[1]))[:4]
-            print(f"{name}: wall time over {args.repeat} run(s) (kernel start included): median "
-                  f"{statistics.median(times):.1f} s, min {min(times):.1f} s, max {max(times):.1f} s; "
-                  f"LeNet-5 test accuracy {', '.join(f'{a:.2%}' for a in accuracies if a is not None)}")
+            print(
+                f"{name}: wall time over {args.repeat} run(s) (kernel start included): median "
+                f"{statistics.median(times):.1f} s, min {min(times):.1f} s, max {max(times):.1f} s; "
+                f"LeNet-5 test accuracy {', '.join(f'{a:.2%}' for a in accuracies if a is not None)}"
+            )
             print("  slowest cells (median s): " + ", ".join(f"{g} {statistics.median(s):.1f}" for g, s in top))
 
 

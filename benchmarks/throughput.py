@@ -78,18 +78,29 @@ def grade_with(course: Course, lab: str, students: list[str], workers: int | Non
     wall = time.perf_counter() - began
     # Beyond the notebook's compute: every stage of grade_submission (grading/batch.py) but the cells.
     overheads = [r.seconds + r.timings.get("record", 0) - r.timings.get("cells", 0) for r in results]
-    stages = {stage: statistics.median(r.timings.get(stage, 0) for r in results)
-              for stage in ("sanitize", "wait", "run", "cells", "judge", "record", "start")}
-    return {"wall": wall, "per_minute": 60 * len(results) / wall, "overhead": statistics.median(overheads),
-            "stages": stages, "scores": {r.student: (r.status, r.score) for r in results}}
+    stages = {
+        stage: statistics.median(r.timings.get(stage, 0) for r in results)
+        for stage in ("sanitize", "wait", "run", "cells", "judge", "record", "start")
+    }
+    return {
+        "wall": wall,
+        "per_minute": 60 * len(results) / wall,
+        "overhead": statistics.median(overheads),
+        "stages": stages,
+        "scores": {r.student: (r.status, r.score) for r in results},
+    }
 
 
 def nbgrader_serial(course: Course, lab: str, students: list[str]) -> dict:
     nbgrader = str(Path(sys.executable).with_name("nbgrader"))
     began = time.perf_counter()
     for student in students:
-        subprocess.run([nbgrader, "autograde", lab, "--student", student, "--force", "--create", *NBGRADER_ENGINE_ON],
-                       cwd=course.root, check=True, capture_output=True)
+        subprocess.run(
+            [nbgrader, "autograde", lab, "--student", student, "--force", "--create", *NBGRADER_ENGINE_ON],
+            cwd=course.root,
+            check=True,
+            capture_output=True,
+        )
     wall = time.perf_counter() - began
     return {"wall": wall, "per_minute": 60 * len(students) / wall}
 
@@ -119,32 +130,48 @@ def main() -> None:
         prepared = grade_with(course, args.lab, names, workers, prepared_per_slot=args.ahead)
         cold = None if args.skip_cold else grade_with(course, args.lab, names, workers, prepared_per_slot=0)
         if cold is not None and cold["scores"] != prepared["scores"]:
-            raise SystemExit("scores differ between prepared and cold kernels:\n"
-                             f"{prepared['scores']}\n{cold['scores']}")
-        serial_names = names[:args.nbgrader_n or len(names)]
+            raise SystemExit(
+                f"scores differ between prepared and cold kernels:\n{prepared['scores']}\n{cold['scores']}"
+            )
+        serial_names = names[: args.nbgrader_n or len(names)]
         serial = nbgrader_serial(course, args.lab, serial_names)
 
         gpus = grading_gpus("auto")
         sandbox = probe()
         honest = sum(s.story == "honest" for s in students)
-        print(f"machine: {platform.node()}, {os.cpu_count()} cores, GPUs: {gpus or 'none'}; sandbox: "
-              f"{'bubblewrap' if sandbox.available else 'NONE (' + sandbox.reason + ')'}")
-        print(f"{args.lab}: {len(names)} submissions ({honest} honest, {len(names) - honest} blank or buggy), "
-              f"workers: {workers or 'all slots'}")
-        rows = [(f"runner, {args.ahead} kernel(s) per slot prepared ahead", prepared), ("runner, cold kernels", cold),
-                (f"nbgrader autograde, serial ({len(serial_names)} submissions)", serial)]
+        print(
+            f"machine: {platform.node()}, {os.cpu_count()} cores, GPUs: {gpus or 'none'}; sandbox: "
+            f"{'bubblewrap' if sandbox.available else 'NONE (' + sandbox.reason + ')'}"
+        )
+        print(
+            f"{args.lab}: {len(names)} submissions ({honest} honest, {len(names) - honest} blank or buggy), "
+            f"workers: {workers or 'all slots'}"
+        )
+        rows = [
+            (f"runner, {args.ahead} kernel(s) per slot prepared ahead", prepared),
+            ("runner, cold kernels", cold),
+            (f"nbgrader autograde, serial ({len(serial_names)} submissions)", serial),
+        ]
         for label, row in rows:
             if row is None:
                 continue
-            extra = (f", overhead beyond the notebook's compute {row['overhead']:.2f} s (median)"
-                     if "overhead" in row else "")
+            extra = (
+                f", overhead beyond the notebook's compute {row['overhead']:.2f} s (median)"
+                if "overhead" in row
+                else ""
+            )
             print(f"  {label:45} {row['per_minute']:6.1f} submissions/min ({row['wall']:.1f} s){extra}")
             if "stages" in row:
-                print("      median s per submission: " + ", ".join(f"{k} {v:.2f}" for k, v in row["stages"].items())
-                      + "  (run - cells: kernel hand-over, transport, output handling)")
+                print(
+                    "      median s per submission: "
+                    + ", ".join(f"{k} {v:.2f}" for k, v in row["stages"].items())
+                    + "  (run - cells: kernel hand-over, transport, output handling)"
+                )
         print(f"  ratio, prepared runner / serial nbgrader: {prepared['per_minute'] / serial['per_minute']:.1f}x")
-        print(f"  scores: {sorted(set(score for _, score in prepared['scores'].values()))}, "
-              f"statuses: {sorted(set(status for status, _ in prepared['scores'].values()))}")
+        print(
+            f"  scores: {sorted(set(score for _, score in prepared['scores'].values()))}, "
+            f"statuses: {sorted(set(status for status, _ in prepared['scores'].values()))}"
+        )
 
 
 if __name__ == "__main__":

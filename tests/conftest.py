@@ -40,8 +40,10 @@ def tiny_course(tmp_path_factory) -> Course:
 
 # ------------------------------------------------------------------------------------------ lab tests
 
-needs_fashion_mnist = pytest.mark.skipif(not FASHION_MNIST_SOURCE.is_dir(), reason=(
-    "Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)"))
+needs_fashion_mnist = pytest.mark.skipif(
+    not FASHION_MNIST_SOURCE.is_dir(),
+    reason=("Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)"),
+)
 
 
 def assert_committed_lab_matches_the_source(course: Course, lab: str) -> None:
@@ -69,18 +71,21 @@ def assert_release_in_sync(course: Course, lab: str) -> None:
         committed = REPO / "release" / lab / built.name
         assert committed.is_file(), stale
         a, b = (nbformat.read(p, as_version=4) for p in (committed, built))
-        assert [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in a.cells] == \
-            [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in b.cells], stale
+        assert [(c.cell_type, c.source, c.metadata.get("nbgrader")) for c in a.cells] == [
+            (c.cell_type, c.source, c.metadata.get("nbgrader")) for c in b.cells
+        ], stale
         sa, sb = (nbformat.read(root / "solutions" / lab / built.name, as_version=4) for root in (REPO, course.root))
         assert [c.source for c in sa.cells] == [c.source for c in sb.cells], stale
-    refs = [json.loads((root / "release" / lab / "public_references.json").read_text())["checks"]
-            for root in (REPO, course.root)]
+    refs = [
+        json.loads((root / "release" / lab / "public_references.json").read_text())["checks"]
+        for root in (REPO, course.root)
+    ]
     assert set(refs[0]) == set(refs[1]), stale
     for name in refs[0]:
         a, b = decode(refs[0][name]), decode(refs[1][name])
         assert (a.kind, a.params) == (b.kind, b.params), stale
         if a.kind in ("at_most", "at_least"):
-            continue   # judged by the limit alone; the value is the solution's own training outcome, machine-dependent
+            continue  # judged by the limit alone; the value is the solution's own training outcome, machine-dependent
         if isinstance(a.value, np.ndarray):
             assert a.value.shape == b.value.shape and np.allclose(a.value, b.value, rtol=1e-5, atol=1e-7), stale
         else:
@@ -94,8 +99,11 @@ def assert_no_secrets_in_release(lab: str) -> None:
     from autograder.authoring.pipeline import check_release
 
     for source in sorted((REPO / "source" / lab).glob("*.ipynb")):
-        check_release(nbformat.read(source, as_version=4),
-                      nbformat.read(REPO / "release" / lab / source.name, as_version=4), source)
+        check_release(
+            nbformat.read(source, as_version=4),
+            nbformat.read(REPO / "release" / lab / source.name, as_version=4),
+            source,
+        )
 
 
 def public_and_hidden(references) -> dict[str, set[bool]]:
@@ -147,8 +155,9 @@ def assert_graded_zero(result, full_cells: dict[str, float]) -> dict[str, str]:
     return failed_checks(result)
 
 
-def assert_costs_exactly(result, full_cells: dict[str, float], full: float, cells: dict[str, float],
-                         failed: set[str]) -> None:
+def assert_costs_exactly(
+    result, full_cells: dict[str, float], full: float, cells: dict[str, float], failed: set[str]
+) -> None:
     """A buggy submission's Result: `cells` (grade_id → score) lost points, every other cell has its
     full points, exactly the checks `failed` failed, and the score is `full` less what was lost."""
     assert cell_scores(result) == {**full_cells, **cells}

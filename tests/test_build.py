@@ -20,8 +20,14 @@ def release_text(course, lab="tiny"):
 def test_release_has_stubs_and_no_solution_or_hidden_text(tiny_course):
     text = release_text(tiny_course)
     assert "raise NotImplementedError()" in text
-    for secret in ("(x ** 2).mean()", "a[:, None] * b[None, :]", "mean_square_negative", "outer_values",
-                   "BEGIN SOLUTION", "HIDDEN TESTS"):
+    for secret in (
+        "(x ** 2).mean()",
+        "a[:, None] * b[None, :]",
+        "mean_square_negative",
+        "outer_values",
+        "BEGIN SOLUTION",
+        "HIDDEN TESTS",
+    ):
         assert secret not in text
 
 
@@ -34,8 +40,11 @@ def test_public_references_hold_public_checks_only(tiny_course):
 def test_private_references_know_cell_and_visibility(tiny_course):
     refs = load_references(tiny_course.references_file("tiny"))
     assert {n: (r.grade_id, r.hidden) for n, r in refs.items()} == {
-        "mean_square_small": ("mean_square_tests", False), "mean_square_negative": ("mean_square_tests", True),
-        "outer_shape": ("outer_tests", False), "outer_values": ("outer_tests", True)}
+        "mean_square_small": ("mean_square_tests", False),
+        "mean_square_negative": ("mean_square_tests", True),
+        "outer_shape": ("outer_tests", False),
+        "outer_values": ("outer_tests", True),
+    }
     assert float(refs["mean_square_small"].observation.value) == pytest.approx(14 / 3)
     assert float(refs["mean_square_negative"].observation.value) == pytest.approx((1 + 9 + 4 + 0.25) / 4)
 
@@ -49,6 +58,7 @@ def test_solutions_are_executed_without_markers_or_hidden_tests(tiny_course):
 
 def test_the_gradebook_knows_the_cells_and_points(tiny_course):
     from autograder.grading.gradebook import max_scores
+
     assert max_scores(tiny_course, "tiny") == {"tiny": {"mean_square_tests": 2.0, "outer_tests": 1.0}}
 
 
@@ -77,8 +87,11 @@ STATIC_CASES = [
     ("solution region outside a solution cell", _as_plain_code(2), "cell 2: a solution region"),
     ("hidden tests outside a test cell", _as_plain_code(3), "cell 3: hidden tests"),
     ("repeated grade_id", _dup_grade_id, "grade_id 'mean_square_solution' repeats: cell 2"),
-    ("unbalanced markers", lambda nb: setattr(nb.cells[2], "source", nb.cells[2].source.replace(
-        "    ### END SOLUTION", "")), "never closed"),
+    (
+        "unbalanced markers",
+        lambda nb: setattr(nb.cells[2], "source", nb.cells[2].source.replace("    ### END SOLUTION", "")),
+        "never closed",
+    ),
 ]
 
 
@@ -127,7 +140,7 @@ def test_mistakes_found_by_running_the_solution_are_refused(tmp_path, story, mut
     with pytest.raises(SourceError, match="tiny.ipynb, cell") as err:
         build_lab(course, "tiny")
     assert expected in str(err.value)
-    assert not (course.release / "tiny").exists()   # nothing half-built is published
+    assert not (course.release / "tiny").exists()  # nothing half-built is published
 
 
 def test_a_source_that_is_not_a_notebook_is_refused(tmp_path):

@@ -33,19 +33,28 @@ def lab2_cells(notebook: str = "source") -> list[tuple[str, bool]]:
     student would write them (markers stripped), or the blank release. Trusted: locked and test cells."""
     path = REPO / notebook / LAB / f"{LAB}.ipynb"
     cells = [c for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"]
-    return [(re.sub(r"(?m)^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", "", c.source),
-             bool(nbgrader_meta(c).get("locked") or is_test_cell(c))) for c in cells]
+    return [
+        (
+            re.sub(r"(?m)^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", "", c.source),
+            bool(nbgrader_meta(c).get("locked") or is_test_cell(c)),
+        )
+        for c in cells
+    ]
 
 
-def attacked(replace: dict[str, str] | None = None, extra: tuple[str, ...] = (),
-             after: str = "affine_backward") -> tuple[list[str], frozenset[int]]:
+def attacked(
+    replace: dict[str, str] | None = None, extra: tuple[str, ...] = (), after: str = "affine_backward"
+) -> tuple[list[str], frozenset[int]]:
     """Lab 2 with `replace` (function → the code of the student cell that defines it) and `extra`
     cells added after the student cell that defines `after`."""
     cells = [list(cell) for cell in lab2_cells()]
 
     def student_cell(function):
-        return next(i for i, (source, trusted) in enumerate(cells)
-                    if not trusted and re.search(rf"(?m)^(async )?def {function}\(", source))
+        return next(
+            i
+            for i, (source, trusted) in enumerate(cells)
+            if not trusted and re.search(rf"(?m)^(async )?def {function}\(", source)
+        )
 
     for function, code in (replace or {}).items():
         cells[student_cell(function)][0] = code.strip()
@@ -108,21 +117,23 @@ def test_an_absent_function_is_not_found_and_a_cell_that_does_not_parse_is_named
     assert function_violations(sources, "no_such_function") == (False, [])
     broken = sources + ["def oops(:\n    pass"]
     assert function_violations(broken, "no_such_function") == (
-        True, [f"cell {len(broken)} does not parse: invalid syntax (line 1): the grader cannot read what it does"])
+        True,
+        [f"cell {len(broken)} does not parse: invalid syntax (line 1): the grader cannot read what it does"],
+    )
 
 
 # ----------------------------------------------------------------------------------- attacks
 
-AUTOGRAD_AFFINE = '''
+AUTOGRAD_AFFINE = """
 def _affine_vjp(dout, cache):
     x, W, b = (t.detach().requires_grad_(True) for t in cache)
     return torch.autograd.grad(x @ W + b, (x, W, b), dout)
-'''
-HONEST_AFFINE = '''
+"""
+HONEST_AFFINE = """
 def affine_backward(dout, cache):
     x, W, b = cache
     return dout @ W.T, x.T @ dout, dout.sum(dim=0)
-'''
+"""
 
 
 def calls(expression: str) -> dict:
@@ -132,82 +143,147 @@ def calls(expression: str) -> dict:
 
 ATTACKS = {
     # name: (the attack, a phrase its violation must contain)
-    "an import alias": (dict(extra=["from torch.autograd import grad as vector_jacobian"], replace={
-        "affine_backward": "def affine_backward(dout, cache):\n    x, W, b = (t.detach().requires_grad_(True) for t in "
-                           "cache)\n    return vector_jacobian(x @ W + b, (x, W, b), dout)"}),
-        "uses torch.autograd.grad (imported as vector_jacobian)"),
-    "a module alias": (dict(extra=["AG = torch.autograd", AUTOGRAD_AFFINE.replace("torch.autograd", "AG")],
-                            replace=calls("_affine_vjp(dout, cache)")), "keeps torch.autograd as a value"),
+    "an import alias": (
+        dict(
+            extra=["from torch.autograd import grad as vector_jacobian"],
+            replace={
+                "affine_backward": "def affine_backward(dout, cache):\n"
+                "    x, W, b = (t.detach().requires_grad_(True) for t in cache)\n"
+                "    return vector_jacobian(x @ W + b, (x, W, b), dout)"
+            },
+        ),
+        "uses torch.autograd.grad (imported as vector_jacobian)",
+    ),
+    "a module alias": (
+        dict(
+            extra=["AG = torch.autograd", AUTOGRAD_AFFINE.replace("torch.autograd", "AG")],
+            replace=calls("_affine_vjp(dout, cache)"),
+        ),
+        "keeps torch.autograd as a value",
+    ),
     "torch.func imported under a plain name": (dict(extra=["import torch.func as tools"]), "imports torch.func"),
-    "an eval alias": (dict(extra=["e = eval"], replace=calls("e('torch.autograd.grad')(x @ W + b, (x, W, b), dout)")),
-                      "runs code from a string (eval)"),
+    "an eval alias": (
+        dict(extra=["e = eval"], replace=calls("e('torch.autograd.grad')(x @ W + b, (x, W, b), dout)")),
+        "runs code from a string (eval)",
+    ),
     "the eval alias as seen from the function": (
         dict(extra=["e = eval"], replace=calls("e('torch.autograd.grad')(x @ W + b, (x, W, b), dout)")),
-        "affine_backward, line 3: calls e, a value bound by an assignment at cell 7, line 1"),
-    "operator.methodcaller": (dict(extra=["from operator import methodcaller\n"
-                                          "run_backward = methodcaller('backward')"]),
-                              "imports operator.methodcaller"),
+        "affine_backward, line 3: calls e, a value bound by an assignment at cell 7, line 1",
+    ),
+    "operator.methodcaller": (
+        dict(extra=["from operator import methodcaller\nrun_backward = methodcaller('backward')"]),
+        "imports operator.methodcaller",
+    ),
     "sys.modules": (dict(extra=["import sys\nT = sys.modules['torch']"]), "imports sys"),
-    "a lambda stored in a dict": (dict(extra=[AUTOGRAD_AFFINE
-                                              + "\n\nOPS = {'b': lambda dout, cache: _affine_vjp(dout, cache)}"],
-                                       replace=calls("OPS['b'](dout, cache)")),
-                                  "calls a function taken out of a container (OPS['b'])"),
-    "a def inside an if block": (dict(extra=["if True:" + AUTOGRAD_AFFINE.replace("\n", "\n    ")],
-                                      replace=calls("_affine_vjp(dout, cache)")),
-                                 "_affine_vjp is defined inside a block or a function (cell 7, line 2)"),
-    "a class method": (dict(extra=["class Helper:\n    @staticmethod" + AUTOGRAD_AFFINE.replace("\n", "\n    ")],
-                            replace=calls("Helper._affine_vjp(dout, cache)")),
-                       "uses class Helper, defined in the notebook"),
+    "a lambda stored in a dict": (
+        dict(
+            extra=[AUTOGRAD_AFFINE + "\n\nOPS = {'b': lambda dout, cache: _affine_vjp(dout, cache)}"],
+            replace=calls("OPS['b'](dout, cache)"),
+        ),
+        "calls a function taken out of a container (OPS['b'])",
+    ),
+    "a def inside an if block": (
+        dict(extra=["if True:" + AUTOGRAD_AFFINE.replace("\n", "\n    ")], replace=calls("_affine_vjp(dout, cache)")),
+        "_affine_vjp is defined inside a block or a function (cell 7, line 2)",
+    ),
+    "a class method": (
+        dict(
+            extra=["class Helper:\n    @staticmethod" + AUTOGRAD_AFFINE.replace("\n", "\n    ")],
+            replace=calls("Helper._affine_vjp(dout, cache)"),
+        ),
+        "uses class Helper, defined in the notebook",
+    ),
     "a class, notebook-wide": (dict(extra=["class Sneaky(torch.Tensor):\n    pass"]), "defines class Sneaky"),
-    "type() with three arguments": (dict(extra=["Sneaky = type('Sneaky', (torch.Tensor,), {})"]),
-                                    "creates a class with type(...)"),
-    "a decorator on the graded function": (dict(replace={"affine_backward": AUTOGRAD_AFFINE + '''
+    "type() with three arguments": (
+        dict(extra=["Sneaky = type('Sneaky', (torch.Tensor,), {})"]),
+        "creates a class with type(...)",
+    ),
+    "a decorator on the graded function": (
+        dict(
+            replace={
+                "affine_backward": AUTOGRAD_AFFINE
+                + """
 
 def checked(function):
     return _affine_vjp
 
 
 @checked
-''' + HONEST_AFFINE}), "affine_backward, line 10: has a decorator (@checked)"),
-    "a rebinding after the def": (dict(extra=[AUTOGRAD_AFFINE + "\n\naffine_backward = _affine_vjp"]),
-                                  "affine_backward is bound more than once (a def at cell 6, line 1; an assignment at "
-                                  "cell 7, line 6)"),
-    "globals()[...] = ...": (dict(extra=[AUTOGRAD_AFFINE + "\n\nglobals()['affine_backward'] = _affine_vjp"]),
-                             "reaches the notebook's variables dynamically (globals)"),
-    "a decoy: a second def wins": (dict(extra=[AUTOGRAD_AFFINE.replace("_affine_vjp", "affine_backward")]),
-                                   "affine_backward is bound more than once (a def at cell 6, line 1; a def at cell 7"),
-    "a decoy: a for loop binds it": (dict(extra=[AUTOGRAD_AFFINE
-                                                 + "\n\nfor affine_backward in [_affine_vjp]:\n    pass"]),
-                                     "a for loop at cell 7, line 6"),
-    "a decoy: a global declaration": (dict(extra=[AUTOGRAD_AFFINE + "\n\ndef install():\n    global affine_backward\n"
-                                                  "    affine_backward = _affine_vjp"]),
-                                      "a global declaration at cell 7, line 7"),
-    "a decoy: an assignment expression": (dict(extra=[AUTOGRAD_AFFINE + "\n\n(affine_backward := _affine_vjp)"]),
-                                          "an assignment expression (:=) at cell 7, line 6"),
+"""
+                + HONEST_AFFINE
+            }
+        ),
+        "affine_backward, line 10: has a decorator (@checked)",
+    ),
+    "a rebinding after the def": (
+        dict(extra=[AUTOGRAD_AFFINE + "\n\naffine_backward = _affine_vjp"]),
+        "affine_backward is bound more than once (a def at cell 6, line 1; an assignment at cell 7, line 6)",
+    ),
+    "globals()[...] = ...": (
+        dict(extra=[AUTOGRAD_AFFINE + "\n\nglobals()['affine_backward'] = _affine_vjp"]),
+        "reaches the notebook's variables dynamically (globals)",
+    ),
+    "a decoy: a second def wins": (
+        dict(extra=[AUTOGRAD_AFFINE.replace("_affine_vjp", "affine_backward")]),
+        "affine_backward is bound more than once (a def at cell 6, line 1; a def at cell 7",
+    ),
+    "a decoy: a for loop binds it": (
+        dict(extra=[AUTOGRAD_AFFINE + "\n\nfor affine_backward in [_affine_vjp]:\n    pass"]),
+        "a for loop at cell 7, line 6",
+    ),
+    "a decoy: a global declaration": (
+        dict(
+            extra=[
+                AUTOGRAD_AFFINE + "\n\ndef install():\n    global affine_backward\n    affine_backward = _affine_vjp"
+            ]
+        ),
+        "a global declaration at cell 7, line 7",
+    ),
+    "a decoy: an assignment expression": (
+        dict(extra=[AUTOGRAD_AFFINE + "\n\n(affine_backward := _affine_vjp)"]),
+        "an assignment expression (:=) at cell 7, line 6",
+    ),
     "a decoy: import as": (dict(extra=["from math import sqrt as affine_backward"]), "an import at cell 7, line 1"),
     "a decoy: del": (dict(extra=["del affine_backward"]), "a del statement at cell 7, line 1"),
-    "a decoy made by exec": (dict(extra=["exec('def affine_backward(dout, cache): return None')"]),
-                             "runs code from a string (exec)"),
-    "a swapped __code__": (dict(extra=["affine_backward.__code__ = (lambda dout, cache: None).__code__"]),
-                           "uses .__code__, which reaches Python's internals"),
-    "a module written by %%writefile": (dict(extra=["%%writefile helpers.py\nimport torch\n" + AUTOGRAD_AFFINE,
-                                                    "import helpers"],
-                                             replace=calls("helpers._affine_vjp(dout, cache)")),
-                                        "uses the cell magic %%writefile"),
-    "a written module imported": (dict(extra=["%%writefile helpers.py\nimport torch\n" + AUTOGRAD_AFFINE,
-                                              "import helpers"], replace=calls("helpers._affine_vjp(dout, cache)")),
-                                  "cell 8, line 1: imports helpers, "
-                                  "which is not on the by-hand rule's list of modules"),
-    "a module written to /tmp": (dict(extra=["import sys\nwith open('/tmp/helpers.py', 'w') as f:\n"
-                                             "    f.write('x = 1')\nsys.path.insert(0, '/tmp')\nimport helpers"]),
-                                 "imports helpers"),
+    "a decoy made by exec": (
+        dict(extra=["exec('def affine_backward(dout, cache): return None')"]),
+        "runs code from a string (exec)",
+    ),
+    "a swapped __code__": (
+        dict(extra=["affine_backward.__code__ = (lambda dout, cache: None).__code__"]),
+        "uses .__code__, which reaches Python's internals",
+    ),
+    "a module written by %%writefile": (
+        dict(
+            extra=["%%writefile helpers.py\nimport torch\n" + AUTOGRAD_AFFINE, "import helpers"],
+            replace=calls("helpers._affine_vjp(dout, cache)"),
+        ),
+        "uses the cell magic %%writefile",
+    ),
+    "a written module imported": (
+        dict(
+            extra=["%%writefile helpers.py\nimport torch\n" + AUTOGRAD_AFFINE, "import helpers"],
+            replace=calls("helpers._affine_vjp(dout, cache)"),
+        ),
+        "cell 8, line 1: imports helpers, which is not on the by-hand rule's list of modules",
+    ),
+    "a module written to /tmp": (
+        dict(
+            extra=[
+                "import sys\nwith open('/tmp/helpers.py', 'w') as f:\n"
+                "    f.write('x = 1')\nsys.path.insert(0, '/tmp')\nimport helpers"
+            ]
+        ),
+        "imports helpers",
+    ),
     "importlib": (dict(extra=["import importlib\nhelpers = importlib.import_module('helpers')"]), "imports importlib"),
     "a relative import": (dict(extra=["from . import helpers"]), "imports .helpers relatively"),
     "import *": (dict(extra=["from torch.autograd import *"]), "imports * from torch.autograd"),
     "a cell that does not parse": (dict(extra=["def affine_backward(dout, cache:\n    pass"]), "cell 7 does not parse"),
-    "IPython syntax the old rule skipped": (dict(extra=["files = !ls\n" + AUTOGRAD_AFFINE
-                                                        + "\naffine_backward = _affine_vjp"]),
-                                            "runs a shell command (!...)"),
+    "IPython syntax the old rule skipped": (
+        dict(extra=["files = !ls\n" + AUTOGRAD_AFFINE + "\naffine_backward = _affine_vjp"]),
+        "runs a shell command (!...)",
+    ),
     "%run": (dict(extra=["%run helpers.py"]), "uses the magic %run"),
     "a help line": (dict(extra=["torch.autograd.grad?"]), "uses the magic %pinfo"),
     "get_ipython()": (dict(extra=["get_ipython().run_cell('import torch')"]), "uses get_ipython().run_cell"),
@@ -216,65 +292,118 @@ def checked(function):
     "vars()": (dict(extra=["vars()['affine_backward'] = None"]), "reaches an object's attributes dynamically (vars)"),
     "__builtins__": (dict(extra=["__builtins__.eval('1')"]), "uses __builtins__"),
     "a monkeypatched torch function": (dict(extra=["torch.matmul = lambda a, b: a @ b"]), "assigns torch.matmul"),
-    "a monkeypatched operator": (dict(extra=["torch.Tensor.__matmul__ = torch.Tensor.__rmatmul__"]),
-                                 "assigns torch.Tensor.__matmul__"),
+    "a monkeypatched operator": (
+        dict(extra=["torch.Tensor.__matmul__ = torch.Tensor.__rmatmul__"]),
+        "assigns torch.Tensor.__matmul__",
+    ),
     "a monkeypatch through an alias": (dict(extra=["T = torch.Tensor\nT.matmul = T.mul"]), "assigns T.matmul"),
     "a function stored on a tensor": (dict(extra=["STASH = torch.zeros(1)\nSTASH.vjp = print"]), "assigns STASH.vjp"),
     "torch.library": (dict(extra=["lib = torch.library.Library('aten', 'IMPL')"]), "torch.library"),
     "a private torch attribute": (dict(extra=["torch._C._set_grad_enabled(True)"]), "uses the private attribute ._C"),
     "os.system": (dict(extra=["import os\nos.system('echo x = 1 > helpers.py')"]), "uses os.system"),
     "a pickle": (dict(extra=["obj = np.load('x.npy', allow_pickle=True)"]), "loads pickled objects (allow_pickle)"),
-    "a plotting backend loaded by name": (dict(extra=["import matplotlib\nmatplotlib.use('module://helpers')"]),
-                                          "names a module to load by name (module://helpers)"),
-    "a default argument": (dict(replace={"affine_backward": "def affine_backward(dout, cache, vjp=torch.autograd.grad):"
-                                                            "\n    x, W, b = cache\n"
-                                                            "    return vjp(x @ W + b, (x, W, b), dout)"}),
-                           "affine_backward, line 1: uses torch.autograd"),
-    "a parameter called": (dict(replace={"affine_backward": "def affine_backward(dout, cache, vjp=None):"
-                                                            "\n    return vjp(dout)"}),
-                           "calls vjp, a local variable or parameter"),
-    "a nested def in the graded function": (dict(replace={"affine_backward": "def affine_backward(dout, cache):\n"
-                                                          + AUTOGRAD_AFFINE.replace("\n", "\n    ")
-                                                          + "\n    return _affine_vjp(dout, cache)"}),
-                                            "affine_backward, line 5: uses torch.autograd"),
-    "the result of a call, called": (dict(extra=[AUTOGRAD_AFFINE + "\n\ndef make():\n    return _affine_vjp"],
-                                          replace=calls("make()(dout, cache)")), "calls the result of a call (make())"),
-    "a helper one call away": (dict(extra=[AUTOGRAD_AFFINE], replace=calls("_affine_vjp(dout, cache)")),
-                               "_affine_vjp (called from affine_backward), line 2: turns on requires_grad"),
-    "a builtin shadowed": (dict(extra=[AUTOGRAD_AFFINE + "\n\nlen = _affine_vjp"], replace=calls("len(dout, cache)")),
-                           "calls len, a value bound by an assignment"),
-    "a builtin not on the list": (dict(replace=calls("type(dout)")),
-                                  "uses type, a builtin the by-hand rule does not allow"),
-    "torch rebound": (dict(extra=["import numpy as torch"]), None),   # judged below, through relu_forward
-    "enable_grad": (dict(replace={"affine_backward": "def affine_backward(dout, cache):\n"
-                                                     "    with torch.enable_grad():\n"
-                                                     "        x, W, b = cache\n"
-                                                     "        return dout @ W.T, x.T @ dout, dout.sum(dim=0)"}),
-                    "turns autograd on (enable_grad)"),
+    "a plotting backend loaded by name": (
+        dict(extra=["import matplotlib\nmatplotlib.use('module://helpers')"]),
+        "names a module to load by name (module://helpers)",
+    ),
+    "a default argument": (
+        dict(
+            replace={
+                "affine_backward": "def affine_backward(dout, cache, vjp=torch.autograd.grad):"
+                "\n    x, W, b = cache\n"
+                "    return vjp(x @ W + b, (x, W, b), dout)"
+            }
+        ),
+        "affine_backward, line 1: uses torch.autograd",
+    ),
+    "a parameter called": (
+        dict(replace={"affine_backward": "def affine_backward(dout, cache, vjp=None):\n    return vjp(dout)"}),
+        "calls vjp, a local variable or parameter",
+    ),
+    "a nested def in the graded function": (
+        dict(
+            replace={
+                "affine_backward": "def affine_backward(dout, cache):\n"
+                + AUTOGRAD_AFFINE.replace("\n", "\n    ")
+                + "\n    return _affine_vjp(dout, cache)"
+            }
+        ),
+        "affine_backward, line 5: uses torch.autograd",
+    ),
+    "the result of a call, called": (
+        dict(extra=[AUTOGRAD_AFFINE + "\n\ndef make():\n    return _affine_vjp"], replace=calls("make()(dout, cache)")),
+        "calls the result of a call (make())",
+    ),
+    "a helper one call away": (
+        dict(extra=[AUTOGRAD_AFFINE], replace=calls("_affine_vjp(dout, cache)")),
+        "_affine_vjp (called from affine_backward), line 2: turns on requires_grad",
+    ),
+    "a builtin shadowed": (
+        dict(extra=[AUTOGRAD_AFFINE + "\n\nlen = _affine_vjp"], replace=calls("len(dout, cache)")),
+        "calls len, a value bound by an assignment",
+    ),
+    "a builtin not on the list": (
+        dict(replace=calls("type(dout)")),
+        "uses type, a builtin the by-hand rule does not allow",
+    ),
+    "torch rebound": (dict(extra=["import numpy as torch"]), None),  # judged below, through relu_forward
+    "enable_grad": (
+        dict(
+            replace={
+                "affine_backward": "def affine_backward(dout, cache):\n"
+                "    with torch.enable_grad():\n"
+                "        x, W, b = cache\n"
+                "        return dout @ W.T, x.T @ dout, dout.sum(dim=0)"
+            }
+        ),
+        "turns autograd on (enable_grad)",
+    ),
     "requires_grad=": (dict(replace=calls("torch.ones(1, requires_grad=True)")), "creates a tensor with requires_grad"),
     "a tensor hook": (dict(replace=calls("x.register_hook(print)")), "uses .register_hook"),
     "raw aten operators": (dict(replace=calls("torch.ops.aten.mm(dout, W.T)")), "uses torch.ops"),
-    "a backward op by name": (dict(replace=calls("torch.threshold_backward(dout, x, 0.0)")),
-                              "uses .threshold_backward"),
-    "finite differences": (dict(replace=calls("numeric_gradient(lambda V: ((x @ V + b) * dout).sum(), W)")),
-                           "uses autograder.checks.numeric_gradient (imported as numeric_gradient), which computes a "
-                           "gradient for you"),
-    "a torch.func transform kept": (dict(extra=["G = torch.func.grad(lambda W: W.sum())"]),
-                                    "keeps the function torch.func.grad(...) returns as a value"),
+    "a backward op by name": (
+        dict(replace=calls("torch.threshold_backward(dout, x, 0.0)")),
+        "uses .threshold_backward",
+    ),
+    "finite differences": (
+        dict(replace=calls("numeric_gradient(lambda V: ((x @ V + b) * dout).sum(), W)")),
+        "uses autograder.checks.numeric_gradient (imported as numeric_gradient), which computes a gradient for you",
+    ),
+    "a torch.func transform kept": (
+        dict(extra=["G = torch.func.grad(lambda W: W.sum())"]),
+        "keeps the function torch.func.grad(...) returns as a value",
+    ),
     ".backward kept as a value": (dict(extra=["run = torch.ones(1).backward"]), "keeps .backward as a value"),
-    "autograd in the forward pass that feeds the graded function": (dict(replace={"affine_forward": '''
+    "autograd in the forward pass that feeds the graded function": (
+        dict(
+            replace={
+                "affine_forward": """
 def affine_forward(x, W, b):
     jac = torch.autograd.functional.jacobian(lambda x, W, b: x @ W + b, (x, W, b))
     return x @ W + b, (x, W, b, jac)
-'''}), "affine_forward (called in the test cell of affine_backward), line 2: uses torch.autograd"),
-    "a closure smuggled in the cache": (dict(replace={"affine_forward": '''
+"""
+            }
+        ),
+        "affine_forward (called in the test cell of affine_backward), line 2: uses torch.autograd",
+    ),
+    "a closure smuggled in the cache": (
+        dict(
+            replace={
+                "affine_forward": """
 def affine_forward(x, W, b):
     x, W, b = (t.detach().requires_grad_(True) for t in (x, W, b))
     out = x @ W + b
     return out.detach(), (x, W, b, lambda d: torch.autograd.grad(out, (x, W, b), d))
-''', "affine_backward": "def affine_backward(dout, cache):\n    x, W, b, vjp = cache\n    return vjp(dout)"}),
-        "affine_backward, line 3: calls vjp, a local variable or parameter"),
-    "a library callback": (dict(extra=['''
+""",
+                "affine_backward": "def affine_backward(dout, cache):\n    x, W, b, vjp = cache\n    return vjp(dout)",
+            }
+        ),
+        "affine_backward, line 3: calls vjp, a local variable or parameter",
+    ),
+    "a library callback": (
+        dict(
+            extra=[
+                """
 STORE = []
 
 
@@ -284,12 +413,19 @@ def on_error(kind, flag):
 
 np.seterrcall(on_error)
 np.seterr(all="call")
-''']), "cell 7, line 5: uses torch.autograd, reachable from the function on_error (cell 7, line 8)"),
-    "a callable smuggled through key=": (dict(extra=[AUTOGRAD_AFFINE + "\n\nBOX = [_affine_vjp]"],
-                                              replace=calls("max([(dout, cache)], key=BOX[0])")),
-                                         "uses BOX, whose value reaches autograd"),
-    "async def": (dict(replace={"affine_backward": "async def affine_backward(dout, cache):\n    return None"}),
-                  "affine_backward, line 1: is async"),
+"""
+            ]
+        ),
+        "cell 7, line 5: uses torch.autograd, reachable from the function on_error (cell 7, line 8)",
+    ),
+    "a callable smuggled through key=": (
+        dict(extra=[AUTOGRAD_AFFINE + "\n\nBOX = [_affine_vjp]"], replace=calls("max([(dout, cache)], key=BOX[0])")),
+        "uses BOX, whose value reaches autograd",
+    ),
+    "async def": (
+        dict(replace={"affine_backward": "async def affine_backward(dout, cache):\n    return None"}),
+        "affine_backward, line 1: is async",
+    ),
 }
 
 
@@ -303,11 +439,22 @@ def test_each_attack_is_named(attack):
         assert all(any(v.startswith("cell ") for v in violations(f, **spec)) for f in GRADED)
 
 
-@pytest.mark.parametrize(("argument", "refused"), [
-    ("allow_pickle=True", True), ("allow_pickle=not False", True), ("allow_pickle=-1", True),
-    ("allow_pickle=flag", True), ("allow_pickle=-'x'", True), ("allow_pickle=False", False),
-    ("allow_pickle=not True", False), ("allow_pickle=-0", False),
-    ("weights_only=False", True), ("weights_only=not True", True), ("weights_only=not False", False)])
+@pytest.mark.parametrize(
+    ("argument", "refused"),
+    [
+        ("allow_pickle=True", True),
+        ("allow_pickle=not False", True),
+        ("allow_pickle=-1", True),
+        ("allow_pickle=flag", True),
+        ("allow_pickle=-'x'", True),
+        ("allow_pickle=False", False),
+        ("allow_pickle=not True", False),
+        ("allow_pickle=-0", False),
+        ("weights_only=False", True),
+        ("weights_only=not True", True),
+        ("weights_only=not False", False),
+    ],
+)
 def test_pickle_arguments_are_read_as_constants_negated_or_not(argument, refused):
     # a negated constant was read as a plain one (AttributeError: 'UnaryOp' object has no attribute 'value')
     loader = "np.load('x.npy', " if argument.startswith("allow") else "torch.load('x.pt', "
@@ -317,15 +464,18 @@ def test_pickle_arguments_are_read_as_constants_negated_or_not(argument, refused
 
 def test_a_rebound_module_name_is_refused_where_it_is_used():
     spec, _ = ATTACKS["torch rebound"]
-    assert any("relu_forward (called in the test cell of relu_backward), line 5: uses torch, imported as "
-               "different things (torch at cell 1, line 6; numpy at cell 7, line 1)" in v
-               for v in violations("relu_backward", **spec))
+    assert any(
+        "relu_forward (called in the test cell of relu_backward), line 5: uses torch, imported as "
+        "different things (torch at cell 1, line 6; numpy at cell 7, line 1)" in v
+        for v in violations("relu_backward", **spec)
+    )
 
 
 def test_a_violation_in_a_layer_reaches_the_functions_that_call_it_and_no_other():
     spec = dict(extra=[AUTOGRAD_AFFINE], replace=calls("_affine_vjp(dout, cache)"))
-    assert "_affine_vjp (called from two_layer_loss), line 2: turns on requires_grad" in \
-        violations("two_layer_loss", **spec)
+    assert "_affine_vjp (called from two_layer_loss), line 2: turns on requires_grad" in violations(
+        "two_layer_loss", **spec
+    )
     # the layer is no one else's business: the other functions keep their points
     assert [violations(f, **spec) for f in ("relu_backward", "sigmoid_backward", "softmax_loss")] == [[], [], []]
 
@@ -345,9 +495,12 @@ def test_instructor_cells_are_trusted_but_still_may_not_bind_graded_names():
 def test_allowed_magics_and_others():
     sources, trusted = attacked()
     assert function_violations(["%matplotlib inline"] + sources, "affine_backward")[1] == []
-    for magic, phrase in [("%time x = 1", "%time"), ("%%capture\nx = 1", "%%capture"),
-                          ("%load_ext autoreload", "%load_ext"),
-                          ("%config InlineBackend.figure_format = 'svg'", "%config")]:
+    for magic, phrase in [
+        ("%time x = 1", "%time"),
+        ("%%capture\nx = 1", "%%capture"),
+        ("%load_ext autoreload", "%load_ext"),
+        ("%config InlineBackend.figure_format = 'svg'", "%config"),
+    ]:
         assert any(phrase in v for v in function_violations([magic] + sources, "affine_backward")[1]), magic
 
 
@@ -375,7 +528,7 @@ def test_parsing_is_safe_in_threads():
             except SystemError as err:
                 failures.append(err)
 
-    callback = lambda phase, info: sum(range(50))   # noqa: E731  (Python code run by every GC)
+    callback = lambda phase, info: sum(range(50))  # noqa: E731  (Python code run by every GC)
     gc.callbacks.append(callback)
     try:
         threads = [threading.Thread(target=parse_many) for _ in range(3)]
@@ -396,39 +549,65 @@ def affine_backward(dout, cache):
     x, W, b = (t.detach().requires_grad_(True) for t in cache)
     return vector_jacobian(x @ W + b, (x, W, b), dout)
 '''
-E2E_RELU_FORWARD = '''
+E2E_RELU_FORWARD = """
 def relu_forward(x):
     return torch.clamp(x, min=0.0), x
-'''
-RELU_BY_AUTOGRAD = '''
+"""
+RELU_BY_AUTOGRAD = """
 def {name}(dout, cache):
     x = cache.detach().requires_grad_(True)
     return torch.autograd.grad(torch.relu(x), x, dout)[0]
-'''
+"""
 E2E_CHEATERS = {
     # student: (what they do, the function attacked, DemoStudent keywords, a phrase of the message)
-    "aliaser": ("torch.autograd.grad imported under an innocent name", "affine_backward",
-                dict(extra_cell="from torch.autograd import grad as vector_jacobian",
-                     replace={"affine_backward": E2E_AFFINE}),
-                "uses torch.autograd.grad (imported as vector_jacobian)"),
-    "evaluator": ("eval under another name, autograd named in a string", "relu_backward",
-                  dict(extra_cell="run = eval", replace={"relu_backward": E2E_RELU_FORWARD + '''
+    "aliaser": (
+        "torch.autograd.grad imported under an innocent name",
+        "affine_backward",
+        dict(extra_cell="from torch.autograd import grad as vector_jacobian", replace={"affine_backward": E2E_AFFINE}),
+        "uses torch.autograd.grad (imported as vector_jacobian)",
+    ),
+    "evaluator": (
+        "eval under another name, autograd named in a string",
+        "relu_backward",
+        dict(
+            extra_cell="run = eval",
+            replace={
+                "relu_backward": E2E_RELU_FORWARD
+                + """
 
 def relu_backward(dout, cache):
     x = cache.detach()
     x.requires_grad = True
     return run("torch.autograd.grad")(torch.relu(x), x, dout)[0]
-'''}), "runs code from a string (eval)"),
-    "dispatcher": ("a lambda kept in a dict, called through it", "affine_backward",
-                   dict(extra_cell="BACKWARD = {'affine': lambda dout, cache: torch.autograd.grad(\n"
-                                   "    cache[0] @ cache[1] + cache[2], cache, dout)}",
-                        replace={"affine_forward": '''
+"""
+            },
+        ),
+        "runs code from a string (eval)",
+    ),
+    "dispatcher": (
+        "a lambda kept in a dict, called through it",
+        "affine_backward",
+        dict(
+            extra_cell="BACKWARD = {'affine': lambda dout, cache: torch.autograd.grad(\n"
+            "    cache[0] @ cache[1] + cache[2], cache, dout)}",
+            replace={
+                "affine_forward": """
 def affine_forward(x, W, b):
     return x @ W + b, tuple(t.detach().requires_grad_(True) for t in (x, W, b))
-''', "affine_backward": "def affine_backward(dout, cache):\n    return BACKWARD['affine'](dout, cache)"}),
-                   "calls a function taken out of a container (BACKWARD['affine'])"),
-    "decorator": ("a decorator that swaps the honest relu_backward for autograd", "relu_backward",
-                  dict(replace={"relu_backward": E2E_RELU_FORWARD + RELU_BY_AUTOGRAD.format(name="_relu_vjp") + '''
+""",
+                "affine_backward": "def affine_backward(dout, cache):\n    return BACKWARD['affine'](dout, cache)",
+            },
+        ),
+        "calls a function taken out of a container (BACKWARD['affine'])",
+    ),
+    "decorator": (
+        "a decorator that swaps the honest relu_backward for autograd",
+        "relu_backward",
+        dict(
+            replace={
+                "relu_backward": E2E_RELU_FORWARD
+                + RELU_BY_AUTOGRAD.format(name="_relu_vjp")
+                + '''
 
 def checked(function):
     """Looks like a shape check."""
@@ -438,37 +617,66 @@ def checked(function):
 @checked
 def relu_backward(dout, cache):
     return dout * (cache > 0)
-'''}), "has a decorator (@checked)"),
-    "rebinder": ("an honest def, then the name rebound to autograd", "affine_backward",
-                 dict(replace={"affine_backward": HONEST_AFFINE + AUTOGRAD_AFFINE
-                                                  + "\n\naffine_backward = _affine_vjp"}),
-                 "bound more than once (a def at cell 6, line 1; an assignment at cell 6, line 10)"),
-    "importer": ("a module written to disk and imported", "relu_backward",
-                 dict(extra_cell='''
+'''
+            }
+        ),
+        "has a decorator (@checked)",
+    ),
+    "rebinder": (
+        "an honest def, then the name rebound to autograd",
+        "affine_backward",
+        dict(replace={"affine_backward": HONEST_AFFINE + AUTOGRAD_AFFINE + "\n\naffine_backward = _affine_vjp"}),
+        "bound more than once (a def at cell 6, line 1; an assignment at cell 6, line 10)",
+    ),
+    "importer": (
+        "a module written to disk and imported",
+        "relu_backward",
+        dict(
+            extra_cell='''
 import os, sys
 for folder in (os.getcwd(), "/tmp"):
     try:
         with open(os.path.join(folder, "relu_helpers.py"), "w") as f:
-            f.write("import torch\\n" + """''' + RELU_BY_AUTOGRAD.format(name="relu_vjp") + '''""")
+            f.write("import torch\\n" + """'''
+            + RELU_BY_AUTOGRAD.format(name="relu_vjp")
+            + '''""")
         sys.path.insert(0, folder)
         break
     except OSError:
         pass
 import relu_helpers
-''', replace={"relu_backward": E2E_RELU_FORWARD + "\n\ndef relu_backward(dout, cache):\n"
-                               "    return relu_helpers.relu_vjp(dout, cache)"}),
-                 "imports relu_helpers"),
-    "skipper": ("a cell the old rule could not parse (a help line), autograd under a decoy", "relu_backward",
-                dict(extra_cell=E2E_RELU_FORWARD + "\n\ndef relu_backward(dout, cache):\n    return dout * (cache > 0)",
-                     replace={"relu_backward": "torch.autograd.grad?\n" + E2E_RELU_FORWARD + RELU_BY_AUTOGRAD.format(
-                         name="relu_backward")}),
-                "uses the magic %pinfo"),
+''',
+            replace={
+                "relu_backward": E2E_RELU_FORWARD + "\n\ndef relu_backward(dout, cache):\n"
+                "    return relu_helpers.relu_vjp(dout, cache)"
+            },
+        ),
+        "imports relu_helpers",
+    ),
+    "skipper": (
+        "a cell the old rule could not parse (a help line), autograd under a decoy",
+        "relu_backward",
+        dict(
+            extra_cell=E2E_RELU_FORWARD + "\n\ndef relu_backward(dout, cache):\n    return dout * (cache > 0)",
+            replace={
+                "relu_backward": "torch.autograd.grad?\n"
+                + E2E_RELU_FORWARD
+                + RELU_BY_AUTOGRAD.format(name="relu_backward")
+            },
+        ),
+        "uses the magic %pinfo",
+    ),
 }
 #: The test cells a by-hand violation of each function zeroes (two_layer_loss calls both layers).
-ATTACKED_CELLS = {"affine_backward": ("affine_backward_tests", "two_layer_loss_tests"),
-                  "relu_backward": ("relu_tests", "two_layer_loss_tests")}
-CELL_OF = {"affine_backward_tests": "affine_backward_by_hand", "relu_tests": "relu_backward_by_hand",
-           "two_layer_loss_tests": "two_layer_loss_by_hand"}
+ATTACKED_CELLS = {
+    "affine_backward": ("affine_backward_tests", "two_layer_loss_tests"),
+    "relu_backward": ("relu_tests", "two_layer_loss_tests"),
+}
+CELL_OF = {
+    "affine_backward_tests": "affine_backward_by_hand",
+    "relu_tests": "relu_backward_by_hand",
+    "two_layer_loss_tests": "two_layer_loss_by_hand",
+}
 
 
 @pytest.fixture(scope="module")
@@ -479,7 +687,8 @@ def graded_cheaters(tmp_path_factory):
 
     course = build_repo_lab(tmp_path_factory, LAB, ["xor"])
     students = [DemoStudent("honest", "the solution")] + [
-        DemoStudent(name, story, **keywords) for name, (story, _, keywords, _) in E2E_CHEATERS.items()]
+        DemoStudent(name, story, **keywords) for name, (story, _, keywords, _) in E2E_CHEATERS.items()
+    ]
     return grade_class(course, LAB, students)
 
 

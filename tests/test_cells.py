@@ -49,14 +49,32 @@ def nbgrader(**flags) -> dict:
 # (cell_type, nbgrader metadata or a non-object, test cell?, solution cell?, locked cell?)
 KINDS = [
     ("code", nbgrader(grade=True, solution=False, locked=True, points=2), True, False, True, "test-cell"),
-    ("code", nbgrader(grade=True, solution=False, locked=False, points=1), True, False, True,
-     "graded-unlocked-is-locked"),
+    (
+        "code",
+        nbgrader(grade=True, solution=False, locked=False, points=1),
+        True,
+        False,
+        True,
+        "graded-unlocked-is-locked",
+    ),
     ("code", nbgrader(grade=False, solution=True, locked=False), False, True, False, "solution-cell"),
-    ("code", nbgrader(grade=True, solution=True, locked=False, points=1), False, True, False,
-     "autograded-answer-is-no-test-cell"),
+    (
+        "code",
+        nbgrader(grade=True, solution=True, locked=False, points=1),
+        False,
+        True,
+        False,
+        "autograded-answer-is-no-test-cell",
+    ),
     ("code", nbgrader(grade=False, solution=False, locked=True), False, False, True, "locked-setup-cell"),
-    ("markdown", nbgrader(grade=True, solution=False, locked=True, points=1), False, False, True,
-     "graded-markdown-is-no-test-cell"),
+    (
+        "markdown",
+        nbgrader(grade=True, solution=False, locked=True, points=1),
+        False,
+        False,
+        True,
+        "graded-markdown-is-no-test-cell",
+    ),
     ("markdown", nbgrader(grade=False, solution=True, locked=False), False, True, False, "markdown-answer"),
     ("code", nbgrader(), False, False, False, "no-flags"),
     ("code", {}, False, False, False, "empty-nbgrader"),
@@ -66,8 +84,9 @@ KINDS = [
 
 
 @pytest.mark.parametrize("as_node", [False, True], ids=["dict", "NotebookNode"])
-@pytest.mark.parametrize(("cell_type", "meta", "test", "solution", "locked"), [k[:5] for k in KINDS],
-                         ids=[k[5] for k in KINDS])
+@pytest.mark.parametrize(
+    ("cell_type", "meta", "test", "solution", "locked"), [k[:5] for k in KINDS], ids=[k[5] for k in KINDS]
+)
 def test_cell_kinds(cell_type, meta, test, solution, locked, as_node):
     cell = {"cell_type": cell_type, "source": "x = 1", "metadata": {} if meta is None else {"nbgrader": meta}}
     if cell_type == "code":
@@ -83,8 +102,12 @@ def lines(*rows: str) -> str:
 MARKERS = [
     (lines("a = 1"), [], set(), "none"),
     (lines("a", BEGIN_HIDDEN, "b", END_HIDDEN), [(2, 4)], {2, 3, 4}, "one"),
-    (lines(BEGIN_HIDDEN, END_HIDDEN, "x", "    " + BEGIN_HIDDEN, "y", "    " + END_HIDDEN), [(1, 2), (4, 6)],
-     {1, 2, 4, 5, 6}, "two-and-indented"),
+    (
+        lines(BEGIN_HIDDEN, END_HIDDEN, "x", "    " + BEGIN_HIDDEN, "y", "    " + END_HIDDEN),
+        [(1, 2), (4, 6)],
+        {1, 2, 4, 5, 6},
+        "two-and-indented",
+    ),
     (lines(BEGIN_SOLUTION, "a", END_SOLUTION), [], set(), "other-markers-ignored"),
 ]
 
@@ -96,13 +119,17 @@ def test_marker_lines_and_hidden_lines(source, regions, hidden):
 
 
 def test_solution_regions_are_read_with_their_own_markers():
-    assert marker_lines(lines("def f():", "    " + BEGIN_SOLUTION, "    pass", "    " + END_SOLUTION),
-                        BEGIN_SOLUTION, END_SOLUTION) == [(2, 4)]
+    assert marker_lines(
+        lines("def f():", "    " + BEGIN_SOLUTION, "    pass", "    " + END_SOLUTION), BEGIN_SOLUTION, END_SOLUTION
+    ) == [(2, 4)]
 
 
 UNBALANCED = [
-    (lines(BEGIN_HIDDEN, "a", BEGIN_HIDDEN, END_HIDDEN),
-     f"{BEGIN_HIDDEN!r} on line 3 inside a region opened on line 1", "nested"),
+    (
+        lines(BEGIN_HIDDEN, "a", BEGIN_HIDDEN, END_HIDDEN),
+        f"{BEGIN_HIDDEN!r} on line 3 inside a region opened on line 1",
+        "nested",
+    ),
     (lines("a", END_HIDDEN), f"{END_HIDDEN!r} on line 2 without a {BEGIN_HIDDEN!r} before it", "end-first"),
     (lines("a", BEGIN_HIDDEN, "b"), f"{BEGIN_HIDDEN!r} on line 2 is never closed by {END_HIDDEN!r}", "never-closed"),
     (lines(BEGIN_HIDDEN, END_HIDDEN, END_HIDDEN), f"{END_HIDDEN!r} on line 3 without", "one-end-too-many"),

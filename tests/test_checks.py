@@ -34,8 +34,12 @@ def message(reference, got, reveal=True):
 
 
 def test_round_trip_keeps_dtype_shape_and_values():
-    for value in (torch.tensor(3.5), torch.arange(6, dtype=torch.int64).reshape(2, 3),
-                  torch.tensor([True, False]), torch.linspace(0, 1, 5, dtype=torch.float64)):
+    for value in (
+        torch.tensor(3.5),
+        torch.arange(6, dtype=torch.int64).reshape(2, 3),
+        torch.tensor([True, False]),
+        torch.linspace(0, 1, 5, dtype=torch.float64),
+    ):
         back = decode(encode(obs("v", value)))
         assert back.value.shape == tuple(value.shape)
         assert back.value.dtype == to_array(value).dtype
@@ -46,14 +50,25 @@ def test_bfloat16_is_recorded_as_float32():
     assert to_array(torch.ones(2, dtype=torch.bfloat16)).dtype == np.float32
 
 
-@pytest.mark.parametrize("payload, reason", [
-    ("not an object", "JSON object"),
-    ({"version": 1, "name": "a", "kind": "close", "format": "pickle", "data": "x"}, "unknown format"),
-    ({"version": 1, "name": "a", "kind": "exec", "format": "json", "data": 1}, "unknown kind"),
-    ({"version": 1, "name": "a", "kind": "close", "format": "safetensors", "data": "!!!"}, "safetensors"),
-    ({"version": 1, "name": "a", "kind": "close", "format": "safetensors",
-      "data": base64.b64encode(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ").decode()}, "one tensor"),
-])
+@pytest.mark.parametrize(
+    "payload, reason",
+    [
+        ("not an object", "JSON object"),
+        ({"version": 1, "name": "a", "kind": "close", "format": "pickle", "data": "x"}, "unknown format"),
+        ({"version": 1, "name": "a", "kind": "exec", "format": "json", "data": 1}, "unknown kind"),
+        ({"version": 1, "name": "a", "kind": "close", "format": "safetensors", "data": "!!!"}, "safetensors"),
+        (
+            {
+                "version": 1,
+                "name": "a",
+                "kind": "close",
+                "format": "safetensors",
+                "data": base64.b64encode(b"\x08\x00\x00\x00\x00\x00\x00\x00{}      ").decode(),
+            },
+            "one tensor",
+        ),
+    ],
+)
 def test_malformed_observations_are_rejected_with_a_reason(payload, reason):
     with pytest.raises(MalformedObservation, match=reason):
         decode(payload)
@@ -61,9 +76,11 @@ def test_malformed_observations_are_rejected_with_a_reason(payload, reason):
 
 def test_observations_in_outputs_keeps_good_ones_and_reports_bad_ones():
     good = encode(obs("g", torch.ones(2)))
-    outputs = [{"output_type": "display_data", "data": {MIME_TYPE: good}},
-               {"output_type": "display_data", "data": {MIME_TYPE: {"version": 99}}},
-               {"output_type": "stream", "text": "hello"}]
+    outputs = [
+        {"output_type": "display_data", "data": {MIME_TYPE: good}},
+        {"output_type": "display_data", "data": {MIME_TYPE: {"version": 99}}},
+        {"output_type": "stream", "text": "hello"},
+    ]
     found, rejected = observations_in_outputs(outputs)
     assert [o.name for o in found] == ["g"] and len(rejected) == 1 and "version" in rejected[0]
 
@@ -83,17 +100,20 @@ def test_shape_then_dtype_then_values():
     assert "values differ" in message(torch.ones(2), torch.zeros(2))
 
 
-@pytest.mark.parametrize("reference, got, cause", [
-    (torch.arange(6.0).reshape(2, 3), torch.arange(6.0).reshape(2, 3).T, "transposed"),
-    (torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[1.0, 3.0], [2.0, 4.0]]), "transposed"),
-    (torch.tensor(0.75), torch.tensor(3.0), "4x too large: a sum where a mean"),
-    (torch.tensor([0.5, -1.0]), torch.tensor([-0.5, 1.0]), "sign is flipped"),
-    (torch.ones(4), torch.ones(4, 4), "broadcast to (N, N)"),
-    (torch.tensor(1.0), torch.ones(5), "reduce over the batch"),
-    (torch.tensor([1.0, 2.0]), torch.tensor([float("nan"), 2.0]), "overflow"),
-    (torch.ones(3, dtype=torch.int64), torch.ones(3), "floats where integers"),
-    (torch.tensor([[2.0, 1.0, 0.0]]), torch.softmax(torch.tensor([[2.0, 1.0, 0.0]]), -1), "probabilities"),
-])
+@pytest.mark.parametrize(
+    "reference, got, cause",
+    [
+        (torch.arange(6.0).reshape(2, 3), torch.arange(6.0).reshape(2, 3).T, "transposed"),
+        (torch.tensor([[1.0, 2.0], [3.0, 4.0]]), torch.tensor([[1.0, 3.0], [2.0, 4.0]]), "transposed"),
+        (torch.tensor(0.75), torch.tensor(3.0), "4x too large: a sum where a mean"),
+        (torch.tensor([0.5, -1.0]), torch.tensor([-0.5, 1.0]), "sign is flipped"),
+        (torch.ones(4), torch.ones(4, 4), "broadcast to (N, N)"),
+        (torch.tensor(1.0), torch.ones(5), "reduce over the batch"),
+        (torch.tensor([1.0, 2.0]), torch.tensor([float("nan"), 2.0]), "overflow"),
+        (torch.ones(3, dtype=torch.int64), torch.ones(3), "floats where integers"),
+        (torch.tensor([[2.0, 1.0, 0.0]]), torch.softmax(torch.tensor([[2.0, 1.0, 0.0]]), -1), "probabilities"),
+    ],
+)
 def test_common_mistakes_name_their_cause(reference, got, cause):
     assert cause in message(reference, got)
 
@@ -152,7 +172,7 @@ def test_student_mode_compares_with_public_references(tmp_path, capsys):
     assert "passed" in capsys.readouterr().out
     with pytest.raises(AssertionError, match="check 'mean' failed"):
         check.close("mean", torch.tensor(6.0))
-    check.close("hidden_one", torch.tensor(1.0))   # no public reference: says so, does not fail
+    check.close("hidden_one", torch.tensor(1.0))  # no public reference: says so, does not fail
     assert "autograder checks it when you submit" in capsys.readouterr().out
 
 
@@ -171,8 +191,10 @@ def test_grad_uses_elementwise_relative_error_in_float64():
     assert "largest relative error 3.33e-01" in text and "a wrong formula" in text
 
 
-@pytest.mark.parametrize("kind, value, passed", [("at_most", 1.5, True), ("at_most", 2.5, False),
-                                                 ("at_least", 0.9, True), ("at_least", 0.8, False)])
+@pytest.mark.parametrize(
+    "kind, value, passed",
+    [("at_most", 1.5, True), ("at_most", 2.5, False), ("at_least", 0.9, True), ("at_least", 0.8, False)],
+)
 def test_thresholds(kind, value, passed):
     ref = Observation("t", kind, to_array(torch.tensor(0.0)), {"limit": 2.0 if kind == "at_most" else 0.85})
     outcome = compare(ref, obs("t", torch.tensor(value), kind=kind))
@@ -197,19 +219,31 @@ BY_HAND_CELLS = [
 
 #: What the cheating cells of BY_HAND_CELLS cost every function of that notebook: code in a cell the
 #: student edits can rebind or patch what any graded function calls, so it is judged notebook-wide.
-BY_HAND_NOTEBOOK_WIDE = ["cell 5, line 2: imports torch.autograd",
-                         "cell 6, line 2: looks up attributes dynamically (getattr)",
-                         "cell 7, line 1: imports torch.autograd.grad", "cell 7, line 2: imports torch.func",
-                         "cell 9, line 2: keeps the function tf.vjp(...) returns as a value"]
+BY_HAND_NOTEBOOK_WIDE = [
+    "cell 5, line 2: imports torch.autograd",
+    "cell 6, line 2: looks up attributes dynamically (getattr)",
+    "cell 7, line 1: imports torch.autograd.grad",
+    "cell 7, line 2: imports torch.func",
+    "cell 9, line 2: keeps the function tf.vjp(...) returns as a value",
+]
 
 
-@pytest.mark.parametrize("function, found, problem", [
-    ("honest", True, None), ("sneaky", True, "helper (called from sneaky), line 2: calls .backward()"),
-    ("direct", True, "imports torch.autograd"), ("dynamic", True, "getattr"), ("absent", False, None),
-    ("aliased", True, "uses torch.autograd.grad (imported as g)"), ("aliased_module", True, "uses torch.func"),
-    ("named_grad", True, None)])
+@pytest.mark.parametrize(
+    "function, found, problem",
+    [
+        ("honest", True, None),
+        ("sneaky", True, "helper (called from sneaky), line 2: calls .backward()"),
+        ("direct", True, "imports torch.autograd"),
+        ("dynamic", True, "getattr"),
+        ("absent", False, None),
+        ("aliased", True, "uses torch.autograd.grad (imported as g)"),
+        ("aliased_module", True, "uses torch.func"),
+        ("named_grad", True, None),
+    ],
+)
 def test_by_hand_rule_reads_the_source(function, found, problem):
     from autograder.checks.by_hand import function_violations
+
     was_found, violations = function_violations(BY_HAND_CELLS, function)
     assert was_found is found
     if not found:
@@ -233,18 +267,18 @@ def test_by_hand_rule_reads_the_source(function, found, problem):
 def test_numeric_gradient_is_centred_differences_in_float64():
     from autograder.checks import numeric_gradient, relative_error
 
-    x = torch.tensor([[0.5, -1.0, 0.0], [2.0, 0.25, -3.0]])        # float32 in; 0.0 needs a fixed step
+    x = torch.tensor([[0.5, -1.0, 0.0], [2.0, 0.25, -3.0]])  # float32 in; 0.0 needs a fixed step
     weights = torch.linspace(-1.0, 1.0, 6, dtype=torch.float64).reshape(2, 3)
-    f = lambda t: (torch.tanh(t) * weights).sum() + (t ** 3).sum()  # noqa: E731
+    f = lambda t: (torch.tanh(t) * weights).sum() + (t**3).sum()  # noqa: E731
     numeric = numeric_gradient(f, x)
     leaf = x.double().requires_grad_()
     f(leaf).backward()
     assert isinstance(numeric, torch.Tensor) and numeric.dtype == torch.float64 and numeric.shape == x.shape
-    assert relative_error(numeric, leaf.grad).max() < 1e-7              # CS231n: "<= 1e-7 happy"
-    assert x.dtype == torch.float32 and x[0, 0] == 0.5                # the input is never modified
-    on_numpy = numeric_gradient(lambda a: float((a ** 2).sum()), np.array([1.0, -2.0]))
+    assert relative_error(numeric, leaf.grad).max() < 1e-7  # CS231n: "<= 1e-7 happy"
+    assert x.dtype == torch.float32 and x[0, 0] == 0.5  # the input is never modified
+    on_numpy = numeric_gradient(lambda a: float((a**2).sum()), np.array([1.0, -2.0]))
     assert isinstance(on_numpy, np.ndarray) and np.allclose(on_numpy, [2.0, -4.0], rtol=1e-8)
-    assert abs(numeric_gradient(lambda a: a ** 3, 2.0) - 12.0) < 1e-6  # a plain number, shape ()
+    assert abs(numeric_gradient(lambda a: a**3, 2.0) - 12.0) < 1e-6  # a plain number, shape ()
     with pytest.raises(ValueError, match="f must return a single number"):
         numeric_gradient(lambda t: t * 2, torch.ones(2))
     with pytest.raises(ValueError, match="positive"):
@@ -265,16 +299,20 @@ def grad_obs(value, expected, **params):
 def test_labelled_references_are_each_verified_and_a_wrong_one_is_named():
     good = torch.tensor([[1.0, -2.0], [0.5, 3.0]], dtype=torch.float64)
     assert verify_declared(grad_obs(good, {"autograd": good.tolist(), "finite differences": good.tolist()})).passed
-    off = (good * (1 + 1e-4)).tolist()                                 # within 1e-3, not within 1e-6
+    off = (good * (1 + 1e-4)).tolist()  # within 1e-3, not within 1e-6
     outcome = verify_declared(grad_obs(good, {"autograd": good.tolist(), "finite differences": off}))
     assert not outcome.passed
     assert outcome.message.startswith("the declared reference 'finite differences' disagrees with the solution's value")
     assert "largest relative error" in outcome.message and "'autograd'" not in outcome.message
-    assert verify_declared(grad_obs(good, {"finite differences": off}, rtol=1e-3)).passed   # the check's own rtol
+    assert verify_declared(grad_obs(good, {"finite differences": off}, rtol=1e-3)).passed  # the check's own rtol
     flipped = verify_declared(grad_obs(good, {"autograd": (-good).tolist()}))
     assert "'autograd'" in flipped.message and "sign is flipped" in flipped.message
-    close = Observation("v", "close", to_array(torch.tensor([1.0, 2.0])),
-                        {"rtol": 1e-5, "atol": 1e-8, "expected": {"by hand": [1.0, 2.0], "torch": [1.0, 2.5]}})
+    close = Observation(
+        "v",
+        "close",
+        to_array(torch.tensor([1.0, 2.0])),
+        {"rtol": 1e-5, "atol": 1e-8, "expected": {"by hand": [1.0, 2.0], "torch": [1.0, 2.5]}},
+    )
     assert "the declared reference 'torch' disagrees" in verify_declared(close).message
 
 
@@ -285,9 +323,12 @@ def test_the_checker_records_labelled_references_as_plain_json(monkeypatch):
     monkeypatch.setenv("AUTOGRADER_MODE", "record")
     monkeypatch.setattr(checker, "_emit", recorded.append)
     check = Checker()
-    check.grad("dW", torch.ones(2, dtype=torch.float64),
-               expected={"autograd": torch.ones(2, dtype=torch.float64), "finite differences": np.ones(2)})
-    check.equal("pair", {"a": 1}, expected={"a": 1})                  # for equal, a dict is just a value
+    check.grad(
+        "dW",
+        torch.ones(2, dtype=torch.float64),
+        expected={"autograd": torch.ones(2, dtype=torch.float64), "finite differences": np.ones(2)},
+    )
+    check.equal("pair", {"a": 1}, expected={"a": 1})  # for equal, a dict is just a value
     assert recorded[0].params["expected"] == {"autograd": [1.0, 1.0], "finite differences": [1.0, 1.0]}
     assert recorded[1].params["expected"] == {"a": 1}
     json.dumps([o.params for o in recorded])
@@ -304,17 +345,27 @@ def test_a_wrong_labelled_reference_fails_the_build_naming_it(tmp_path):
     from notebooks import SETUP, grade_cell, locked_cell, solution_cell, write_lab
 
     course = new_course(tmp_path)
-    write_lab(course.root, "tiny", new_notebook(cells=[
-        locked_cell("setup", SETUP + "\nfrom autograder.checks import numeric_gradient"),
-        solution_cell("square_backward_solution",
-                      "def square_backward(x):\n    \"\"\"x: (N,) -> d(sum x^2)/dx: (N,)\"\"\"\n"
-                      "    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION"),
-        grade_cell("square_backward_tests",
-                   "x = torch.linspace(-1, 1, 5, dtype=torch.float64)\n"
-                   "check.grad('square_dx', square_backward(x), expected={\n"
-                   "    'autograd': torch.func.grad(lambda t: (t ** 2).sum())(x),\n"
-                   "    'finite differences': numeric_gradient(lambda t: (t ** 2).sum() / 2, x)})"),
-    ]))
+    write_lab(
+        course.root,
+        "tiny",
+        new_notebook(
+            cells=[
+                locked_cell("setup", SETUP + "\nfrom autograder.checks import numeric_gradient"),
+                solution_cell(
+                    "square_backward_solution",
+                    'def square_backward(x):\n    """x: (N,) -> d(sum x^2)/dx: (N,)"""\n'
+                    "    ### BEGIN SOLUTION\n    return 2 * x\n    ### END SOLUTION",
+                ),
+                grade_cell(
+                    "square_backward_tests",
+                    "x = torch.linspace(-1, 1, 5, dtype=torch.float64)\n"
+                    "check.grad('square_dx', square_backward(x), expected={\n"
+                    "    'autograd': torch.func.grad(lambda t: (t ** 2).sum())(x),\n"
+                    "    'finite differences': numeric_gradient(lambda t: (t ** 2).sum() / 2, x)})",
+                ),
+            ]
+        ),
+    )
     with pytest.raises(SourceError, match="tiny.ipynb, cell") as err:
         build_lab(course, "tiny")
     assert "the solution fails its own check" in str(err.value)
@@ -325,14 +376,21 @@ def test_a_wrong_labelled_reference_fails_the_build_naming_it(tmp_path):
 # ----------------------------------------------------------------- accuracy ranges and the bias hint
 
 
-@pytest.mark.parametrize("params, accuracy, passed, phrase", [
-    ({"min_accuracy": 0.9}, 0.95, True, "(at least 90% needed)"),
-    ({"min_accuracy": 0.9}, 0.85, False, "at least 90% needed"),
-    ({"min_accuracy": 0.0, "max_accuracy": 0.8}, 0.5, True, "(at most 80% expected)"),
-    ({"min_accuracy": 0.0, "max_accuracy": 0.8}, 0.99, False,
-     "accuracy 99.00% on 400 held-out examples, at most 80% expected"),
-    ({"min_accuracy": 0.1, "max_accuracy": 0.8}, 0.05, False, "between 10% and 80% expected"),
-])
+@pytest.mark.parametrize(
+    "params, accuracy, passed, phrase",
+    [
+        ({"min_accuracy": 0.9}, 0.95, True, "(at least 90% needed)"),
+        ({"min_accuracy": 0.9}, 0.85, False, "at least 90% needed"),
+        ({"min_accuracy": 0.0, "max_accuracy": 0.8}, 0.5, True, "(at most 80% expected)"),
+        (
+            {"min_accuracy": 0.0, "max_accuracy": 0.8},
+            0.99,
+            False,
+            "accuracy 99.00% on 400 held-out examples, at most 80% expected",
+        ),
+        ({"min_accuracy": 0.1, "max_accuracy": 0.8}, 0.05, False, "between 10% and 80% expected"),
+    ],
+)
 def test_accuracy_may_have_an_upper_bound_to_show_a_model_fails(params, accuracy, passed, phrase):
     ref = Observation("acc", "accuracy", to_array(np.zeros(0, np.int64)), {"dataset": "d", **params})
     outcome = compare(ref, Observation("acc", "accuracy", {"accuracy": accuracy, "n": 400}))
@@ -343,7 +401,7 @@ def test_accuracy_may_have_an_upper_bound_to_show_a_model_fails(params, accuracy
 def test_a_missing_bias_is_named():
     expected = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
     assert "a bias left out" in message(expected, expected - torch.tensor([0.5, -1.0, 2.0]))
-    assert "a bias" not in message(expected, expected + torch.tensor([[1.0], [2.0]]))   # not the same vector
+    assert "a bias" not in message(expected, expected + torch.tensor([[1.0], [2.0]]))  # not the same vector
 
 
 def test_a_near_miss_gradient_names_float32_only_when_it_was_float32():

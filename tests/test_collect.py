@@ -73,9 +73,14 @@ def on_disk(course: Course) -> dict[str, dict[str, bytes]]:
 
 
 def made_by(course: Course) -> dict[str, dict[str, str]]:
-    return {student: {name: nbformat.reads(data.decode(), as_version=4).metadata.get("made_by")
-                      for name, data in files.items() if name.endswith(".ipynb")}
-            for student, files in on_disk(course).items()}
+    return {
+        student: {
+            name: nbformat.reads(data.decode(), as_version=4).metadata.get("made_by")
+            for name, data in files.items()
+            if name.endswith(".ipynb")
+        }
+        for student, files in on_disk(course).items()
+    }
 
 
 def reasons(report) -> dict[str, str]:
@@ -84,8 +89,11 @@ def reasons(report) -> dict[str, str]:
 
 def course_files(course: Course) -> set[str]:
     """Every path under the course folder, besides source/ and the config."""
-    return {str(p.relative_to(course.root)) for p in course.root.rglob("*")
-            if p.relative_to(course.root).parts[0] not in ("source", "nbgrader_config.py")}
+    return {
+        str(p.relative_to(course.root))
+        for p in course.root.rglob("*")
+        if p.relative_to(course.root).parts[0] not in ("source", "nbgrader_config.py")
+    }
 
 
 def assert_nothing_stray(course: Course, tmp_path: Path) -> None:
@@ -118,16 +126,19 @@ def configured(course: Course, *lines: str) -> Course:
 
 def test_climbing_absolute_and_windows_entries_are_refused_and_honest_students_collected(course, tmp_path):
     downloads = tmp_path / "downloads"
-    make_zip(downloads / "lms.zip", [
-        ("alice_tiny.ipynb", notebook("alice")),
-        ("../evil_tiny.ipynb", notebook("evil")),
-        ("../../course/submitted/alice/tiny/evil_tiny.ipynb", notebook("evil")),
-        ("/tmp/evil_tiny.ipynb", notebook("evil")),
-        ("C:/evil_tiny.ipynb", notebook("evil")),
-        ("..\\..\\evil_tiny.ipynb", notebook("evil")),
-        ("alice/../bob_tiny.ipynb", notebook("evil")),
-        ("bob_tiny.ipynb", notebook("bob")),
-    ])
+    make_zip(
+        downloads / "lms.zip",
+        [
+            ("alice_tiny.ipynb", notebook("alice")),
+            ("../evil_tiny.ipynb", notebook("evil")),
+            ("../../course/submitted/alice/tiny/evil_tiny.ipynb", notebook("evil")),
+            ("/tmp/evil_tiny.ipynb", notebook("evil")),
+            ("C:/evil_tiny.ipynb", notebook("evil")),
+            ("..\\..\\evil_tiny.ipynb", notebook("evil")),
+            ("alice/../bob_tiny.ipynb", notebook("evil")),
+            ("bob_tiny.ipynb", notebook("bob")),
+        ],
+    )
     report = collect_lab(course, "tiny", downloads)
 
     assert made_by(course) == {"alice": {"tiny.ipynb": "alice"}, "bob": {"tiny.ipynb": "bob"}}
@@ -148,8 +159,9 @@ def test_a_nul_byte_cannot_cut_a_name_short(course, tmp_path):
     """zipfile cuts `filename` at a NUL byte (bob_tiny.ipynb\\0.txt reads as bob_tiny.ipynb): the
     original name is what is checked."""
     downloads = tmp_path / "downloads"
-    make_zip(downloads / "lms.zip", [("bob_tiny.ipynbXX.txt", notebook("evil")),
-                                     ("alice_tiny.ipynb", notebook("alice"))])
+    make_zip(
+        downloads / "lms.zip", [("bob_tiny.ipynbXX.txt", notebook("evil")), ("alice_tiny.ipynb", notebook("alice"))]
+    )
     data = (downloads / "lms.zip").read_bytes().replace(b"ipynbXX", b"ipynb\x00X")
     (downloads / "lms.zip").write_bytes(data)
     report = collect_lab(course, "tiny", downloads)
@@ -161,11 +173,16 @@ def test_a_nul_byte_cannot_cut_a_name_short(course, tmp_path):
 
 def test_a_climbing_entry_inside_a_students_zip_skips_that_student_only(course, tmp_path):
     downloads = tmp_path / "downloads"
-    make_zip(downloads / "submissions.zip", [
-        ("smithalice_101_9001_work.zip", zip_bytes([("tiny.ipynb", notebook("alice")),
-                                                    ("../../evil.ipynb", notebook("evil"))])),
-        ("jonesbob_102_9002_tiny.ipynb", notebook("bob")),
-    ])
+    make_zip(
+        downloads / "submissions.zip",
+        [
+            (
+                "smithalice_101_9001_work.zip",
+                zip_bytes([("tiny.ipynb", notebook("alice")), ("../../evil.ipynb", notebook("evil"))]),
+            ),
+            ("jonesbob_102_9002_tiny.ipynb", notebook("bob")),
+        ],
+    )
     report = collect_lab(course, "tiny", downloads, layout="canvas")
 
     assert made_by(course) == {"102": {"tiny.ipynb": "bob"}}
@@ -179,12 +196,15 @@ def test_an_id_of_dotdot_writes_nothing_outside_submitted(course, tmp_path):
     downloads = tmp_path / "downloads"
     (downloads).mkdir()
     (downloads / ".._tiny.ipynb").write_bytes(notebook("evil"))
-    make_zip(downloads / "lms.zip", [
-        (".._tiny.ipynb", notebook("evil")),
-        ("../tiny/tiny.ipynb", notebook("evil")),
-        ("x/../tiny/tiny.ipynb", notebook("evil")),
-        ("alice_tiny.ipynb", notebook("alice")),
-    ])
+    make_zip(
+        downloads / "lms.zip",
+        [
+            (".._tiny.ipynb", notebook("evil")),
+            ("../tiny/tiny.ipynb", notebook("evil")),
+            ("x/../tiny/tiny.ipynb", notebook("evil")),
+            ("alice_tiny.ipynb", notebook("alice")),
+        ],
+    )
     report = collect_lab(course, "tiny", downloads)
 
     assert made_by(course) == {"alice": {"tiny.ipynb": "alice"}}
@@ -202,8 +222,10 @@ def test_ids_accepted(raw):
     assert check_student_id(raw) == raw
 
 
-@pytest.mark.parametrize("raw", ["..", "a..b", "=cmd", "+1", "-x", "@SUM(1)", ".hidden", "_x", "A" * 65, "",
-                                 "a/b", "al ice", "é", "a\nb", "a\\b"])
+@pytest.mark.parametrize(
+    "raw",
+    ["..", "a..b", "=cmd", "+1", "-x", "@SUM(1)", ".hidden", "_x", "A" * 65, "", "a/b", "al ice", "é", "a\nb", "a\\b"],
+)
 def test_ids_refused(raw):
     from autograder.grading.collect import Refused
 
@@ -214,8 +236,11 @@ def test_ids_refused(raw):
 def test_ids_that_a_spreadsheet_would_run_are_refused(course, tmp_path):
     downloads = tmp_path / "downloads"
     attacks = ["=cmd", "+1", "-x", "@SUM(1)"]
-    make_zip(downloads / "lms.zip", [(f"{who}_tiny.ipynb", notebook("evil")) for who in attacks]
-             + [("=cmd/tiny/tiny.ipynb", notebook("evil")), ("alice_tiny.ipynb", notebook("alice"))])
+    make_zip(
+        downloads / "lms.zip",
+        [(f"{who}_tiny.ipynb", notebook("evil")) for who in attacks]
+        + [("=cmd/tiny/tiny.ipynb", notebook("evil")), ("alice_tiny.ipynb", notebook("alice"))],
+    )
     (downloads / "@SUM(1+1)_tiny.ipynb").write_bytes(notebook("evil"))
     report = collect_lab(course, "tiny", downloads)
 
@@ -234,13 +259,18 @@ def test_ids_that_a_spreadsheet_would_run_are_refused(course, tmp_path):
 def test_a_symlink_entry_is_never_extracted(course, tmp_path):
     downloads = tmp_path / "downloads"
     link = stat.S_IFLNK | 0o777
-    make_zip(downloads / "lms.zip", [
-        (info("carol_tiny.ipynb", mode=link), b"/etc/passwd"),
-        ("dave_work.zip", zip_bytes([(info("tiny.ipynb", mode=link), b"../../../../etc/passwd")])),
-        ("erin_work.zip", zip_bytes([(info("lab/", mode=stat.S_IFLNK | 0o777), b"/etc"),
-                                     ("lab/tiny.ipynb", notebook("erin"))])),
-        ("alice_tiny.ipynb", notebook("alice")),
-    ])
+    make_zip(
+        downloads / "lms.zip",
+        [
+            (info("carol_tiny.ipynb", mode=link), b"/etc/passwd"),
+            ("dave_work.zip", zip_bytes([(info("tiny.ipynb", mode=link), b"../../../../etc/passwd")])),
+            (
+                "erin_work.zip",
+                zip_bytes([(info("lab/", mode=stat.S_IFLNK | 0o777), b"/etc"), ("lab/tiny.ipynb", notebook("erin"))]),
+            ),
+            ("alice_tiny.ipynb", notebook("alice")),
+        ],
+    )
     report = collect_lab(course, "tiny", downloads)
 
     assert made_by(course) == {"alice": {"tiny.ipynb": "alice"}}
@@ -256,12 +286,22 @@ def test_a_symlink_entry_is_never_extracted(course, tmp_path):
 
 def test_modes_are_normalised_whatever_the_zip_and_the_umask_say(course, tmp_path):
     downloads = tmp_path / "downloads"
-    make_zip(downloads / "lms.zip", [
-        (info("alice_tiny.ipynb", mode=stat.S_IFREG | 0o6777), notebook("alice")),
-        ("bob_work.zip", zip_bytes([(info("lab/", mode=stat.S_IFDIR | 0o7777), b""),
-                                    (info("lab/tiny.ipynb", mode=stat.S_IFREG | 0o4755), notebook("bob")),
-                                    (info("lab/other.ipynb", mode=0o000), notebook("bob"))])),
-    ])
+    make_zip(
+        downloads / "lms.zip",
+        [
+            (info("alice_tiny.ipynb", mode=stat.S_IFREG | 0o6777), notebook("alice")),
+            (
+                "bob_work.zip",
+                zip_bytes(
+                    [
+                        (info("lab/", mode=stat.S_IFDIR | 0o7777), b""),
+                        (info("lab/tiny.ipynb", mode=stat.S_IFREG | 0o4755), notebook("bob")),
+                        (info("lab/other.ipynb", mode=0o000), notebook("bob")),
+                    ]
+                ),
+            ),
+        ],
+    )
     old = os.umask(0o077)
     try:
         collect_lab(course, "tiny", downloads)
@@ -272,7 +312,7 @@ def test_modes_are_normalised_whatever_the_zip_and_the_umask_say(course, tmp_pat
     for path in course.submitted.rglob("*"):
         mode = stat.S_IMODE(path.lstat().st_mode)
         assert mode == (0o755 if path.is_dir() else 0o644), (path, oct(mode))
-    assert stat.S_IMODE(course.submitted.stat().st_mode) == 0o755 or True   # submitted/ itself: the umask's
+    assert stat.S_IMODE(course.submitted.stat().st_mode) == 0o755 or True  # submitted/ itself: the umask's
 
 
 # ------------------------------------------------------------------ whose file it is
@@ -281,31 +321,44 @@ def test_modes_are_normalised_whatever_the_zip_and_the_umask_say(course, tmp_pat
 @pytest.mark.parametrize("layout", ["plain", "canvas", "moodle"])
 def test_a_file_in_alices_zip_named_like_bobs_submission_stays_alices(course, tmp_path, layout):
     downloads = tmp_path / "downloads"
-    alices = zip_bytes([
-        ("bob_tiny.ipynb", notebook("alice-as-bob")),
-        ("jonesbob_202_7002_tiny.ipynb", notebook("alice-as-bob")),
-        ("Bob Jones_302_assignsubmission_file_/bob2.ipynb", notebook("alice-as-bob")),
-        ("carol_tiny.ipynb", notebook("alice-as-carol")),
-        ("tiny.ipynb", notebook("alice")),
-    ])
-    dans = zip_bytes([("bob/tiny/tiny.ipynb", notebook("dan-as-bob"))])     # nbgrader's layout, inside a zip
-    names = {"plain": ("alice_work.zip", "bob_tiny.ipynb", "dan_work.zip"),
-             "canvas": ("smithalice_201_7001_work.zip", "jonesbob_202_7002_tiny.ipynb", "leedan_204_7004_w.zip"),
-             "moodle": ("Alice Smith_301_assignsubmission_file_/work.zip",
-                        "Bob Jones_302_assignsubmission_file_/tiny.ipynb",
-                        "Dan Lee_304_assignsubmission_file_work.zip")}[layout]
+    alices = zip_bytes(
+        [
+            ("bob_tiny.ipynb", notebook("alice-as-bob")),
+            ("jonesbob_202_7002_tiny.ipynb", notebook("alice-as-bob")),
+            ("Bob Jones_302_assignsubmission_file_/bob2.ipynb", notebook("alice-as-bob")),
+            ("carol_tiny.ipynb", notebook("alice-as-carol")),
+            ("tiny.ipynb", notebook("alice")),
+        ]
+    )
+    dans = zip_bytes([("bob/tiny/tiny.ipynb", notebook("dan-as-bob"))])  # nbgrader's layout, inside a zip
+    names = {
+        "plain": ("alice_work.zip", "bob_tiny.ipynb", "dan_work.zip"),
+        "canvas": ("smithalice_201_7001_work.zip", "jonesbob_202_7002_tiny.ipynb", "leedan_204_7004_w.zip"),
+        "moodle": (
+            "Alice Smith_301_assignsubmission_file_/work.zip",
+            "Bob Jones_302_assignsubmission_file_/tiny.ipynb",
+            "Dan Lee_304_assignsubmission_file_work.zip",
+        ),
+    }[layout]
     make_zip(downloads / "lms.zip", [(names[0], alices), (names[1], notebook("bob")), (names[2], dans)])
     report = collect_lab(course, "tiny", downloads, layout=layout)
 
-    alice, bob, dan = {"plain": ("alice", "bob", "dan"), "canvas": ("201", "202", "204"),
-                       "moodle": ("301", "302", "304")}[layout]
+    alice, bob, dan = {
+        "plain": ("alice", "bob", "dan"),
+        "canvas": ("201", "202", "204"),
+        "moodle": ("301", "302", "304"),
+    }[layout]
     found = made_by(course)
-    assert sorted(found) == sorted([alice, bob, dan])                          # no carol, no second bob
+    assert sorted(found) == sorted([alice, bob, dan])  # no carol, no second bob
     assert found[bob] == {"tiny.ipynb": "bob"}
     assert found[dan] == {"tiny.ipynb": "dan-as-bob"}
-    assert found[alice] == {"tiny.ipynb": "alice", "bob_tiny.ipynb": "alice-as-bob",
-                            "jonesbob_202_7002_tiny.ipynb": "alice-as-bob", "bob2.ipynb": "alice-as-bob",
-                            "carol_tiny.ipynb": "alice-as-carol"}
+    assert found[alice] == {
+        "tiny.ipynb": "alice",
+        "bob_tiny.ipynb": "alice-as-bob",
+        "jonesbob_202_7002_tiny.ipynb": "alice-as-bob",
+        "bob2.ipynb": "alice-as-bob",
+        "carol_tiny.ipynb": "alice-as-carol",
+    }
     assert report.skipped == []
     assert {r.note for r in report.collected if r.student == alice} == {"", "not a notebook of tiny"}
     assert_nothing_stray(course, tmp_path)
@@ -318,21 +371,29 @@ def test_a_file_in_alices_zip_named_like_bobs_submission_stays_alices(course, tm
 def test_duplicates_keep_the_newest_when_dated_and_write_nbgraders_timestamp(course, tmp_path):
     downloads = tmp_path / "downloads"
     june = int(datetime(2024, 6, 1, 8, 30, tzinfo=UTC).timestamp())
-    make_zip(downloads / "a.zip", [
-        (info("alice_tiny.ipynb", date=(2024, 5, 1, 12, 0, 0)), notebook("alice-1")),
-        (info("alice_tiny.ipynb", date=(2024, 5, 3, 12, 0, 0)), notebook("alice-3")),
-        # The extended-timestamp field (UTC) wins over the DOS date.
-        (info("bob_tiny.ipynb", date=(2024, 5, 1, 0, 0, 0), extra=struct.pack("<HHBi", 0x5455, 5, 1, june)),
-         notebook("bob-june")),
-    ])
-    make_zip(downloads / "b.zip", [
-        (info("alice_tiny.ipynb", date=(2024, 5, 2, 12, 0, 0)), notebook("alice-2")),
-        (info("bob_tiny.ipynb", date=(2024, 5, 20, 0, 0, 0)), notebook("bob-may")),
-    ])
+    make_zip(
+        downloads / "a.zip",
+        [
+            (info("alice_tiny.ipynb", date=(2024, 5, 1, 12, 0, 0)), notebook("alice-1")),
+            (info("alice_tiny.ipynb", date=(2024, 5, 3, 12, 0, 0)), notebook("alice-3")),
+            # The extended-timestamp field (UTC) wins over the DOS date.
+            (
+                info("bob_tiny.ipynb", date=(2024, 5, 1, 0, 0, 0), extra=struct.pack("<HHBi", 0x5455, 5, 1, june)),
+                notebook("bob-june"),
+            ),
+        ],
+    )
+    make_zip(
+        downloads / "b.zip",
+        [
+            (info("alice_tiny.ipynb", date=(2024, 5, 2, 12, 0, 0)), notebook("alice-2")),
+            (info("bob_tiny.ipynb", date=(2024, 5, 20, 0, 0, 0)), notebook("bob-may")),
+        ],
+    )
     report = collect_lab(course, "tiny", downloads)
 
     assert made_by(course) == {"alice": {"tiny.ipynb": "alice-3"}, "bob": {"tiny.ipynb": "bob-june"}}
-    coursedir = course.coursedir()   # nbgrader reads what grading will see
+    coursedir = course.coursedir()  # nbgrader reads what grading will see
     assert coursedir.get_existing_timestamp(str(course.submitted / "alice" / "tiny")) == datetime(2024, 5, 3, 12)
     assert coursedir.get_existing_timestamp(str(course.submitted / "bob" / "tiny")) == datetime(2024, 6, 1, 8, 30)
     assert (course.submitted / "alice" / "tiny" / "timestamp.txt").read_text() == "2024-05-03 12:00:00.000000 UTC"
@@ -344,24 +405,37 @@ def test_duplicates_keep_the_newest_when_dated_and_write_nbgraders_timestamp(cou
 def test_duplicates_that_cannot_be_ordered_skip_that_student_and_keep_the_previous_one(course, tmp_path):
     downloads = tmp_path / "downloads"
     downloads.mkdir()
-    (downloads / "bob_tiny.ipynb").write_bytes(notebook("bob-loose"))            # a loose file has no date
-    make_zip(downloads / "lms.zip", [
-        ("alice_tiny.ipynb", notebook("alice")),
-        ("bob_tiny.ipynb", notebook("bob-zip")),
-        ("carol_tiny.ipynb", notebook("carol-1")),                               # same date, different files
-        ("carol_tiny.ipynb", notebook("carol-2")),
-        ("dave_tiny.ipynb", notebook("dave")),                                    # the same file twice: fine
-        ("dave_tiny.ipynb", notebook("dave")),
-        ("erin_work.zip", zip_bytes([("a/tiny.ipynb", notebook("erin-a")),       # two in one zip
-                                     ("b/tiny.ipynb", notebook("erin-b"))])),
-    ])
+    (downloads / "bob_tiny.ipynb").write_bytes(notebook("bob-loose"))  # a loose file has no date
+    make_zip(
+        downloads / "lms.zip",
+        [
+            ("alice_tiny.ipynb", notebook("alice")),
+            ("bob_tiny.ipynb", notebook("bob-zip")),
+            ("carol_tiny.ipynb", notebook("carol-1")),  # same date, different files
+            ("carol_tiny.ipynb", notebook("carol-2")),
+            ("dave_tiny.ipynb", notebook("dave")),  # the same file twice: fine
+            ("dave_tiny.ipynb", notebook("dave")),
+            (
+                "erin_work.zip",
+                zip_bytes(
+                    [
+                        ("a/tiny.ipynb", notebook("erin-a")),  # two in one zip
+                        ("b/tiny.ipynb", notebook("erin-b")),
+                    ]
+                ),
+            ),
+        ],
+    )
     previous = course.submitted / "bob" / "tiny"
     previous.mkdir(parents=True)
     (previous / "tiny.ipynb").write_bytes(notebook("bob-before"))
     report = collect_lab(course, "tiny", downloads)
 
-    assert made_by(course) == {"alice": {"tiny.ipynb": "alice"}, "bob": {"tiny.ipynb": "bob-before"},
-                               "dave": {"tiny.ipynb": "dave"}}
+    assert made_by(course) == {
+        "alice": {"tiny.ipynb": "alice"},
+        "bob": {"tiny.ipynb": "bob-before"},
+        "dave": {"tiny.ipynb": "dave"},
+    }
     why = reasons(report)
     assert "2 different files bob/tiny.ipynb and no date or upload order" in why["bob_tiny.ipynb"]
     assert "2 different files carol/tiny.ipynb and equal dates" in why["lms.zip: carol_tiny.ipynb"]
@@ -371,10 +445,13 @@ def test_duplicates_that_cannot_be_ordered_skip_that_student_and_keep_the_previo
 
 def test_canvas_duplicates_are_ordered_by_attachment_id(course, tmp_path):
     downloads = tmp_path / "downloads"
-    make_zip(downloads / "submissions.zip", [
-        ("smithalice_101_90005_tiny.ipynb", notebook("second")),
-        ("smithalice_101_9001_tiny.ipynb", notebook("first")),
-    ])
+    make_zip(
+        downloads / "submissions.zip",
+        [
+            ("smithalice_101_90005_tiny.ipynb", notebook("second")),
+            ("smithalice_101_9001_tiny.ipynb", notebook("first")),
+        ],
+    )
     report = collect_lab(course, "tiny", downloads, layout="canvas")
     assert made_by(course) == {"101": {"tiny.ipynb": "second"}}
     assert reasons(report)["submissions.zip: smithalice_101_9001_tiny.ipynb"].endswith("attachment 90005)")
@@ -383,11 +460,14 @@ def test_canvas_duplicates_are_ordered_by_attachment_id(course, tmp_path):
 def test_canvas_resubmissions_renamed_by_canvas_are_the_labs_notebook(course, tmp_path):
     # Canvas names a student's second upload of tiny.ipynb "tiny-1.ipynb": it is still tiny.ipynb, the newest.
     downloads = tmp_path / "downloads"
-    make_zip(downloads / "submissions.zip", [
-        ("smithalice_101_9001_tiny.ipynb", notebook("first")),
-        ("smithalice_101_90005_tiny-1.ipynb", notebook("second")),
-        ("jonesbob_102_9100_notes-2.ipynb", notebook("other")),   # not a notebook of the lab: kept as named
-    ])
+    make_zip(
+        downloads / "submissions.zip",
+        [
+            ("smithalice_101_9001_tiny.ipynb", notebook("first")),
+            ("smithalice_101_90005_tiny-1.ipynb", notebook("second")),
+            ("jonesbob_102_9100_notes-2.ipynb", notebook("other")),  # not a notebook of the lab: kept as named
+        ],
+    )
     collect_lab(course, "tiny", downloads, layout="canvas")
     assert made_by(course) == {"101": {"tiny.ipynb": "second"}, "102": {"notes-2.ipynb": "other"}}
 
@@ -409,15 +489,18 @@ def test_zip_bombs_and_oversized_files_are_stopped(course, tmp_path):
     course = configured(course, "c.Collect.max_file_mib = 1", "c.Collect.max_archive_mib = 1.5")
     downloads = tmp_path / "downloads"
     big = b'{"cells": [], "pad": "' + b" " * (2 * 2**20) + b'"}'
-    make_zip(downloads / "lms.zip", [
-        ("alice_tiny.ipynb", notebook("alice")),
-        ("eve_tiny.ipynb", big),                                                    # declares 2 MiB
-        ("frank_work.zip", zip_bytes([(f"n{i}.ipynb", b" " * (900 * 2**10)) for i in range(3)])),  # 2.7 MiB in all
-        ("gina_work.zip", zip_bytes([("tiny.ipynb", big)])),
-    ])
+    make_zip(
+        downloads / "lms.zip",
+        [
+            ("alice_tiny.ipynb", notebook("alice")),
+            ("eve_tiny.ipynb", big),  # declares 2 MiB
+            ("frank_work.zip", zip_bytes([(f"n{i}.ipynb", b" " * (900 * 2**10)) for i in range(3)])),  # 2.7 MiB in all
+            ("gina_work.zip", zip_bytes([("tiny.ipynb", big)])),
+        ],
+    )
     make_zip(downloads / "bomb.zip", [("mallory_tiny.ipynb", big)])
-    patch_declared_size(downloads / "bomb.zip", 100)                               # declares 100 bytes
-    (downloads / "oscar_tiny.ipynb").write_bytes(big)                              # a loose file, counted
+    patch_declared_size(downloads / "bomb.zip", 100)  # declares 100 bytes
+    (downloads / "oscar_tiny.ipynb").write_bytes(big)  # a loose file, counted
     report = collect_lab(course, "tiny", downloads)
 
     assert made_by(course) == {"alice": {"tiny.ipynb": "alice"}}
@@ -425,7 +508,7 @@ def test_zip_bombs_and_oversized_files_are_stopped(course, tmp_path):
     assert why["lms.zip: eve_tiny.ipynb"].startswith("declares 2 MiB, over the 1 MiB")
     assert "come to more than 2 MiB" in why["lms.zip: frank_work.zip"] or "more than" in why["lms.zip: frank_work.zip"]
     assert "'tiny.ipynb': declares 2 MiB" in why["lms.zip: gina_work.zip"]
-    assert "corrupt" in why["bomb.zip: mallory_tiny.ipynb"]          # zipfile stops at 100 bytes: CRC fails
+    assert "corrupt" in why["bomb.zip: mallory_tiny.ipynb"]  # zipfile stops at 100 bytes: CRC fails
     assert "more than 1 MiB when read" in why["oscar_tiny.ipynb"]
     assert {s.student for s in report.skipped} == {"eve", "frank", "gina", "mallory", "oscar"}
     for path in course.root.rglob("*"):
@@ -436,9 +519,13 @@ def test_zip_bombs_and_oversized_files_are_stopped(course, tmp_path):
 def test_too_many_entries(course, tmp_path):
     course = configured(course, "c.Collect.max_entries = 20")
     downloads = tmp_path / "downloads"
-    make_zip(downloads / "a.zip", [("alice_tiny.ipynb", notebook("alice")),
-                                   ("bob_work.zip", zip_bytes([(f"f{i}.txt", b"x") for i in range(25)]
-                                                              + [("tiny.ipynb", notebook("bob"))]))])
+    make_zip(
+        downloads / "a.zip",
+        [
+            ("alice_tiny.ipynb", notebook("alice")),
+            ("bob_work.zip", zip_bytes([(f"f{i}.txt", b"x") for i in range(25)] + [("tiny.ipynb", notebook("bob"))])),
+        ],
+    )
     make_zip(downloads / "b.zip", [(f"s{i}_tiny.ipynb", notebook(f"s{i}")) for i in range(21)])
     report = collect_lab(course, "tiny", downloads)
 
@@ -454,9 +541,15 @@ def test_corrupt_zips_are_reported_and_skipped(course, tmp_path):
     (downloads / "garbage.zip").write_bytes(os.urandom(4096))
     whole = zip_bytes([("zed_tiny.ipynb", notebook("zed"))])
     (downloads / "truncated.zip").write_bytes(whole[: len(whole) // 2])
-    stored = zipfile.ZipInfo("frank_tiny.ipynb", DATE)                             # stored: one flipped byte
-    make_zip(downloads / "crc.zip", [(stored, notebook("frank")), ("bob_tiny.ipynb", notebook("bob")),
-                                     ("gina_work.zip", b"PK\x03\x04 not really a zip")])
+    stored = zipfile.ZipInfo("frank_tiny.ipynb", DATE)  # stored: one flipped byte
+    make_zip(
+        downloads / "crc.zip",
+        [
+            (stored, notebook("frank")),
+            ("bob_tiny.ipynb", notebook("bob")),
+            ("gina_work.zip", b"PK\x03\x04 not really a zip"),
+        ],
+    )
     data = bytearray((downloads / "crc.zip").read_bytes())
     data[100] ^= 0xFF
     (downloads / "crc.zip").write_bytes(bytes(data))
@@ -480,7 +573,7 @@ def test_links_fifos_and_folders_in_the_download_folder_are_not_followed(course,
     secret = tmp_path / "secret.ipynb"
     secret.write_bytes(notebook("secret"))
     (downloads / "eve_tiny.ipynb").symlink_to(secret)
-    os.mkfifo(downloads / "fifo_tiny.ipynb")                                       # would block a plain open
+    os.mkfifo(downloads / "fifo_tiny.ipynb")  # would block a plain open
     (downloads / "folder_tiny.ipynb").mkdir()
     (downloads / "alice_tiny.ipynb").write_bytes(notebook("alice"))
     report = collect_lab(course, "tiny", downloads)
@@ -497,16 +590,16 @@ def test_a_student_folder_that_is_a_link_is_not_written_through(course, tmp_path
     (outside / "tiny").mkdir(parents=True)
     (outside / "tiny" / "keep.txt").write_text("mine")
     course.submitted.mkdir()
-    (course.submitted / "mallory").symlink_to(outside)                            # submitted/mallory → outside
+    (course.submitted / "mallory").symlink_to(outside)  # submitted/mallory → outside
     (course.submitted / "trent").mkdir()
-    (course.submitted / "trent" / "tiny").symlink_to(outside / "tiny")            # submitted/trent/tiny → outside
+    (course.submitted / "trent" / "tiny").symlink_to(outside / "tiny")  # submitted/trent/tiny → outside
     downloads = tmp_path / "downloads"
     make_zip(downloads / "lms.zip", [(f"{who}_tiny.ipynb", notebook(who)) for who in ("alice", "mallory", "trent")])
     report = collect_lab(course, "tiny", downloads)
 
     assert sorted(p.name for p in outside.rglob("*")) == ["keep.txt", "tiny"]
     assert "submitted/mallory is a link or not a folder" in reasons(report)["lms.zip: mallory_tiny.ipynb"]
-    assert not (course.submitted / "trent" / "tiny").is_symlink()               # the link was swapped out, unfollowed
+    assert not (course.submitted / "trent" / "tiny").is_symlink()  # the link was swapped out, unfollowed
     assert made_by(course)["trent"] == {"tiny.ipynb": "trent"}
     assert made_by(course)["alice"] == {"tiny.ipynb": "alice"}
 
@@ -550,27 +643,41 @@ def test_one_collection_at_a_time(course, tmp_path):
 
 def test_canvas_download(course, tmp_path):
     downloads = tmp_path / "downloads"
-    make_zip(downloads / "submissions.zip", [
-        ("smithalice_1201_88001_tiny.ipynb", notebook("alice")),
-        ("jonesbob_LATE_1202_88002_tiny.ipynb", notebook("bob")),                 # today's Canvas
-        ("doe-carol-late_1203_88003_tiny.ipynb", notebook("carol")),              # older Canvas
-        ("leedan_1204_88004_lab.zip", zip_bytes([
-            ("lab/tiny.ipynb", notebook("dan")),
-            ("__MACOSX/lab/._tiny.ipynb", b"\x00\x05\x16\x07 resource fork"),
-            ("lab/.ipynb_checkpoints/tiny-checkpoint.ipynb", notebook("dan-checkpoint")),
-            ("lab/data.csv", b"1,2\n")])),
-        ("kimeve_1205_text.html", b"<p>my answer</p>"),
-        ("parkfrank_1206_88006_report.pdf", b"%PDF-1.4"),
-        ("=cmd_1207_88007_tiny.ipynb", notebook("gina")),                          # the name part is not the id
-    ])
-    (downloads / "ohhenry_1208_88008_tiny.ipynb").write_bytes(notebook("henry"))   # extracted by the TA
+    make_zip(
+        downloads / "submissions.zip",
+        [
+            ("smithalice_1201_88001_tiny.ipynb", notebook("alice")),
+            ("jonesbob_LATE_1202_88002_tiny.ipynb", notebook("bob")),  # today's Canvas
+            ("doe-carol-late_1203_88003_tiny.ipynb", notebook("carol")),  # older Canvas
+            (
+                "leedan_1204_88004_lab.zip",
+                zip_bytes(
+                    [
+                        ("lab/tiny.ipynb", notebook("dan")),
+                        ("__MACOSX/lab/._tiny.ipynb", b"\x00\x05\x16\x07 resource fork"),
+                        ("lab/.ipynb_checkpoints/tiny-checkpoint.ipynb", notebook("dan-checkpoint")),
+                        ("lab/data.csv", b"1,2\n"),
+                    ]
+                ),
+            ),
+            ("kimeve_1205_text.html", b"<p>my answer</p>"),
+            ("parkfrank_1206_88006_report.pdf", b"%PDF-1.4"),
+            ("=cmd_1207_88007_tiny.ipynb", notebook("gina")),  # the name part is not the id
+        ],
+    )
+    (downloads / "ohhenry_1208_88008_tiny.ipynb").write_bytes(notebook("henry"))  # extracted by the TA
     report = collect_lab(course, "tiny", downloads, layout="canvas")
 
-    assert made_by(course) == {"1201": {"tiny.ipynb": "alice"}, "1202": {"tiny.ipynb": "bob"},
-                               "1203": {"tiny.ipynb": "carol"}, "1204": {"tiny.ipynb": "dan"},
-                               "1207": {"tiny.ipynb": "gina"}, "1208": {"tiny.ipynb": "henry"}}
+    assert made_by(course) == {
+        "1201": {"tiny.ipynb": "alice"},
+        "1202": {"tiny.ipynb": "bob"},
+        "1203": {"tiny.ipynb": "carol"},
+        "1204": {"tiny.ipynb": "dan"},
+        "1207": {"tiny.ipynb": "gina"},
+        "1208": {"tiny.ipynb": "henry"},
+    }
     assert {r.student: r.note for r in report.collected if r.note} == {"1202": "late (Canvas)", "1203": "late (Canvas)"}
-    assert all(r.timestamp is None for r in report.collected)   # Canvas's zip dates are when the zip was made
+    assert all(r.timestamp is None for r in report.collected)  # Canvas's zip dates are when the zip was made
     assert not list(course.submitted.rglob("timestamp.txt"))
     why = reasons(report)
     assert why["submissions.zip: kimeve_1205_text.html"].startswith("not Canvas's naming")
@@ -580,45 +687,63 @@ def test_canvas_download(course, tmp_path):
 
 def test_moodle_download(course, tmp_path):
     downloads = tmp_path / "downloads"
-    make_zip(downloads / "DL-tiny-4242.zip", [
-        (info("Alice Smith_501_assignsubmission_file_/tiny.ipynb", date=(2024, 3, 1, 9, 0, 0)), notebook("alice")),
-        (info("Bob Jones_502_assignsubmission_file_tiny.ipynb", date=(2024, 3, 2, 9, 0, 0)), notebook("bob")),
-        ("Chloé Martin-Durand_503_assignsubmission_file_/work.zip",
-         zip_bytes([("work/sub/tiny.ipynb", notebook("chloe"))])),
-        ("Dan Lee_504_assignsubmission_onlinetext_onlinetext.html", b"<p>text</p>"),
-        ("Erin O'Neil_505_assignsubmission_file_/notes.txt", b"notes"),
-        ("readme.txt", b"not from a student"),
-    ])
+    make_zip(
+        downloads / "DL-tiny-4242.zip",
+        [
+            (info("Alice Smith_501_assignsubmission_file_/tiny.ipynb", date=(2024, 3, 1, 9, 0, 0)), notebook("alice")),
+            (info("Bob Jones_502_assignsubmission_file_tiny.ipynb", date=(2024, 3, 2, 9, 0, 0)), notebook("bob")),
+            (
+                "Chloé Martin-Durand_503_assignsubmission_file_/work.zip",
+                zip_bytes([("work/sub/tiny.ipynb", notebook("chloe"))]),
+            ),
+            ("Dan Lee_504_assignsubmission_onlinetext_onlinetext.html", b"<p>text</p>"),
+            ("Erin O'Neil_505_assignsubmission_file_/notes.txt", b"notes"),
+            ("readme.txt", b"not from a student"),
+        ],
+    )
     report = collect_lab(course, "tiny", downloads, layout="moodle")
 
-    assert made_by(course) == {"501": {"tiny.ipynb": "alice"}, "502": {"tiny.ipynb": "bob"},
-                               "503": {"tiny.ipynb": "chloe"}}
+    assert made_by(course) == {
+        "501": {"tiny.ipynb": "alice"},
+        "502": {"tiny.ipynb": "bob"},
+        "503": {"tiny.ipynb": "chloe"},
+    }
     coursedir = course.coursedir()
     assert coursedir.get_existing_timestamp(str(course.submitted / "501" / "tiny")) == datetime(2024, 3, 1, 9)
     why = reasons(report)
     assert why["DL-tiny-4242.zip: Dan Lee_504_assignsubmission_onlinetext_onlinetext.html"].startswith(
-        "Moodle's onlinetext submission")
+        "Moodle's onlinetext submission"
+    )
     assert why["DL-tiny-4242.zip: Erin O'Neil_505_assignsubmission_file_/notes.txt"] == "not a notebook (ignored)"
     assert why["DL-tiny-4242.zip: readme.txt"].startswith("not Moodle's naming")
 
 
 def test_plain_download_and_the_configured_default(course, tmp_path):
     downloads = tmp_path / "downloads"
-    make_zip(downloads / "export.zip", [
-        ("submitted/alice/tiny/tiny.ipynb", notebook("alice")),                   # nbgrader's own layout
-        ("bob/tiny/tiny.ipynb", notebook("bob")),
-        ("carol/lab2/lab2_cross_entropy.ipynb", notebook("carol")),               # another lab: not 'carol'
-        ("downloads/dan_tiny.ipynb", notebook("dan")),                            # under one folder
-        ("a/b/erin_tiny.ipynb", notebook("erin")),                                # deeper: not a name
-    ])
+    make_zip(
+        downloads / "export.zip",
+        [
+            ("submitted/alice/tiny/tiny.ipynb", notebook("alice")),  # nbgrader's own layout
+            ("bob/tiny/tiny.ipynb", notebook("bob")),
+            ("carol/lab2/lab2_cross_entropy.ipynb", notebook("carol")),  # another lab: not 'carol'
+            ("downloads/dan_tiny.ipynb", notebook("dan")),  # under one folder
+            ("a/b/erin_tiny.ipynb", notebook("erin")),  # deeper: not a name
+        ],
+    )
     (downloads / "frank_tiny.ipynb").write_bytes(notebook("frank"))
     report = collect_lab(course, "tiny", downloads)
 
-    assert made_by(course) == {"alice": {"tiny.ipynb": "alice"}, "bob": {"tiny.ipynb": "bob"},
-                               "dan": {"tiny.ipynb": "dan"}, "frank": {"tiny.ipynb": "frank"}}
+    assert made_by(course) == {
+        "alice": {"tiny.ipynb": "alice"},
+        "bob": {"tiny.ipynb": "bob"},
+        "dan": {"tiny.ipynb": "dan"},
+        "frank": {"tiny.ipynb": "frank"},
+    }
     why = reasons(report)
-    assert why["export.zip: carol/lab2/lab2_cross_entropy.ipynb"] == \
-        "not in a tiny/ folder (<student>/tiny/<notebook>.ipynb)"
+    assert (
+        why["export.zip: carol/lab2/lab2_cross_entropy.ipynb"]
+        == "not in a tiny/ folder (<student>/tiny/<notebook>.ipynb)"
+    )
     assert why["export.zip: a/b/erin_tiny.ipynb"].startswith("not in a tiny/ folder")
 
     canvas = configured(course, 'c.Collect.layout = "canvas"')
@@ -637,15 +762,22 @@ def run_cli(*args, cwd):
 
 def test_the_command_prints_what_it_collected_and_skipped(course, tmp_path):
     downloads = tmp_path / "downloads"
-    make_zip(downloads / "lms.zip", [("alice_tiny.ipynb", notebook("alice")), ("../evil_tiny.ipynb", b"{}"),
-                                     ("[bold]x_tiny.ipynb", b"{}"), ("\x1b[2Jansi_tiny.ipynb", b"{}")])
+    make_zip(
+        downloads / "lms.zip",
+        [
+            ("alice_tiny.ipynb", notebook("alice")),
+            ("../evil_tiny.ipynb", b"{}"),
+            ("[bold]x_tiny.ipynb", b"{}"),
+            ("\x1b[2Jansi_tiny.ipynb", b"{}"),
+        ],
+    )
     done = run_cli("collect", "tiny", str(downloads), cwd=course.root)
     assert done.returncode == 0, done.stdout + done.stderr
     out = done.stdout
     assert "Collected (plain naming)" in out and "alice" in out and "2024-05-01 12:00:00" in out
     assert "Skipped" in out and "a '..' component in its path" in out
-    assert "student id '[bold]x' refused" in out                      # shown as text, not as markup
-    assert "\x1b[2J" not in out and "control characters" in out       # no escape sequence reaches the terminal
+    assert "student id '[bold]x' refused" in out  # shown as text, not as markup
+    assert "\x1b[2J" not in out and "control characters" in out  # no escape sequence reaches the terminal
     assert "collected 1 submission(s)" in out and "3 file(s) skipped" in out
 
 
@@ -657,9 +789,11 @@ def test_the_command_fails_clearly_when_nothing_can_be_collected(course, tmp_pat
     assert "nothing collected" in done.stdout and "a '..' component" in done.stdout
     assert "Traceback" not in done.stdout + done.stderr
 
-    for args, message in ((["collect", "tiny", str(tmp_path / "none")], "no download folder"),
-                          (["collect", "tiny", str(downloads), "--layout", "blackboard"], "expected one of"),
-                          (["collect", "nolab", str(downloads)], "no lab 'nolab'")):
+    for args, message in (
+        (["collect", "tiny", str(tmp_path / "none")], "no download folder"),
+        (["collect", "tiny", str(downloads), "--layout", "blackboard"], "expected one of"),
+        (["collect", "nolab", str(downloads)], "no lab 'nolab'"),
+    ):
         done = run_cli(*args, cwd=course.root)
         assert done.returncode == 1 and message in done.stdout, done.stdout + done.stderr
         assert "Traceback" not in done.stdout + done.stderr
@@ -672,7 +806,7 @@ def test_a_killed_collection_leaves_old_or_new_submissions_and_a_rerun_completes
     """SIGKILL while the temporary files are written, then while folders are swapped in: each student
     has their old or their new submission, never half; the rerun collects everyone, once."""
     students = [f"s{i:04d}" for i in range(4000)]
-    for who in students:                                                           # last week's collection
+    for who in students:  # last week's collection
         folder = course.submitted / who / "tiny"
         folder.mkdir(parents=True)
         (folder / "tiny.ipynb").write_bytes(b"old " + who.encode())
@@ -700,8 +834,12 @@ def test_a_killed_collection_leaves_old_or_new_submissions_and_a_rerun_completes
         return seen
 
     def kill_when(ready) -> None:
-        proc = subprocess.Popen([AUTOGRADER, "collect", "tiny", str(downloads)], cwd=course.root,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [AUTOGRADER, "collect", "tiny", str(downloads)],
+            cwd=course.root,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.monotonic() + 120
         while not ready():
             assert proc.poll() is None, "the collection ended before it could be killed"

@@ -34,8 +34,10 @@ from conftest import new_course
 AUTOGRADER = str(Path(sys.executable).with_name("autograder"))
 RAW = "fashion_mnist/FashionMNIST/raw"
 
-pytestmark = pytest.mark.skipif(not FASHION_MNIST_SOURCE.is_dir(),
-                                reason="Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)")
+pytestmark = pytest.mark.skipif(
+    not FASHION_MNIST_SOURCE.is_dir(),
+    reason="Debian's dataset-fashion-mnist is not installed (scripts/setup.sh installs it)",
+)
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -63,13 +65,19 @@ def test_layout_the_grader_depends_on(staged):
     from torchvision.datasets import FashionMNIST
 
     files = sorted(p.relative_to(staged).as_posix() for p in staged.rglob("*") if p.is_file())
-    assert files == [MANIFEST, f"{RAW}/t10k-images-idx3-ubyte", f"{RAW}/t10k-labels-idx1-ubyte",
-                     f"{RAW}/train-images-idx3-ubyte", f"{RAW}/train-labels-idx1-ubyte",
-                     "fashion_mnist/test_images.npy", "labels/fashion_mnist_test.npy"]
+    assert files == [
+        MANIFEST,
+        f"{RAW}/t10k-images-idx3-ubyte",
+        f"{RAW}/t10k-labels-idx1-ubyte",
+        f"{RAW}/train-images-idx3-ubyte",
+        f"{RAW}/train-labels-idx1-ubyte",
+        "fashion_mnist/test_images.npy",
+        "labels/fashion_mnist_test.npy",
+    ]
     images = np.load(staged / "fashion_mnist" / "test_images.npy", allow_pickle=False)
     labels = np.load(staged / "labels" / "fashion_mnist_test.npy", allow_pickle=False)
     assert (images.shape, images.dtype, labels.shape, labels.dtype) == ((10000, 28, 28), np.uint8, (10000,), np.int64)
-    assert np.bincount(labels).tolist() == [1000] * 10          # Fashion-MNIST's test set is balanced
+    assert np.bincount(labels).tolist() == [1000] * 10  # Fashion-MNIST's test set is balanced
     train = FashionMNIST(staged / "fashion_mnist", train=True)  # what the labs do
     assert tuple(train.data.shape) == (60000, 28, 28) and len(train.targets) == 60000
     assert 0.28 < train.data.float().div(255).mean().item() < 0.29
@@ -87,7 +95,7 @@ def test_the_sandbox_copy_holds_no_test_labels(staged):
     mounted = [p for p in (staged / "fashion_mnist").rglob("*") if p.is_file()]
     assert mounted and not {sha256_file(p) for p in mounted} & secrets
     with pytest.raises((AssertionError, RuntimeError, ValueError)):
-        FashionMNIST(staged / "fashion_mnist", train=False)   # no labels to read there
+        FashionMNIST(staged / "fashion_mnist", train=False)  # no labels to read there
 
 
 def test_labels_are_where_the_grader_expects(staged, tmp_path):
@@ -125,15 +133,17 @@ def test_a_corrupted_file_is_detected_and_staged_again(data_copy):
         f.write(b"\xff\x00\xff")
     lines: list[str] = []
     stage_all(data_copy, datasets=["fashion_mnist"], log=lines.append)
-    assert lines[0] == ("fashion_mnist: does not match MANIFEST.json: fashion_mnist/test_images.npy has changed "
-                        "(sha256 differs); staging it again")
+    assert lines[0] == (
+        "fashion_mnist: does not match MANIFEST.json: fashion_mnist/test_images.npy has changed "
+        "(sha256 differs); staging it again"
+    )
     assert lines[1].startswith("fashion_mnist: staged 6 files")
     assert sha256_file(path) == good
 
 
 def test_a_missing_label_file_or_a_stray_file_is_detected(data_copy):
     (data_copy / "labels" / "fashion_mnist_test.npy").unlink()
-    stray = data_copy / RAW / "t10k-labels-idx1-ubyte.gz"      # the real labels, where a sandbox would see them
+    stray = data_copy / RAW / "t10k-labels-idx1-ubyte.gz"  # the real labels, where a sandbox would see them
     shutil.copy(FASHION_MNIST_SOURCE / "t10k-labels-idx1-ubyte.gz", stray)
     lines: list[str] = []
     stage_all(data_copy, datasets=["fashion_mnist"], log=lines.append)
@@ -155,8 +165,9 @@ def test_files_that_no_longer_match_and_cannot_be_restaged_are_removed(data_copy
 def test_a_missing_source_is_a_clear_error(tmp_path):
     lines: list[str] = []
     with pytest.raises(DataError, match="required data set.*fashion_mnist"):
-        stage_all(tmp_path / "data", datasets=["fashion_mnist"], fashion_mnist_from=tmp_path / "nowhere",
-                  log=lines.append)
+        stage_all(
+            tmp_path / "data", datasets=["fashion_mnist"], fashion_mnist_from=tmp_path / "nowhere", log=lines.append
+        )
     assert "apt-get install dataset-fashion-mnist" in lines[0] and "autograder data" in lines[0]
     assert not (tmp_path / "data" / "fashion_mnist").exists()
     assert read_manifest(tmp_path / "data") == {}
@@ -185,8 +196,13 @@ def fake_mnist(tmp_path) -> Path:
 def test_the_cli_stages_mnist_from_a_folder_and_verifies_the_rest(staged, fake_mnist, tmp_path):
     course = new_course(tmp_path / "course")
     shutil.copytree(staged, course.data)
-    done = subprocess.run([AUTOGRADER, "data", "--mnist-from", str(fake_mnist)], cwd=course.root,
-                          capture_output=True, text=True, check=False)
+    done = subprocess.run(
+        [AUTOGRADER, "data", "--mnist-from", str(fake_mnist)],
+        cwd=course.root,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     out = " ".join(done.stdout.split())
     assert "fashion_mnist: verified 6 files" in out and "mnist: staged 6 files from the IDX files in" in out
@@ -219,8 +235,9 @@ def _inverted(context):
     (context.staging / "inverted").mkdir()
     np.save(context.staging / "inverted" / "test_images.npy", 255 - images)
     (context.staging / "labels").mkdir()
-    shutil.copy(context.data_root / "labels" / "fashion_mnist_test.npy",
-                context.staging / "labels" / "inverted_test.npy")
+    shutil.copy(
+        context.data_root / "labels" / "fashion_mnist_test.npy", context.staging / "labels" / "inverted_test.npy"
+    )
     return "fashion_mnist, inverted"
 
 
@@ -259,19 +276,25 @@ def test_xor_is_staged_deterministically_with_its_labels_held_out(tmp_path, monk
     course = new_course(tmp_path / "course")
     lines: list[str] = []
     assert stage_all(course.data, datasets=["xor"], log=lines.append) == ["xor"]
-    assert lines == ["xor: staged 3 files from generated: four Gaussian clouds at the corners, noise 0.4, "
-                     "seed 20240610"]
-    assert sorted(p.relative_to(course.data).as_posix() for p in course.data.rglob("*") if p.is_file()) == \
-        [MANIFEST, "labels/xor_test.npy", "xor/README.txt", "xor/test_points.npy"]
+    assert lines == [
+        "xor: staged 3 files from generated: four Gaussian clouds at the corners, noise 0.4, seed 20240610"
+    ]
+    assert sorted(p.relative_to(course.data).as_posix() for p in course.data.rglob("*") if p.is_file()) == [
+        MANIFEST,
+        "labels/xor_test.npy",
+        "xor/README.txt",
+        "xor/test_points.npy",
+    ]
     points = np.load(course.data / "xor" / "test_points.npy", allow_pickle=False)
     labels = course.held_out_labels("xor_test")
     assert (points.shape, points.dtype, labels.shape, labels.dtype) == ((400, 2), np.float64, (400,), np.int64)
     assert np.array_equal(labels, (points[:, 0] * points[:, 1] < 0).astype(np.int64))
-    assert 180 <= labels.sum() <= 220                              # both classes, about half each
+    assert 180 <= labels.sum() <= 220  # both classes, about half each
     quadrants = np.bincount((points[:, 0] > 0) * 2 + (points[:, 1] > 0), minlength=4)
-    assert quadrants.min() >= 80                                   # every cloud is there
+    assert quadrants.min() >= 80  # every cloud is there
     again_points, again_labels = build()
     assert np.array_equal(points, again_points) and np.array_equal(labels, again_labels)
     binds = read_only_binds(course)
-    assert {inside: host for host, inside in binds if str(inside).startswith("/course-data")} == \
-        {"/course-data/xor": course.data / "xor"}
+    assert {inside: host for host, inside in binds if str(inside).startswith("/course-data")} == {
+        "/course-data/xor": course.data / "xor"
+    }

@@ -37,8 +37,7 @@ pytestmark = pytest.mark.skipif(not probe().available, reason=f"no sandbox here:
 @pytest.fixture(scope="module")
 def ray_cluster():
     """A local Ray with 4 logical CPUs and 2 fake GPUs (what CI can have)."""
-    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, object_store_memory=80 * 2**20,
-             log_to_driver=False)
+    ray.init(num_cpus=4, num_gpus=2, include_dashboard=False, object_store_memory=80 * 2**20, log_to_driver=False)
     yield
     ray.shutdown()
 
@@ -61,7 +60,9 @@ def with_limits(course: Course, **grading) -> Course:
 CLASS = [
     DemoStudent("honest", "correct"),
     DemoStudent("blank", "blank release", answers="blank"),
-    DemoStudent("summer", "sum instead of mean", replace={"mean_square": "def mean_square(x):\n    return (x ** 2).sum()"}),
+    DemoStudent(
+        "summer", "sum instead of mean", replace={"mean_square": "def mean_square(x):\n    return (x ** 2).sum()"}
+    ),
     DemoStudent("looper", "infinite loop", extra_cell="while True:\n    pass"),
     DemoStudent("crasher", "kills its kernel", extra_cell="import os\nos._exit(3)"),
 ]
@@ -74,11 +75,16 @@ def test_both_executors_grade_the_same_class_alike(course, executor, request):
     for student in CLASS:
         make_submission(course, LAB, student)
     fast = with_limits(course, cell_timeout=8, notebook_timeout=30)
-    results = {r.student: r for r in grade_lab(fast, LAB, [s.name for s in CLASS], force=True, workers=2,
-                                               executor=executor)}
+    results = {
+        r.student: r for r in grade_lab(fast, LAB, [s.name for s in CLASS], force=True, workers=2, executor=executor)
+    }
     assert {s: (r.status, r.score) for s, r in results.items()} == {
-        "honest": ("graded", 3.0), "blank": ("graded", 0.0), "summer": ("graded", 1.0),
-        "looper": ("failed", 0.0), "crasher": ("failed", 0.0)}
+        "honest": ("graded", 3.0),
+        "blank": ("graded", 0.0),
+        "summer": ("graded", 1.0),
+        "looper": ("failed", 0.0),
+        "crasher": ("failed", 0.0),
+    }
     assert results["looper"].reason.startswith("timeout: cell ")
     assert "kernel died while running cell" in results["crasher"].reason
     assert (results["looper"].failure_kind, results["crasher"].failure_kind) == ("timeout", "kernel died")
@@ -95,15 +101,20 @@ def test_both_executors_grade_the_same_class_alike(course, executor, request):
 
 def probe_notebook(seconds: float = 0.0):
     """Prints what a fresh kernel must show, then sleeps: for overlap and isolation checks."""
-    return new_notebook(cells=[new_code_cell(
-        "import glob, os, sys, time\n"
-        "began = time.time()\n"
-        "print('fresh', 'torch' in globals(), len(In), os.path.exists('/tmp/marker'))\n"
-        "print('warm', 'torch' in sys.modules)\n"
-        "print('gpu', repr(os.environ.get('CUDA_VISIBLE_DEVICES')), glob.glob('/dev/nvidia*'))\n"
-        "open('/tmp/marker', 'w').write('a previous submission was here')\n"
-        f"time.sleep({seconds})\n"
-        "print('span', began, time.time())")])
+    return new_notebook(
+        cells=[
+            new_code_cell(
+                "import glob, os, sys, time\n"
+                "began = time.time()\n"
+                "print('fresh', 'torch' in globals(), len(In), os.path.exists('/tmp/marker'))\n"
+                "print('warm', 'torch' in sys.modules)\n"
+                "print('gpu', repr(os.environ.get('CUDA_VISIBLE_DEVICES')), glob.glob('/dev/nvidia*'))\n"
+                "open('/tmp/marker', 'w').write('a previous submission was here')\n"
+                f"time.sleep({seconds})\n"
+                "print('span', began, time.time())"
+            )
+        ]
+    )
 
 
 def outputs(result) -> dict[str, str]:
@@ -114,14 +125,19 @@ def outputs(result) -> dict[str, str]:
 def spec_for(course: Course, **limits) -> JobSpec:
     context = LabContext.load(course, LAB)
     spec = context.job_spec()
-    return JobSpec(limits=dataclasses.replace(spec.limits, **limits), env=spec.env, read_only=spec.read_only,
-                   sandbox=True, warm_up_modules=("numpy", "torch"))
+    return JobSpec(
+        limits=dataclasses.replace(spec.limits, **limits),
+        env=spec.env,
+        read_only=spec.read_only,
+        sandbox=True,
+        warm_up_modules=("numpy", "torch"),
+    )
 
 
 def test_local_kernels_are_prepared_ahead_fresh_and_never_reused(course):
     jobs = 6
     with LocalExecutor(spec_for(course), SlotPool.for_machine(gpus=[], cpu_jobs=2), jobs=jobs) as executor:
-        time.sleep(8)   # the batch's first kernels get ready before any submission comes
+        time.sleep(8)  # the batch's first kernels get ready before any submission comes
         results = [executor.execute(probe_notebook(), f"job{i}") for i in range(jobs)]
     assert all(r.status == "completed" and r.sandboxed for r in results), [r.reason for r in results]
     for r in results:
@@ -129,8 +145,8 @@ def test_local_kernels_are_prepared_ahead_fresh_and_never_reused(course):
         # No names and no history from the warm-up (In holds '' and this cell, as in a cold kernel),
         # and no trace of another submission's /tmp.
         assert seen["fresh"] == "False 2 False" and r.notebook.cells[0].execution_count == 1
-        assert seen["warm"] == "True"          # torch was imported before the notebook came
-        assert seen["gpu"] == "'' []"          # a CPU slot: no GPU device, CUDA hidden
+        assert seen["warm"] == "True"  # torch was imported before the notebook came
+        assert seen["gpu"] == "'' []"  # a CPU slot: no GPU device, CUDA hidden
         assert r.start_seconds > 0
     # Run one after another, each job finds the kernel its slot prepared while the previous one ran.
     assert [r.prepared for r in results] == [True] * jobs
@@ -139,13 +155,14 @@ def test_local_kernels_are_prepared_ahead_fresh_and_never_reused(course):
 
 def test_kernels_import_ahead_what_the_labs_source_imports(course):
     modules = LabContext.load(course, LAB).job_spec().warm_up_modules
-    assert modules == ("torch", "autograder.checks")   # the tiny lab's set-up cell
+    assert modules == ("torch", "autograder.checks")  # the tiny lab's set-up cell
 
 
 def test_two_kernels_per_slot_prepared_ahead(course):
     jobs = 5
-    with LocalExecutor(spec_for(course), SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=jobs,
-                       prepare_ahead=2) as executor:
+    with LocalExecutor(
+        spec_for(course), SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=jobs, prepare_ahead=2
+    ) as executor:
         results = [executor.execute(probe_notebook(), f"job{i}") for i in range(jobs)]
     assert [r.prepared for r in results] == [True] * jobs
     assert all(outputs(r)["fresh"] == "False 2 False" for r in results)
@@ -153,8 +170,12 @@ def test_two_kernels_per_slot_prepared_ahead(course):
 
 def test_a_kernel_that_cannot_start_is_a_failed_result_not_an_exception(course, tmp_path):
     spec = spec_for(course)
-    broken = JobSpec(limits=spec.limits, env=spec.env, sandbox=True,
-                     read_only=spec.read_only + ((str(tmp_path / "gone"), "/opt/gone"),))
+    broken = JobSpec(
+        limits=spec.limits,
+        env=spec.env,
+        sandbox=True,
+        read_only=spec.read_only + ((str(tmp_path / "gone"), "/opt/gone"),),
+    )
     with LocalExecutor(broken, SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=1) as executor:
         result = executor.execute(probe_notebook(), "job")
     assert result.status == "failed" and result.reason.startswith("kernel did not start")
@@ -194,18 +215,18 @@ def test_ray_tasks_get_fractional_gpus_fresh_workers_and_the_same_sandbox(course
     from autograder.executors.ray_cluster import RayExecutor
 
     executor = RayExecutor(spec_for(course), gpus_per_job=0.5)
-    assert executor.capacity == 4   # 2 fake GPUs / 0.5, and 4 logical CPUs
+    assert executor.capacity == 4  # 2 fake GPUs / 0.5, and 4 logical CPUs
     results = run_concurrently(executor, 6, 2.0)
-    executor.close()   # leaves the test's Ray running: the executor did not start it
+    executor.close()  # leaves the test's Ray running: the executor did not start it
     assert ray.is_initialized()
     assert all(r.status == "completed" and r.sandboxed for r in results), [r.reason for r in results]
     gpus = [re.search(r"Ray GPU (\d+)", r.where).group(1) for r in results]
     assert set(gpus) <= {"0", "1"}
-    for gpu in set(gpus):   # never more than two half-GPU tasks on one GPU at once
-        assert overlaps([s for s, g in zip(spans(results), gpus) if g == gpu]) <= 2
+    for gpu in set(gpus):  # never more than two half-GPU tasks on one GPU at once
+        assert overlaps([s for s, g in zip(spans(results), gpus, strict=True) if g == gpu]) <= 2
     for r in results:
         assert outputs(r)["fresh"] == "False 2 False"
-        assert outputs(r)["gpu"] == "'' []"   # a logical GPU: no device node to expose
+        assert outputs(r)["gpu"] == "'' []"  # a logical GPU: no device node to expose
         assert any("no device for" in w for w in r.warnings)
 
 

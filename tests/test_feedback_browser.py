@@ -34,8 +34,10 @@ from notebooks import mean_square_lab, write_lab
 
 LAB = "tiny"
 MARK = "PWNED"
-JS = (f"document.title='{MARK}';window.name='{MARK}';console.log('{MARK}');"
-      f"var d=document.createElement('div');d.id='pwned';document.body.appendChild(d);alert('{MARK}')")
+JS = (
+    f"document.title='{MARK}';window.name='{MARK}';console.log('{MARK}');"
+    f"var d=document.createElement('div');d.id='pwned';document.body.appendChild(d);alert('{MARK}')"
+)
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 
 INTRO = r"""## What you compute
@@ -62,19 +64,19 @@ print('OUT', Out)"""
 # Inside the graded functions, while the hidden checks call them: the caller's source and values.
 TRACER = {
     "mean_square": 'import sys\ndef mean_square(x):\n    """x: (N,) -> scalar"""\n    caller = sys._getframe(1)\n'
-                   "    print('CALLER', caller.f_globals['In'][-1], caller.f_locals.keys())\n"
-                   "    result = (x ** 2).mean()\n    print('INPUT', x, 'RESULT', result, result.item())\n"
-                   "    return result",
+    "    print('CALLER', caller.f_globals['In'][-1], caller.f_locals.keys())\n"
+    "    result = (x ** 2).mean()\n    print('INPUT', x, 'RESULT', result, result.item())\n"
+    "    return result",
     "outer": 'def outer(a, b):\n    """a: (N,), b: (M,) -> (N, M)"""\n    result = a[:, None] * b[None, :]\n'
-             "    print('INPUTS', a, b, 'RESULT', result, result.tolist())\n    return result",
+    "    print('INPUTS', a, b, 'RESULT', result, result.tolist())\n    return result",
 }
 # An exception whose text, or whose class's name, is the hidden test (the verdict names the error).
 RAISER = {
     "mean_square": 'def mean_square(x):\n    """x: (N,) -> scalar"""\n    if len(x) == 4:\n'
-                   "        raise ValueError(get_ipython().user_ns['In'][-1])\n    return (x ** 2).mean()",
+    "        raise ValueError(get_ipython().user_ns['In'][-1])\n    return (x ** 2).mean()",
     "outer": 'def outer(a, b):\n    """a: (N,), b: (M,) -> (N, M)"""\n    if len(a) == 2:\n'
-             "        line = get_ipython().user_ns['In'][-1].splitlines()[-2]\n"
-             "        raise type(line, (Exception,), {})(line)\n    return a[:, None] * b[None, :]",
+    "        line = get_ipython().user_ns['In'][-1].splitlines()[-2]\n"
+    "        raise type(line, (Exception,), {})(line)\n    return a[:, None] * b[None, :]",
 }
 MARKUP = f"""## My notes $\\text{{<script>{JS}</script>}}$
 
@@ -126,18 +128,35 @@ def pages(tmp_path_factory):
     lab.cells.insert(1, new_markdown_cell(INTRO))
     write_lab(course.root, LAB, lab)
     build_lab(course, LAB)
-    for student in [DemoStudent("honest", "correct"), DemoStudent("blank", "blank", answers="blank"),
-                    DemoStudent("looper", "infinite loop", extra_cell="while True:\n    pass"),
-                    DemoStudent("historian", "prints the history"), DemoStudent("tracer", "prints", replace=TRACER),
-                    DemoStudent("raiser", "raises the hidden source", replace=RAISER),
-                    DemoStudent("markup", "script in markdown"), DemoStudent("displays", "script in outputs")]:
+    for student in [
+        DemoStudent("honest", "correct"),
+        DemoStudent("blank", "blank", answers="blank"),
+        DemoStudent("looper", "infinite loop", extra_cell="while True:\n    pass"),
+        DemoStudent("historian", "prints the history"),
+        DemoStudent("tracer", "prints", replace=TRACER),
+        DemoStudent("raiser", "raises the hidden source", replace=RAISER),
+        DemoStudent("markup", "script in markdown"),
+        DemoStudent("displays", "script in outputs"),
+    ]:
         make_submission(course, LAB, student)
     _append(course, "historian", new_code_cell(HISTORIAN))
     svg_attachment = {"c.svg": {"image/svg+xml": SVG}}
     _append(course, "markup", new_markdown_cell(MARKUP, attachments=svg_attachment))
-    _append(course, "displays", new_code_cell(DISPLAYS), new_markdown_cell("display attacks above"),
-            metadata={"widgets": {"application/vnd.jupyter.widget-state+json": {
-                "version_major": 2, "version_minor": 0, "state": {"x": {"model_name": f"<script>{JS}</script>"}}}}})
+    _append(
+        course,
+        "displays",
+        new_code_cell(DISPLAYS),
+        new_markdown_cell("display attacks above"),
+        metadata={
+            "widgets": {
+                "application/vnd.jupyter.widget-state+json": {
+                    "version_major": 2,
+                    "version_minor": 0,
+                    "state": {"x": {"model_name": f"<script>{JS}</script>"}},
+                }
+            }
+        },
+    )
 
     config = Config(course.config)
     config.Grading.cell_timeout = 10
@@ -164,23 +183,28 @@ def hidden_lines(course: Course) -> list[str]:
 
 def number_run(values) -> re.Pattern:
     """The numbers in order, however printed (3 / 3. / 3.0000, commas, brackets, tensor(...))."""
+
     def one(v: float) -> str:
         text = f"{abs(v):g}"
         whole, _, frac = text.partition(".")
         body = (r"0?" if whole == "0" else re.escape(whole)) + (rf"\.{frac}0*" if frac else r"(?:\.0*)?")
         return (r"-\s*" if v < 0 else "") + body + r"(?![0-9])"
+
     return re.compile(r"[^0-9.]+".join(one(float(v)) for v in values))
 
 
 def secret_patterns(course: Course) -> list[re.Pattern]:
     """The hidden checks' inputs (number lists in the hidden lines) and reference values."""
-    lists = [re.findall(r"-?\d+\.?\d*", group) for line in hidden_lines(course)
-             for group in re.findall(r"\[([^\]]+)\]", line)]
-    patterns = [number_run(numbers) for numbers in lists if len(numbers) >= 3]   # two numbers could be anything
+    lists = [
+        re.findall(r"-?\d+\.?\d*", group)
+        for line in hidden_lines(course)
+        for group in re.findall(r"\[([^\]]+)\]", line)
+    ]
+    patterns = [number_run(numbers) for numbers in lists if len(numbers) >= 3]  # two numbers could be anything
     for ref in load_references(course.references_file(LAB)).values():
         if ref.hidden:
             value = np.asarray(ref.observation.value, dtype=float).ravel()
-            if value.size > 1 or len(f"{value[0]:g}") >= 4:   # a bare "3" or "0.5" would prove nothing
+            if value.size > 1 or len(f"{value[0]:g}") >= 4:  # a bare "3" or "0.5" would prove nothing
                 patterns.append(number_run(value))
     assert len(patterns) >= 3
     return patterns
@@ -229,7 +253,7 @@ def open_page(browser, path):
     page.on("pageerror", lambda e: events["errors"].append(str(e)))
     page.on("request", lambda r: events["requests"].append(r.url))
     page.goto(path.as_uri(), wait_until="load")
-    page.wait_for_timeout(150)   # anything scheduled for just after load
+    page.wait_for_timeout(150)  # anything scheduled for just after load
     seen = page.evaluate(READ_PAGE)
     context.close()
     return seen, events
@@ -239,13 +263,22 @@ def test_the_attacks_reached_the_grading_run(pages):
     """The class is a real test: the leaks are in what the kernel produced, before the page is built."""
     course, results, files = pages
     assert {r.student: r.status for r in results.values()} == {
-        **{s: "graded" for s in results if s != "looper"}, "looper": "failed"}
+        **{s: "graded" for s in results if s != "looper"},
+        "looper": "failed",
+    }
     assert len(files) == len(results)
-    printed = {s: json.dumps([c.get("outputs") for c in nbformat.read(course.autograded / s / LAB / f"{LAB}.ipynb",
-                                                                      as_version=4).cells if c.cell_type == "code"])
-               for s in ("historian", "tracer", "displays")}
+    printed = {
+        s: json.dumps(
+            [
+                c.get("outputs")
+                for c in nbformat.read(course.autograded / s / LAB / f"{LAB}.ipynb", as_version=4).cells
+                if c.cell_type == "code"
+            ]
+        )
+        for s in ("historian", "tracer", "displays")
+    }
     hidden = hidden_lines(course)
-    for student in printed:   # the outputs of the grading run hold the hidden tests (the page must not)
+    for student in printed:  # the outputs of the grading run hold the hidden tests (the page must not)
         assert any(json.dumps(line)[1:-1] in printed[student] for line in hidden), student
     for mime in ("application/javascript", "image/svg+xml", "text/vnd.mermaid", "widget-view+json", "><script>"):
         assert mime in printed["displays"]
@@ -285,21 +318,26 @@ def test_every_feedback_page_renders_verdicts_and_runs_nothing(pages):
             # The summary: real headings and tables, the status (a failed run's reason), the scores.
             assert seen["h1"][0] == f"Feedback: {LAB} / {LAB}" and "Tiny lab" in seen["h1"], where
             assert {"Scores", "Your notebook", "What you compute"} <= set(seen["h2"]), where
-            assert {k: seen["facts"][k] for k in ("Lab", "Notebook", "Student")} == \
-                {"Lab": LAB, "Notebook": LAB, "Student": student}
+            assert {k: seen["facts"][k] for k in ("Lab", "Notebook", "Student")} == {
+                "Lab": LAB,
+                "Notebook": LAB,
+                "Student": student,
+            }
             assert seen["facts"]["Status"] == result.status_text
-            assert seen["scores"] == [[c.grade_id, f"{c.score:g} / {c.max_score:g}",
-                                       f"{sum(k.passed for k in c.checks)} / {len(c.checks)}"]
-                                      for c in result.cells], where
+            assert seen["scores"] == [
+                [c.grade_id, f"{c.score:g} / {c.max_score:g}", f"{sum(k.passed for k in c.checks)} / {len(c.checks)}"]
+                for c in result.cells
+            ], where
             checks = {row[0]: row[1:] for row in seen["checks"]}
-            assert {name: v[0] for name, v in checks.items()} == \
-                {k.name: "PASS" if k.passed else "FAIL" for c in result.cells for k in c.checks}, where
+            assert {name: v[0] for name, v in checks.items()} == {
+                k.name: "PASS" if k.passed else "FAIL" for c in result.cells for k in c.checks
+            }, where
 
             # The lab's markdown: a real table, math as laid-out MathML (no TeX source left), code highlighted.
             assert ["function", "input", "output"] in seen["tables"], where
             assert sum(m["display"] == "block" for m in seen["maths"]) >= 1 and len(seen["maths"]) >= 3, where
             assert all(m["width"] > 0 and m["height"] > 0 for m in seen["maths"]), where
-            assert seen["fraction"] > 1.3 * seen["lineHeight"], where   # numerator over denominator
+            assert seen["fraction"] > 1.3 * seen["lineHeight"], where  # numerator over denominator
             assert "\\frac" not in seen["innerText"] and "$$" not in seen["innerText"], where
             assert "def" in seen["keywords"] and "check.close('mean_square_small'" in seen["code"], where
 
@@ -311,10 +349,10 @@ def test_every_feedback_page_renders_verdicts_and_runs_nothing(pages):
             if student == "looper":
                 assert seen["facts"]["Status"].startswith("failed: timeout")
                 assert seen["facts"]["Score"] == "not scored (the run failed)"
-            if student == "raiser":   # the exception is named by its type, its text is not shown
+            if student == "raiser":  # the exception is named by its type, its text is not shown
                 assert "raised ValueError" in checks["mean_square_negative"][1]
                 assert "raised an exception" in checks["outer_values"][1]
-            if student == "markup":   # the student's markdown is shown, as text
+            if student == "markup":  # the student's markdown is shown, as text
                 assert any(h.startswith("My notes") for h in seen["h2"])
                 assert f"<script>{JS}</script>" in seen["innerText"]
 
@@ -323,8 +361,12 @@ def test_the_policy_alone_stops_script_that_escaping_let_through(pages, tmp_path
     """The second layer: the honest page with script injected past the escaping still runs none."""
     course, _, _ = pages
     page = (course.feedback / "honest" / LAB / f"{LAB}.html").read_text()
-    injected = page.replace("<body>", f'<body><script>{JS}</script><img src="x" onerror="{JS}">'
-                                      f'<svg onload="{JS}"></svg><a id="go" href="javascript:{JS}">go</a>', 1)
+    injected = page.replace(
+        "<body>",
+        f'<body><script>{JS}</script><img src="x" onerror="{JS}">'
+        f'<svg onload="{JS}"></svg><a id="go" href="javascript:{JS}">go</a>',
+        1,
+    )
     assert injected != page
     target = tmp_path / "injected.html"
     target.write_text(injected)
@@ -337,8 +379,11 @@ def test_the_policy_alone_stops_script_that_escaping_let_through(pages, tmp_path
         tab.goto(target.as_uri(), wait_until="load")
         tab.click("#go")
         tab.wait_for_timeout(150)
-        assert (tab.title(), tab.evaluate("window.name"), tab.evaluate("!!document.getElementById('pwned')")) == \
-            ("Feedback: tiny / tiny (honest)", "", False)
+        assert (tab.title(), tab.evaluate("window.name"), tab.evaluate("!!document.getElementById('pwned')")) == (
+            "Feedback: tiny / tiny (honest)",
+            "",
+            False,
+        )
         context.close()
     assert dialogs == [] and MARK not in console
-    assert any("Content Security Policy" in line for line in console)   # refused, and said so
+    assert any("Content Security Policy" in line for line in console)  # refused, and said so

@@ -36,17 +36,19 @@ def reference_lab():
     one computed in an assignment of its own."""
     nb = mean_square_lab()
     tests = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "mean_square_tests")
-    tests.source = ("check.close('mean_square_small', mean_square(torch.tensor([1.0, 2.0, 3.0])), expected=14 / 3)\n"
-                    "### BEGIN HIDDEN TESTS\n"
-                    "ms_x = torch.tensor([-1.0, -3.0, 2.0, 0.5])\n"
-                    "ms_reference = torch.mean(ms_x * ms_x)   # the reference: used only in expected=\n"
-                    f"{HIDDEN_LINE}\n"
-                    "### END HIDDEN TESTS")
+    tests.source = (
+        "check.close('mean_square_small', mean_square(torch.tensor([1.0, 2.0, 3.0])), expected=14 / 3)\n"
+        "### BEGIN HIDDEN TESTS\n"
+        "ms_x = torch.tensor([-1.0, -3.0, 2.0, 0.5])\n"
+        "ms_reference = torch.mean(ms_x * ms_x)   # the reference: used only in expected=\n"
+        f"{HIDDEN_LINE}\n"
+        "### END HIDDEN TESTS"
+    )
     return nb
 
 
 # The reference a hidden cell would compute, read from the calling test cell's globals.
-FRAME_READER = '''
+FRAME_READER = """
 def mean_square(x):
     import sys
     caller = sys._getframe(1).f_globals
@@ -54,15 +56,15 @@ def mean_square(x):
         if name in caller:
             return caller[name]
     return torch.zeros(())
-'''
+"""
 # A checker that records what the call declared as expected instead of the student's value.
-RECORD_EXPECTED = '''
+RECORD_EXPECTED = """
 _record = check._run
 def _forged(name, kind, value, convert, params, hint, weight, expected):
     return _record(name, kind, torch.as_tensor(expected) if expected is not None else value,
                    convert, params, hint, weight, expected)
 check._run = _forged
-'''
+"""
 
 
 def public_forger(course) -> str:
@@ -72,24 +74,26 @@ def public_forger(course) -> str:
     for name, payload in refs.items():
         obs = decode(payload)
         values[name] = ("shape", obs.value["shape"]) if obs.kind == "shape" else ("tensor", obs.value.tolist())
-    return (f"PUBLIC = {values!r}\n_record = check._run\n"
-            "def _forged(name, kind, value, *rest):\n"
-            "    if name in PUBLIC:\n"
-            "        form, v = PUBLIC[name]\n"
-            "        value = torch.zeros(v) if form == 'shape' else torch.tensor(v)\n"
-            "    return _record(name, kind, value, *rest)\n"
-            "check._run = _forged")
+    return (
+        f"PUBLIC = {values!r}\n_record = check._run\n"
+        "def _forged(name, kind, value, *rest):\n"
+        "    if name in PUBLIC:\n"
+        "        form, v = PUBLIC[name]\n"
+        "        value = torch.zeros(v) if form == 'shape' else torch.tensor(v)\n"
+        "    return _record(name, kind, value, *rest)\n"
+        "check._run = _forged"
+    )
 
 
 # An observation whose shape is not a list, sent under a real check's name.
-MALFORMED = '''
+MALFORMED = """
 from IPython.display import display
 from autograder.checks.observation import MIME_TYPE
 def _malformed(name, value, shape, **kw):
     display({MIME_TYPE: {"version": 1, "name": name, "kind": "shape", "params": {}, "line": 1, "problem": None,
                          "format": "json", "data": {"shape": 5, "dtype": "float32"}}}, raw=True)
 check.shape = _malformed
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -100,11 +104,16 @@ def graded(tmp_path_factory):
     students = [
         DemoStudent("honest", "correct"),
         DemoStudent("blank", "blank", answers="blank"),
-        DemoStudent("framer", "reads the hidden reference from the caller's frame", answers="wrong",
-                    replace={"mean_square": FRAME_READER}),
+        DemoStudent(
+            "framer",
+            "reads the hidden reference from the caller's frame",
+            answers="wrong",
+            replace={"mean_square": FRAME_READER},
+        ),
         DemoStudent("echo", "records expected= instead of its value", answers="wrong", extra_cell=RECORD_EXPECTED),
-        DemoStudent("copier", "records the release's public references", answers="wrong",
-                    extra_cell=public_forger(course)),
+        DemoStudent(
+            "copier", "records the release's public references", answers="wrong", extra_cell=public_forger(course)
+        ),
         DemoStudent("malformed", "sends a shape that is not a list", extra_cell=MALFORMED),
     ]
     for student in students:
@@ -128,7 +137,7 @@ def test_graded_test_cells_compute_no_reference(graded):
     course, results = graded
     nb = sanitize(course, LAB, course.submitted / "honest" / LAB / f"{LAB}.ipynb")
     tests = "\n".join(c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
-    assert "check.close('mean_square_negative', mean_square(ms_x))" in tests   # the hidden test is restored
+    assert "check.close('mean_square_negative', mean_square(ms_x))" in tests  # the hidden test is restored
     assert "expected" not in tests and "ms_reference" not in tests
     release = nbformat.read(course.release / LAB / f"{LAB}.ipynb", as_version=4)
     assert "expected" not in "\n".join(c.source for c in release.cells)
@@ -161,9 +170,9 @@ def test_recording_the_public_references_passes_public_checks_but_earns_nothing(
     _, results = graded
     copier = results["copier"]
     verdicts = {c.name: c for cell in copier.cells for c in cell.checks}
-    assert verdicts["mean_square_small"].passed and verdicts["outer_shape"].passed   # the forgery worked...
+    assert verdicts["mean_square_small"].passed and verdicts["outer_shape"].passed  # the forgery worked...
     assert not verdicts["mean_square_negative"].passed and not verdicts["outer_values"].passed
-    assert copier.status == "graded" and copier.score == 0.0                                 # ...and earned nothing
+    assert copier.status == "graded" and copier.score == 0.0  # ...and earned nothing
 
 
 def test_a_malformed_observation_fails_its_check_with_the_reason(graded):
@@ -172,12 +181,18 @@ def test_a_malformed_observation_fails_its_check_with_the_reason(graded):
     assert malformed.status == "graded" and malformed.reason is None
     message = failed_checks(malformed)["outer_shape"]
     assert "malformed" in message and "shape" in message
-    assert malformed.score == 3.0   # hidden checks decide the points; the public shape check is the student's aid
+    assert malformed.score == 3.0  # hidden checks decide the points; the public shape check is the student's aid
 
 
-@pytest.mark.parametrize("student, why", [
-    ("linker", "is a symbolic link"), ("fifo", "is not a regular file (a FIFO)"),
-    ("folder", "is not a regular file (a folder)"), ("linked_folder", "the lab folder is a symbolic link")])
+@pytest.mark.parametrize(
+    "student, why",
+    [
+        ("linker", "is a symbolic link"),
+        ("fifo", "is not a regular file (a FIFO)"),
+        ("folder", "is not a regular file (a folder)"),
+        ("linked_folder", "the lab folder is a symbolic link"),
+    ],
+)
 def test_only_regular_files_inside_submitted_are_read(graded, student, why):
     _, results = graded
     result = results[student]

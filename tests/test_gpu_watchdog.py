@@ -16,7 +16,6 @@ import sys
 import time
 
 import pytest
-from job_limits import default_limits
 from nbformat.v4 import new_code_cell, new_notebook
 
 from autograder.executors import gpu_watchdog
@@ -24,6 +23,7 @@ from autograder.executors.gpu_watchdog import GiB, MemoryLimit, job_usage
 from autograder.executors.sandbox import probe
 from autograder.executors.session import KernelSession
 from autograder.executors.slots import visible_gpus
+from job_limits import default_limits
 
 HAS_GPU = bool(visible_gpus()) and not isinstance(gpu_watchdog.GpuMemory.open(), str)
 
@@ -49,11 +49,11 @@ def test_usage_is_the_jobs_own_processes():
     me = os.getpid()
     reader = ChargedMemory(lambda: [me], 3 * GiB, others={os.getppid(): 50 * GiB})
     assert job_usage(reader, limit, {me}) == (3 * GiB, None)
-    assert job_usage(reader, limit, {12345678}) == (0, None)   # another job's memory is not ours
+    assert job_usage(reader, limit, {12345678}) == (0, None)  # another job's memory is not ours
 
 
 def test_pids_from_another_namespace_charge_an_exclusive_job_the_whole_device():
-    stranger = 2**22 + 17   # above pid_max: no such process here
+    stranger = 2**22 + 17  # above pid_max: no such process here
     reader = ChargedMemory(lambda: [], 0, others={stranger: 7 * GiB})
     used, note = job_usage(reader, MemoryLimit(0, 10 * GiB, exclusive=True, total_bytes=80 * GiB), {os.getpid()})
     assert (used, note) == (7 * GiB, None)
@@ -72,10 +72,18 @@ def test_the_watchdog_kills_a_process_over_its_share_and_spares_one_under_it():
 
     async def watch_both():
         limit = MemoryLimit(0, 4 * GiB, exclusive=False, total_bytes=80 * GiB)
-        tasks = [asyncio.ensure_future(gpu_watchdog.watch(ChargedMemory(lambda p=p: [p.pid], used), limit,
-                                                          lambda p=p: [p.pid], lambda r, p=p: kill(r, p),
-                                                          interval=0.05))
-                 for p, used in ((hog, 6 * GiB), (calm, 3 * GiB))]
+        tasks = [
+            asyncio.ensure_future(
+                gpu_watchdog.watch(
+                    ChargedMemory(lambda p=p: [p.pid], used),
+                    limit,
+                    lambda p=p: [p.pid],
+                    lambda r, p=p: kill(r, p),
+                    interval=0.05,
+                )
+            )
+            for p, used in ((hog, 6 * GiB), (calm, 3 * GiB))
+        ]
         await asyncio.sleep(1.0)
         for task in tasks:
             task.cancel()
@@ -84,8 +92,9 @@ def test_the_watchdog_kills_a_process_over_its_share_and_spares_one_under_it():
     try:
         asyncio.run(watch_both())
         assert hog.wait(timeout=5) != 0 and calm.poll() is None
-        assert killed == [(hog.pid, "GPU memory over its share: 6.00 GiB in use on GPU 0, limit 4.00 GiB "
-                                    "(5% of 80.0 GiB)")]
+        assert killed == [
+            (hog.pid, "GPU memory over its share: 6.00 GiB in use on GPU 0, limit 4.00 GiB (5% of 80.0 GiB)")
+        ]
     finally:
         for process in (hog, calm):
             process.kill()
@@ -95,8 +104,9 @@ def test_the_watchdog_kills_a_process_over_its_share_and_spares_one_under_it():
 @pytest.mark.skipif(not probe().available, reason=f"no sandbox here: {probe().reason}")
 def test_a_sandboxed_kernel_over_its_share_fails_with_the_reason(tmp_path):
     """The session's own pids (cgroup or process tree) are what the watchdog charges and kills."""
-    session = KernelSession(job_dir=tmp_path / "job", limits=default_limits(cell_timeout=60, notebook_timeout=60),
-                            env={}, sandbox=True)
+    session = KernelSession(
+        job_dir=tmp_path / "job", limits=default_limits(cell_timeout=60, notebook_timeout=60), env={}, sandbox=True
+    )
     notebook = new_notebook(cells=[new_code_cell("import time\ntime.sleep(40)"), new_code_cell("print('after')")])
 
     async def run_watched():
@@ -104,8 +114,7 @@ def test_a_sandboxed_kernel_over_its_share_fails_with_the_reason(tmp_path):
         assert session.pids(), "a started kernel has processes"
         reader = ChargedMemory(session.pids, 2 * GiB)
         limit = MemoryLimit(0, 1 * GiB, exclusive=True, total_bytes=80 * GiB)
-        watch = asyncio.ensure_future(gpu_watchdog.watch(reader, limit,
-                                                         session.pids, session.kill, interval=0.2))
+        watch = asyncio.ensure_future(gpu_watchdog.watch(reader, limit, session.pids, session.kill, interval=0.2))
         try:
             return await session.run(notebook)
         finally:
@@ -117,8 +126,9 @@ def test_a_sandboxed_kernel_over_its_share_fails_with_the_reason(tmp_path):
     assert time.monotonic() - began < 30
     # 2 GiB charged to each of the sandbox's processes (lifeline shell, bwrap, the kernel...)
     assert result.status == "failed"
-    assert re.fullmatch(r"GPU memory over its share: \d+\.00 GiB in use on GPU 0, limit 1\.00 GiB \(1% of 80\.0 GiB\)",
-                        result.reason), result.reason
+    assert re.fullmatch(
+        r"GPU memory over its share: \d+\.00 GiB in use on GPU 0, limit 1\.00 GiB \(1% of 80\.0 GiB\)", result.reason
+    ), result.reason
     assert result.notebook.cells[1].outputs == []
 
 
@@ -142,12 +152,14 @@ def test_a_real_gpu_memory_hog_is_killed_and_recorded(tmp_path):
     write_lab(course.root, "tiny", mean_square_lab())
     build_lab(course, "tiny")
     total = gpu_watchdog.GpuMemory.open().total(visible_gpus()[0])
-    hog = (f"import torch, time\nblock = torch.empty({int(total * 0.75)}, dtype=torch.uint8, device='cuda')\n"
-           "time.sleep(30)")
+    hog = (
+        f"import torch, time\nblock = torch.empty({int(total * 0.75)}, dtype=torch.uint8, device='cuda')\n"
+        "time.sleep(30)"
+    )
     make_submission(course, "tiny", DemoStudent("hog", "takes 75 % of the GPU", extra_cell=hog))
     make_submission(course, "tiny", DemoStudent("honest", "correct"))
     config = Config(course.config)
-    config.Grading.jobs_per_gpu = 2   # a share of one half
+    config.Grading.jobs_per_gpu = 2  # a share of one half
     config.Grading.gpus = str(visible_gpus()[0])
     results = {r.student: r for r in grade_lab(Course(course.root, config), "tiny", force=True)}
     assert results["hog"].status == "failed" and "GPU memory over its share" in results["hog"].reason
@@ -162,9 +174,14 @@ def test_a_gpu_slot_kernel_sees_exactly_its_gpu(tmp_path):
 
     gpu = visible_gpus()[-1]
     uuid = gpu_watchdog.gpu_uuids().get(gpu)
-    notebook = new_notebook(cells=[new_code_cell(
-        "import glob, os, torch\nprint(torch.cuda.device_count(), os.environ['CUDA_VISIBLE_DEVICES'], "
-        "sorted(glob.glob('/dev/nvidia[0-9]*')))")])
+    notebook = new_notebook(
+        cells=[
+            new_code_cell(
+                "import glob, os, torch\nprint(torch.cuda.device_count(), os.environ['CUDA_VISIBLE_DEVICES'], "
+                "sorted(glob.glob('/dev/nvidia[0-9]*')))"
+            )
+        ]
+    )
     spec = JobSpec(limits=default_limits(memory_bytes=None), env={"PYTHONPATH": ""}, sandbox=True)
     with LocalExecutor(spec, SlotPool.for_machine(gpus=[gpu]), jobs=1) as executor:
         result = executor.execute(notebook, "gpu")
@@ -196,8 +213,10 @@ def test_grading_on_gpu_gives_the_verdicts_of_grading_on_cpu(tmp_path, lab):
     build_lab(course, lab)
     students = [DemoStudent("solution", ""), DemoStudent("blank", "", answers="blank")]
     if lab == "lab1_cross_entropy":
-        students += [DemoStudent("no_mean", "", replace={"cross_entropy_batch": NO_BATCH_MEAN}),
-                     DemoStudent("overflow", "", replace={"softmax": UNSTABLE_SOFTMAX})]
+        students += [
+            DemoStudent("no_mean", "", replace={"cross_entropy_batch": NO_BATCH_MEAN}),
+            DemoStudent("overflow", "", replace={"softmax": UNSTABLE_SOFTMAX}),
+        ]
     for student in students:
         make_submission(course, lab, student)
 

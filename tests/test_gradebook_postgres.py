@@ -38,22 +38,35 @@ def _as_postgres(args, **kw):
 @pytest.fixture(scope="module")
 def postgres_url(tmp_path_factory):
     if not BINARIES:
-        pytest.skip("PostgreSQL server binaries are not installed (Debian package postgresql; "
-                    "`scripts/setup.sh --test` installs them)")
+        pytest.skip(
+            "PostgreSQL server binaries are not installed (Debian package postgresql; "
+            "`scripts/setup.sh --test` installs them)"
+        )
     bin_dir = Path(BINARIES[-1])
     base = Path(tmp_path_factory.mktemp("pg"))
     data = base / "data"
     if os.geteuid() == 0:
         shutil.chown(base, "postgres")
         os.chmod(base, 0o755)
-        for parent in base.parents:   # the postgres user must reach its data folder
+        for parent in base.parents:  # the postgres user must reach its data folder
             if parent == Path("/"):
                 break
             os.chmod(parent, os.stat(parent).st_mode | 0o011)
     port = _free_port()
     _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"])
-    _as_postgres([str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o",
-                  f"-p {port} -k {base} -c listen_addresses=127.0.0.1", "start"])
+    _as_postgres(
+        [
+            str(bin_dir / "pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(base / "log"),
+            "-w",
+            "-o",
+            f"-p {port} -k {base} -c listen_addresses=127.0.0.1",
+            "start",
+        ]
+    )
     try:
         for _ in range(50):
             try:
@@ -81,4 +94,4 @@ def test_build_and_grade_into_postgresql(postgres_url, tmp_path):
     results = {r.student: r for r in grade_lab(course, "tiny", workers=2)}
     assert {s: r.score for s, r in results.items()} == {"ada": 3.0, "ben": 0.0}
     assert recorded_scores(course, "tiny") == {"ada": (3.0, 3.0), "ben": (0.0, 3.0)}
-    assert not (root / "gradebook.db").exists()   # nothing went to SQLite by mistake
+    assert not (root / "gradebook.db").exists()  # nothing went to SQLite by mistake

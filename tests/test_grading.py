@@ -28,20 +28,28 @@ from notebooks import mean_square_lab, write_lab
 LAB = "tiny"
 SUM_NOT_MEAN = "def mean_square(x):\n    return (x ** 2).sum()"
 TRANSPOSED_OUTER = "def outer(a, b):\n    return (a[:, None] * b[None, :]).T"
-PATCHES = ("import numpy, torch\nnumpy.allclose = lambda *a, **k: True\ntorch.allclose = lambda *a, **k: True\n"
-           "torch.testing.assert_close = lambda *a, **k: None\n"
-           "check.close = lambda *a, **k: None  # and silence the recorder")
+PATCHES = (
+    "import numpy, torch\nnumpy.allclose = lambda *a, **k: True\ntorch.allclose = lambda *a, **k: True\n"
+    "torch.testing.assert_close = lambda *a, **k: None\n"
+    "check.close = lambda *a, **k: None  # and silence the recorder"
+)
 
 
 def attack_cell(course: Course) -> str:
-    targets = [str(course.root / "source" / LAB / f"{LAB}.ipynb"), str(course.references_file(LAB)),
-               str(course.root / "gradebook.db"), "/etc/shadow"]
-    return (f"import os\nfound = []\nfor p in {targets!r}:\n    try:\n        open(p, 'rb').read(); found.append(p)\n"
-            f"    except OSError:\n        pass\n"
-            f"try:\n    open({str(course.root / 'gradebook.db')!r}, 'w').write('x')\n"
-            "    found.append('wrote gradebook')\nexcept OSError:\n    pass\nprint('FOUND', found)\n"
-            "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=2); print('NETWORK')\n"
-            "except OSError:\n    print('no network')")
+    targets = [
+        str(course.root / "source" / LAB / f"{LAB}.ipynb"),
+        str(course.references_file(LAB)),
+        str(course.root / "gradebook.db"),
+        "/etc/shadow",
+    ]
+    return (
+        f"import os\nfound = []\nfor p in {targets!r}:\n    try:\n        open(p, 'rb').read(); found.append(p)\n"
+        f"    except OSError:\n        pass\n"
+        f"try:\n    open({str(course.root / 'gradebook.db')!r}, 'w').write('x')\n"
+        "    found.append('wrote gradebook')\nexcept OSError:\n    pass\nprint('FOUND', found)\n"
+        "import socket\ntry:\n    socket.create_connection(('1.1.1.1', 53), timeout=2); print('NETWORK')\n"
+        "except OSError:\n    print('no network')"
+    )
 
 
 def class_of(course: Course) -> list[DemoStudent]:
@@ -55,8 +63,13 @@ def class_of(course: Course) -> list[DemoStudent]:
         DemoStudent("looper", "infinite loop", extra_cell="while True:\n    pass"),
         DemoStudent("crasher", "kills its kernel", extra_cell="import os\nos._exit(3)"),
         DemoStudent("garbage", "not JSON", raw_file="{ not json"),
-        DemoStudent("noisy", "warnings and stderr output", extra_cell=(
-            "import sys, warnings\nwarnings.warn('a deprecation warning')\nprint('noise', file=sys.stderr)")),
+        DemoStudent(
+            "noisy",
+            "warnings and stderr output",
+            extra_cell=(
+                "import sys, warnings\nwarnings.warn('a deprecation warning')\nprint('noise', file=sys.stderr)"
+            ),
+        ),
     ]
 
 
@@ -138,6 +151,7 @@ def test_warnings_on_stderr_cost_nothing(graded):
 def test_nbgrader_export_sees_the_scores(graded):
     import subprocess
     import sys
+
     course, _, results, _ = graded
     nbgrader = str(Path(sys.executable).with_name("nbgrader"))
     done = subprocess.run([nbgrader, "export"], cwd=course.root, capture_output=True, text=True)
@@ -154,7 +168,7 @@ def test_patching_comparisons_earns_nothing(graded):
 def test_student_code_sees_no_course_file_and_no_network(graded):
     course, _, results, before = graded
     snoop = results["snoop"]
-    assert (snoop.status, snoop.score) == ("graded", 3.0)   # correct answers; the attack found nothing
+    assert (snoop.status, snoop.score) == ("graded", 3.0)  # correct answers; the attack found nothing
     executed = nbformat.read(course.autograded / "snoop" / LAB / f"{LAB}.ipynb", as_version=4)
     printed = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
     assert "FOUND []" in printed and "no network" in printed
@@ -173,12 +187,13 @@ def test_loops_crashes_and_garbage_fail_with_reasons_and_the_batch_goes_on(grade
     assert results["looper"].status == "failed" and "timeout" in results["looper"].reason
     assert results["crasher"].status == "failed" and "kernel died" in results["crasher"].reason
     assert results["garbage"].status == "failed" and "not valid JSON" in results["garbage"].reason
-    assert results["honest"].status == "graded"   # graded in the same batch
+    assert results["honest"].status == "graded"  # graded in the same batch
 
 
 def test_failed_runs_are_not_zeros_in_the_gradebook(graded):
     course = graded[0]
     from nbgrader.api import Gradebook
+
     with Gradebook(course.db_url) as gb:
         submission = gb.find_submission(LAB, "looper")
         assert all(g.auto_score is None and g.needs_manual_grade for nb in submission.notebooks for g in nb.grades)
@@ -193,10 +208,11 @@ def test_deleted_and_edited_test_cells_are_restored(graded):
 def test_regrading_is_idempotent_and_resumes(graded):
     course, fast, results, _ = graded
     again = {r.student: r for r in grade_lab(fast, LAB, ["honest", "summer"], workers=2)}
-    assert again["honest"].seconds == results["honest"].seconds    # reused, not rerun
+    assert again["honest"].seconds == results["honest"].seconds  # reused, not rerun
     forced = {r.student: r for r in grade_lab(fast, LAB, ["honest", "summer"], force=True, workers=2)}
     assert {s: r.score for s, r in forced.items()} == {"honest": 3.0, "summer": 1.0}
     from nbgrader.api import Gradebook
+
     with Gradebook(course.db_url) as gb:
         assert len(gb.find_assignment(LAB).submissions) == len(results)
 
@@ -204,7 +220,7 @@ def test_regrading_is_idempotent_and_resumes(graded):
 def test_feedback_teaches_without_hidden_source_or_tracebacks(graded):
     course, _, results, _ = graded
     files = write_feedback(course, LAB, sorted(results))
-    assert len(files) == len(results)   # garbage too: a page that says why its run failed
+    assert len(files) == len(results)  # garbage too: a page that says why its run failed
     garbage = (course.feedback / "garbage" / LAB / f"{LAB}.html").read_text()
     assert "failed: " in garbage and "not valid JSON" in garbage
     summer = (course.feedback / "summer" / LAB / f"{LAB}.html").read_text()
@@ -228,6 +244,7 @@ def test_export_has_a_status_column(graded, tmp_path):
 
 def test_an_unbuilt_lab_is_a_clear_error(tmp_path):
     from autograder.course import CourseError
+
     course = new_course(tmp_path)
     write_lab(course.root, LAB, mean_square_lab())
     with pytest.raises(CourseError, match="run `autograder build tiny` first"):

@@ -68,16 +68,21 @@ SHARED_CONTRACTS = (f"{PACKAGE}.cells", f"{PACKAGE}.references", OUTCOMES)
 
 # (importer, imported submodule of the executors) -> why it may skip autograder.executors.
 ALLOWED_EXECUTOR_SUBMODULES = {
-    (f"{GRADING}.kernel_policy", f"{EXECUTORS}.ray_cluster"):
-        "RayExecutor is the optional `ray` extra, imported only when the settings ask for Ray; "
-        "executors/__init__ does not export it (it could: ray_cluster imports ray only when an "
-        "executor is made)",
+    (
+        f"{GRADING}.kernel_policy",
+        f"{EXECUTORS}.ray_cluster",
+    ): "RayExecutor is the optional `ray` extra, imported only when the settings ask for Ray; "
+    "executors/__init__ does not export it (it could: ray_cluster imports ray only when an "
+    "executor is made)",
 }
 # (importer, imported module of the build, name) -> why grading may use it.
 ALLOWED_AUTHORING_NAMES = {
-    (f"{GRADING}.sanitize", f"{AUTHORING}.reference_code", "strip_expected_arguments"):
-        "sanitize strips expected= arguments from restored test cells with the build's own "
-        "reading of reference code, so that both sides agree on what is reference code",
+    (
+        f"{GRADING}.sanitize",
+        f"{AUTHORING}.reference_code",
+        "strip_expected_arguments",
+    ): "sanitize strips expected= arguments from restored test cells with the build's own "
+    "reading of reference code, so that both sides agree on what is reference code",
 }
 
 
@@ -85,12 +90,12 @@ ALLOWED_AUTHORING_NAMES = {
 class Import:
     """One imported module (one per name for `from X import a, b`)."""
 
-    file: str              # the importing file, relative to the folder above the package
+    file: str  # the importing file, relative to the folder above the package
     line: int
-    importer: str          # dotted module name of the importing file
-    imported: str          # dotted module name (a submodule for `from pkg import submodule`)
-    name: str | None       # the name taken from `imported` (None for `import X` and submodules)
-    when: str              # "module-level", "in a function" or "type-checking"
+    importer: str  # dotted module name of the importing file
+    imported: str  # dotted module name (a submodule for `from pkg import submodule`)
+    name: str | None  # the name taken from `imported` (None for `import X` and submodules)
+    when: str  # "module-level", "in a function" or "type-checking"
 
     def where(self) -> str:
         taken = f" ({self.name})" if self.name and self.name != "*" else ""
@@ -109,8 +114,9 @@ def module_names(root: Path) -> dict[str, Path]:
 
 
 def _is_type_checking(test: ast.expr) -> bool:
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or \
-        (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def _import_nodes(tree: ast.Module):
@@ -153,7 +159,7 @@ def read_imports(root: Path, text_of=None) -> list[Import]:
             else:
                 if node.level:
                     base = importer.split(".") if is_package else importer.split(".")[:-1]
-                    base = base[:len(base) - (node.level - 1)]
+                    base = base[: len(base) - (node.level - 1)]
                     target = ".".join(base + ([node.module] if node.module else []))
                 else:
                     target = node.module or ""
@@ -185,15 +191,20 @@ def public_names(root: Path, package: str) -> set[str]:
 
 
 def checks_stand_alone(imports: list[Import], root: Path) -> list[str]:
-    return [f"{i.where()}: {CHECKS} is mounted alone in the sandbox and may import only itself"
-            for i in imports if within(i.importer, CHECKS) and not within(i.imported, CHECKS)]
+    return [
+        f"{i.where()}: {CHECKS} is mounted alone in the sandbox and may import only itself"
+        for i in imports
+        if within(i.importer, CHECKS) and not within(i.imported, CHECKS)
+    ]
 
 
 def executors_see_only_themselves(imports: list[Import], root: Path) -> list[str]:
-    return [f"{i.where()}: the execution side imports only {EXECUTORS}.* and {OUTCOMES} "
-            "(never the coordinator, the build, references, course, settings or checks)"
-            for i in imports if within(i.importer, EXECUTORS)
-            and not (within(i.imported, EXECUTORS) or within(i.imported, OUTCOMES))]
+    return [
+        f"{i.where()}: the execution side imports only {EXECUTORS}.* and {OUTCOMES} "
+        "(never the coordinator, the build, references, course, settings or checks)"
+        for i in imports
+        if within(i.importer, EXECUTORS) and not (within(i.imported, EXECUTORS) or within(i.imported, OUTCOMES))
+    ]
 
 
 def executors_through_their_door(imports: list[Import], root: Path) -> list[str]:
@@ -214,19 +225,34 @@ def build_and_grading_apart(imports: list[Import], root: Path) -> list[str]:
     for i in imports:
         if within(i.importer, AUTHORING) and (within(i.imported, GRADING) or within(i.imported, EXECUTORS)):
             found.append(f"{i.where()}: the build imports neither grading nor the executors")
-        elif within(i.importer, GRADING) and within(i.imported, AUTHORING) \
-                and (i.importer, i.imported, i.name) not in ALLOWED_AUTHORING_NAMES:
-            found.append(f"{i.where()}: grading imports nothing of the build (allowed: "
-                         f"{sorted(name for *_, name in ALLOWED_AUTHORING_NAMES)})")
+        elif (
+            within(i.importer, GRADING)
+            and within(i.imported, AUTHORING)
+            and (i.importer, i.imported, i.name) not in ALLOWED_AUTHORING_NAMES
+        ):
+            found.append(
+                f"{i.where()}: grading imports nothing of the build (allowed: "
+                f"{sorted(name for *_, name in ALLOWED_AUTHORING_NAMES)})"
+            )
     return found
 
 
 def contracts_above_both_sides(imports: list[Import], root: Path) -> list[str]:
-    below = (GRADING, AUTHORING, EXECUTORS, f"{PACKAGE}.course", f"{PACKAGE}.settings", f"{PACKAGE}.demo",
-             f"{PACKAGE}.cli", f"{PACKAGE}.data")
-    return [f"{i.where()}: a shared contract imports neither side of grading nor what drives them"
-            for i in imports if any(within(i.importer, c) for c in SHARED_CONTRACTS)
-            and any(within(i.imported, b) for b in below)]
+    below = (
+        GRADING,
+        AUTHORING,
+        EXECUTORS,
+        f"{PACKAGE}.course",
+        f"{PACKAGE}.settings",
+        f"{PACKAGE}.demo",
+        f"{PACKAGE}.cli",
+        f"{PACKAGE}.data",
+    )
+    return [
+        f"{i.where()}: a shared contract imports neither side of grading nor what drives them"
+        for i in imports
+        if any(within(i.importer, c) for c in SHARED_CONTRACTS) and any(within(i.imported, b) for b in below)
+    ]
 
 
 def imports_resolve(imports: list[Import], root: Path) -> list[str]:
@@ -303,8 +329,11 @@ def no_cycles(imports: list[Import], root: Path) -> list[str]:
     for component in strongly_connected(graph):
         members = set(component)
         if len(component) > 1 or component[0] in graph[component[0]]:
-            edges = [i.where() for i in imports if i.when == "module-level"
-                     and i.importer in members and i.imported in members]
+            edges = [
+                i.where()
+                for i in imports
+                if i.when == "module-level" and i.importer in members and i.imported in members
+            ]
             found.append(f"import cycle among {', '.join(component)}: " + "; ".join(edges))
     return found
 
@@ -317,14 +346,23 @@ def lazy_imports_close_no_cycle(imports: list[Import], root: Path) -> list[str]:
             continue
         back = [i.importer] if i.imported == i.importer else _path(graph, i.imported, i.importer)
         if back is not None:
-            found.append(f"{i.where()}: closes the cycle {' -> '.join([i.importer, *back])} "
-                         "(module-level imports back): the dependency runs the wrong way")
+            found.append(
+                f"{i.where()}: closes the cycle {' -> '.join([i.importer, *back])} "
+                "(module-level imports back): the dependency runs the wrong way"
+            )
     return found
 
 
-RULES = [checks_stand_alone, executors_see_only_themselves, executors_through_their_door,
-         build_and_grading_apart, contracts_above_both_sides, no_cycles, lazy_imports_close_no_cycle,
-         imports_resolve]
+RULES = [
+    checks_stand_alone,
+    executors_see_only_themselves,
+    executors_through_their_door,
+    build_and_grading_apart,
+    contracts_above_both_sides,
+    no_cycles,
+    lazy_imports_close_no_cycle,
+    imports_resolve,
+]
 
 ROOT = REPO / PACKAGE
 IMPORTS = read_imports(ROOT)
@@ -361,26 +399,26 @@ def test_the_reader_sees_the_package():
 
 FAKE_PACKAGE = {
     "__init__.py": "",
-    "cells.py": "from .grading import batch\n",                                       # 5: a contract below
+    "cells.py": "from .grading import batch\n",  # 5: a contract below
     "checks/__init__.py": "from .compare import close\n",
-    "checks/compare.py": "import numpy\n\ndef close():\n    from autograder import cells\n",   # 1: lazy, still out
+    "checks/compare.py": "import numpy\n\ndef close():\n    from autograder import cells\n",  # 1: lazy, still out
     "executors/__init__.py": "from .local import Local\n__all__ = ['Local']\n",
     "executors/local.py": "from ..outcomes import Kind\nfrom ..settings import Grading\nclass Local:\n    pass\n",  # 2
     "outcomes.py": "Kind = 1\n",
     "settings.py": "Grading = 1\n",
     "authoring/__init__.py": "",
     "authoring/build.py": "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
-                          "    from ..grading.batch import grade\n",                # 4: type-only, still out
+    "    from ..grading.batch import grade\n",  # 4: type-only, still out
     "authoring/reference_code.py": "def strip_expected_arguments(): pass\ndef other(): pass\n",
     "grading/__init__.py": "",
-    "grading/batch.py": "from ..executors.local import Local\n"                      # 3: a submodule
-                        "from ..executors import Local, Hidden\n"                  # 3: not public
-                        "from ..authoring.reference_code import other\n"           # 4: not allowed
-                        "from . import table\n"
-                        "def grade():\n    from .feedback import write\n",         # 6: closes a cycle
-    "grading/table.py": "from .batch import grade\n",                               # 6: a cycle
-    "grading/feedback.py": "from .batch import grade\nfrom .gone import x\n",       # 7: no such module
-    "grading/sanitize.py": "from ..authoring.reference_code import strip_expected_arguments\n",   # allowed
+    "grading/batch.py": "from ..executors.local import Local\n"  # 3: a submodule
+    "from ..executors import Local, Hidden\n"  # 3: not public
+    "from ..authoring.reference_code import other\n"  # 4: not allowed
+    "from . import table\n"
+    "def grade():\n    from .feedback import write\n",  # 6: closes a cycle
+    "grading/table.py": "from .batch import grade\n",  # 6: a cycle
+    "grading/feedback.py": "from .batch import grade\nfrom .gone import x\n",  # 7: no such module
+    "grading/sanitize.py": "from ..authoring.reference_code import strip_expected_arguments\n",  # allowed
 }
 
 
@@ -396,18 +434,37 @@ def fake(tmp_path) -> Path:
 CAUGHT = [
     (checks_stand_alone, ["autograder/checks/compare.py:4 imports autograder.cells [in a function]"]),
     (executors_see_only_themselves, ["autograder/executors/local.py:2 imports autograder.settings (Grading)"]),
-    (executors_through_their_door, ["autograder/grading/batch.py:1 imports autograder.executors.local (Local)",
-                                    "autograder/grading/batch.py:2 imports autograder.executors (Hidden)"]),
-    (build_and_grading_apart, ["autograder/authoring/build.py:3 imports autograder.grading.batch (grade) "
-                               "[type-checking]",
-                               "autograder/grading/batch.py:3 imports autograder.authoring.reference_code (other)"]),
+    (
+        executors_through_their_door,
+        [
+            "autograder/grading/batch.py:1 imports autograder.executors.local (Local)",
+            "autograder/grading/batch.py:2 imports autograder.executors (Hidden)",
+        ],
+    ),
+    (
+        build_and_grading_apart,
+        [
+            "autograder/authoring/build.py:3 imports autograder.grading.batch (grade) [type-checking]",
+            "autograder/grading/batch.py:3 imports autograder.authoring.reference_code (other)",
+        ],
+    ),
     (contracts_above_both_sides, ["autograder/cells.py:1 imports autograder.grading.batch [module-level]"]),
-    (no_cycles, ["import cycle among autograder.grading.batch, autograder.grading.table: "
-                 "autograder/grading/batch.py:4 imports autograder.grading.table [module-level]; "
-                 "autograder/grading/table.py:1 imports autograder.grading.batch (grade) [module-level]"]),
-    (lazy_imports_close_no_cycle, ["autograder/grading/batch.py:6 imports autograder.grading.feedback (write) "
-                                   "[in a function]: closes the cycle autograder.grading.batch -> "
-                                   "autograder.grading.feedback -> autograder.grading.batch"]),
+    (
+        no_cycles,
+        [
+            "import cycle among autograder.grading.batch, autograder.grading.table: "
+            "autograder/grading/batch.py:4 imports autograder.grading.table [module-level]; "
+            "autograder/grading/table.py:1 imports autograder.grading.batch (grade) [module-level]"
+        ],
+    ),
+    (
+        lazy_imports_close_no_cycle,
+        [
+            "autograder/grading/batch.py:6 imports autograder.grading.feedback (write) "
+            "[in a function]: closes the cycle autograder.grading.batch -> "
+            "autograder.grading.feedback -> autograder.grading.batch"
+        ],
+    ),
     (imports_resolve, ["autograder/grading/feedback.py:2 imports autograder.grading.gone (x)"]),
 ]
 
@@ -422,12 +479,17 @@ def test_the_checker_catches_each_violation_and_names_file_line_and_module(fake,
 
 def test_the_checker_passes_a_clean_package(fake):
     """With the violating lines gone, every rule is quiet: the rules see the violations, not the layout."""
-    clean = {**FAKE_PACKAGE, "cells.py": "", "checks/compare.py": "import numpy\n",
-             "executors/local.py": "from ..outcomes import Kind\nclass Local:\n    pass\n",
-             "authoring/build.py": "from ..cells import x\n",
-             "grading/batch.py": "from ..executors import Local\nfrom . import table\n"
-                                 "def grade():\n    from .feedback import write\n",
-             "grading/table.py": "", "grading/feedback.py": "from .table import x\n"}
+    clean = {
+        **FAKE_PACKAGE,
+        "cells.py": "",
+        "checks/compare.py": "import numpy\n",
+        "executors/local.py": "from ..outcomes import Kind\nclass Local:\n    pass\n",
+        "authoring/build.py": "from ..cells import x\n",
+        "grading/batch.py": "from ..executors import Local\nfrom . import table\n"
+        "def grade():\n    from .feedback import write\n",
+        "grading/table.py": "",
+        "grading/feedback.py": "from .table import x\n",
+    }
     texts = {fake / name: text for name, text in clean.items()}
     imports = read_imports(fake, text_of=texts.__getitem__)
     assert {rule.__name__: rule(imports, fake) for rule in RULES} == {rule.__name__: [] for rule in RULES}
@@ -436,13 +498,14 @@ def test_the_checker_passes_a_clean_package(fake):
 def test_relative_imports_are_resolved_like_python(fake):
     texts = {path: "" for path in fake.rglob("*.py")}
     texts[fake / "grading" / "__init__.py"] = "from . import batch\nfrom .. import cells\nfrom ..checks import close\n"
-    texts[fake / "grading" / "table.py"] = \
+    texts[fake / "grading" / "table.py"] = (
         "from . import batch\nfrom .. import cells\nimport autograder.checks.compare\n"
+    )
     found = {(i.importer, i.imported, i.name) for i in read_imports(fake, text_of=texts.__getitem__)}
     assert found == {
-        ("autograder.grading", "autograder.grading.batch", None),      # a package's `.` is itself
+        ("autograder.grading", "autograder.grading.batch", None),  # a package's `.` is itself
         ("autograder.grading", "autograder.cells", None),
-        ("autograder.grading", "autograder.checks", "close"),           # a name, not a module
+        ("autograder.grading", "autograder.checks", "close"),  # a name, not a module
         ("autograder.grading.table", "autograder.grading.batch", None),  # a module's `.` is its package
         ("autograder.grading.table", "autograder.cells", None),
         ("autograder.grading.table", "autograder.checks.compare", None),
@@ -454,12 +517,16 @@ def test_one_forbidden_line_in_the_real_package_fails_its_rules():
     spec = ROOT / "executors" / "spec.py"
     added = spec.read_text() + "\n\ndef grade():\n    from ..grading.batch import grade_lab\n"
     imports = read_imports(ROOT, text_of=lambda path: added if path == spec else path.read_text())
-    where = f"autograder/executors/spec.py:{len(added.splitlines())} imports autograder.grading.batch (grade_lab) " \
-            "[in a function]"
+    where = (
+        f"autograder/executors/spec.py:{len(added.splitlines())} imports autograder.grading.batch (grade_lab) "
+        "[in a function]"
+    )
     assert executors_see_only_themselves(imports, ROOT) == [
         f"{where}: the execution side imports only {EXECUTORS}.* and {OUTCOMES} (never the coordinator, the build, "
-        "references, course, settings or checks)"]
+        "references, course, settings or checks)"
+    ]
     # batch imports the executors at module level, so this lazy import closes a cycle as well
     assert lazy_imports_close_no_cycle(imports, ROOT) == [
         f"{where}: closes the cycle autograder.executors.spec -> autograder.grading.batch -> autograder.executors "
-        "-> autograder.executors.spec (module-level imports back): the dependency runs the wrong way"]
+        "-> autograder.executors.spec (module-level imports back): the dependency runs the wrong way"
+    ]

@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 
 import pytest
-from job_limits import default_limits
 from nbformat.v4 import new_code_cell, new_notebook
 
 from autograder.authoring.pipeline import build_lab
@@ -37,6 +36,7 @@ from autograder.executors.slots import Slot
 from autograder.executors.spec import JobSpec
 from autograder.grading.batch import grade_lab
 from conftest import cell_scores, new_course
+from job_limits import default_limits
 from notebooks import mean_square_lab, write_lab
 
 MiB = 2**20
@@ -46,11 +46,15 @@ ROOT = os.geteuid() == 0
 sandbox_only = pytest.mark.skipif(not probe().available, reason=f"no sandbox here: {probe().reason}")
 
 # The kernel's job folder, as a student finds it: its connection file lies in <job folder>/kernel.
-FIND_JOB = ("import os, sys\n"
-            "job = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[sys.argv.index('-f') + 1])))\n"
-            "assert os.path.isdir(os.path.join(job, 'kernel')), job\n")
+FIND_JOB = (
+    "import os, sys\n"
+    "job = os.path.dirname(os.path.dirname(os.path.abspath(sys.argv[sys.argv.index('-f') + 1])))\n"
+    "assert os.path.isdir(os.path.join(job, 'kernel')), job\n"
+)
 # 2,000 MiB in files of 100 MiB (RLIMIT_FSIZE allows 256 MiB a file), going on past every error.
-BIG_WRITER = FIND_JOB + '''
+BIG_WRITER = (
+    FIND_JOB
+    + """
 chunk, written = b"\\0" * (1 << 20), 0
 for n in range(20):
     try:
@@ -61,9 +65,12 @@ for n in range(20):
     except OSError:
         pass
 print("wrote", written, "MiB")
-'''
+"""
+)
 # 100,000 files, going on past every error.
-MANY_FILES = FIND_JOB + '''
+MANY_FILES = (
+    FIND_JOB
+    + """
 made = 0
 for n in range(100_000):
     try:
@@ -72,10 +79,13 @@ for n in range(100_000):
     except OSError:
         pass
 print("made", made, "files")
-'''
+"""
+)
 # 3,000 nested folders, every 10th with a symlink to the host's canary folder and one to its
 # file (3,600 entries: within the 4,096 cap): a remover that follows links would delete the canary.
-DEEP = FIND_JOB + '''
+DEEP = (
+    FIND_JOB
+    + """
 fd = os.open(job, os.O_RDONLY)
 for n in range(3000):
     if n % 10 == 0:
@@ -87,7 +97,8 @@ for n in range(3000):
     fd = child
 os.close(fd)
 print("nested 3000 folders")
-'''
+"""
+)
 
 
 # ---------------------------------------------------------------------------- the remover alone
@@ -168,7 +179,7 @@ def test_a_symlink_given_to_the_remover_is_removed_not_its_target(tmp_path, outs
     link.symlink_to(outside, target_is_directory=True)
     remove_tree(link)
     assert not os.path.lexists(link) and intact(outside)
-    remove_tree(tmp_path / "missing")   # nothing there: no error
+    remove_tree(tmp_path / "missing")  # nothing there: no error
     file = tmp_path / "file"
     file.write_text("x")
     remove_tree(file)
@@ -180,8 +191,8 @@ def test_measuring_counts_without_following_links_and_stops_over_a_cap(tmp_path,
     root = tmp_path / "tree"
     nested(root, 100, outside)
     size, entries = measure_tree(root)
-    assert entries == 400   # per level: a file, two links, a folder
-    assert size < 2 * MiB   # the 4 MiB file the links point to is not counted
+    assert entries == 400  # per level: a file, two links, a folder
+    assert size < 2 * MiB  # the 4 MiB file the links point to is not counted
     assert measure_tree(root, max_entries=10)[1] == 11
     assert intact(outside)
 
@@ -190,8 +201,11 @@ def test_measuring_counts_without_following_links_and_stops_over_a_cap(tmp_path,
 
 
 def mounts_under(folder: Path) -> list[str]:
-    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
-            if line.split()[4] == str(folder) or line.split()[4].startswith(str(folder) + "/")]
+    return [
+        line
+        for line in Path("/proc/self/mountinfo").read_text().splitlines()
+        if line.split()[4] == str(folder) or line.split()[4].startswith(str(folder) + "/")
+    ]
 
 
 @pytest.mark.skipif(not ROOT, reason="mounting a tmpfs needs root (CAP_SYS_ADMIN)")
@@ -221,13 +235,16 @@ def test_a_disk_folder_is_measured_against_the_caps(tmp_path):
     folder = JobFolder.given(tmp_path / "job", size_bytes=1 * MiB, inodes=10)
     assert not folder.bounded and folder.full() is None
     (folder.path / "big").write_bytes(b"x" * (2 * MiB))
-    assert folder.full() == ("the job folder is over its cap: more than 1 MiB written (c.Grading.job_folder_mib), "
-                             "measured after the run")
+    assert folder.full() == (
+        "the job folder is over its cap: more than 1 MiB written (c.Grading.job_folder_mib), measured after the run"
+    )
     (folder.path / "big").unlink()
     for n in range(12):
         (folder.path / f"f{n}").touch()
-    assert folder.full() == ("the job folder is over its cap: more than 10 files and folders "
-                             "(c.Grading.job_folder_inodes), measured after the run")
+    assert folder.full() == (
+        "the job folder is over its cap: more than 10 files and folders "
+        "(c.Grading.job_folder_inodes), measured after the run"
+    )
 
 
 def test_caps_of_zero_are_refused_not_read_as_unlimited(tmp_path):
@@ -250,13 +267,18 @@ def test_an_unprivileged_coordinator_gets_a_disk_folder_and_says_why(tmp_path):
     """A real refusal: the coordinator's process without any capability (as a non-root one)."""
     import json
 
-    done = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", CHILD,
-                           str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+    done = subprocess.run(
+        ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", CHILD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
     assert done.returncode == 0, done.stderr
     bounded, problem, path = json.loads(done.stdout.splitlines()[-1])
     assert not bounded and Path(path).is_dir() and mounts_under(Path(path)) == []
     assert "not bounded while the kernel runs: cannot mount a tmpfs (Operation not permitted" in problem
-    assert "job folders are on disk, not bounded while kernels run" in done.stderr   # the log, once
+    assert "job folders are on disk, not bounded while kernels run" in done.stderr  # the log, once
 
 
 UNREADABLE = """
@@ -285,8 +307,13 @@ print(os.path.lexists(root))
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="util-linux setpriv is not installed")
 def test_an_unprivileged_remover_gets_into_folders_the_kernel_locked(tmp_path):
     """Without CAP_DAC_OVERRIDE, folders made unreadable or read-only are measured and removed."""
-    done = subprocess.run(["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", UNREADABLE,
-                           str(tmp_path)], capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+    done = subprocess.run(
+        ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", UNREADABLE, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parent.parent,
+    )
     assert done.returncode == 0, done.stderr
     measured, left = done.stdout.splitlines()
     assert measured.endswith(", 5)") and left == "False"
@@ -295,20 +322,23 @@ def test_an_unprivileged_remover_gets_into_folders_the_kernel_locked(tmp_path):
 
 @pytest.mark.skipif(not ROOT, reason="mounting a tmpfs needs root (CAP_SYS_ADMIN)")
 def test_the_mounts_of_a_killed_coordinator_are_removed_by_the_next(tmp_path):
-    killed = ("import os, sys\nfrom autograder.executors.job_folder import JobFolder\n"
-              "f = JobFolder.create(dir=sys.argv[1], size_bytes=1 << 20, inodes=16)\n"
-              "(f.path / 'left').write_text('x')\nos.kill(os.getpid(), 9)\n")
+    killed = (
+        "import os, sys\nfrom autograder.executors.job_folder import JobFolder\n"
+        "f = JobFolder.create(dir=sys.argv[1], size_bytes=1 << 20, inodes=16)\n"
+        "(f.path / 'left').write_text('x')\nos.kill(os.getpid(), 9)\n"
+    )
     repo = Path(__file__).parent.parent
     done = subprocess.run([sys.executable, "-c", killed, str(tmp_path)], cwd=repo, timeout=60)
     assert done.returncode == -9
     [left] = [p for p in tmp_path.iterdir()]
     assert len(mounts_under(left)) == 1
-    done = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path)], cwd=repo, capture_output=True, text=True,
-                          timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD, str(tmp_path)], cwd=repo, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "left by a coordinator that died" in done.stderr
     assert mounts_under(left) == [] and not left.exists()
-    assert list(tmp_path.iterdir()) == [] and mounts_under(tmp_path) == []   # the second child's: unmounted at exit
+    assert list(tmp_path.iterdir()) == [] and mounts_under(tmp_path) == []  # the second child's: unmounted at exit
 
 
 # ---------------------------------------------------------------------------- real kernels
@@ -324,7 +354,7 @@ class HostWatch:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "HostWatch":
+    def __enter__(self) -> HostWatch:
         self._thread.start()
         return self
 
@@ -338,13 +368,16 @@ class HostWatch:
             self.folders.update(p.name for p in self.parent.iterdir())
             for line in mounts_under(self.parent):
                 fields = line.split()
-                self.mounts[fields[4]] = " ".join(fields[fields.index("-") + 1:])
+                self.mounts[fields[4]] = " ".join(fields[fields.index("-") + 1 :])
             time.sleep(0.05)
 
 
 def left_on_host(parent: Path) -> dict:
-    return {"folders": sorted(p.name for p in parent.iterdir()), "mounts": mounts_under(parent),
-            "our mounts": job_folder.our_mounts(os.getpid())}
+    return {
+        "folders": sorted(p.name for p in parent.iterdir()),
+        "mounts": mounts_under(parent),
+        "our mounts": job_folder.our_mounts(os.getpid()),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -389,8 +422,11 @@ def test_filling_the_job_folder_fails_that_submission_and_the_host_keeps_nothing
         DemoStudent("honest", "correct answers"),
         DemoStudent("writer", "writes 2,000 MiB into its job folder", extra_cell=BIG_WRITER.format(mib_per_file=100)),
         DemoStudent("filer", "makes 100,000 files in its job folder", extra_cell=MANY_FILES),
-        DemoStudent("nester", "3,000 nested folders with links to the host's files, correct answers",
-                    extra_cell=DEEP.format(canary=str(host_canary), canary_file=str(host_canary / "keep"))),
+        DemoStudent(
+            "nester",
+            "3,000 nested folders with links to the host's files, correct answers",
+            extra_cell=DEEP.format(canary=str(host_canary), canary_file=str(host_canary / "keep")),
+        ),
     ]
     with HostWatch(job_parent) as watch:
         results = grade(course, students)
@@ -398,27 +434,34 @@ def test_filling_the_job_folder_fails_that_submission_and_the_host_keeps_nothing
     honest, writer, filer, nester = (results[s.name] for s in students)
     assert (honest.status, honest.score, honest.reason) == ("graded", 3.0, None)
     assert cell_scores(honest) == FULL
-    assert (writer.status, writer.reason) == ("failed", "the job folder is full: 64 MiB written, its cap "
-                                                        "(c.Grading.job_folder_mib)")
-    assert (filer.status, filer.reason) == ("failed", "the job folder is full: 4096 files and folders, its cap "
-                                                      "(c.Grading.job_folder_inodes)")
-    assert (nester.status, nester.score, nester.reason) == ("graded", 3.0, None)   # within the caps: graded
+    assert (writer.status, writer.reason) == (
+        "failed",
+        "the job folder is full: 64 MiB written, its cap (c.Grading.job_folder_mib)",
+    )
+    assert (filer.status, filer.reason) == (
+        "failed",
+        "the job folder is full: 4096 files and folders, its cap (c.Grading.job_folder_inodes)",
+    )
+    assert (nester.status, nester.score, nester.reason) == ("graded", 3.0, None)  # within the caps: graded
     for result in results.values():
         assert result.sandboxed and not any("job folder" in w for w in result.warnings), result.warnings
 
     # The host: every job folder was a tmpfs of its caps, the disk took none of the 2,000 MiB,
     # nothing is left (folders, mounts), and the links the nester left were not followed.
     assert len(watch.mounts) >= 4, watch.mounts
-    assert all(m.startswith("tmpfs autograder-job-") and "size=65536k" in m and "nr_inodes=4096" in m
-               for m in watch.mounts.values()), watch.mounts
+    assert all(
+        m.startswith("tmpfs autograder-job-") and "size=65536k" in m and "nr_inodes=4096" in m
+        for m in watch.mounts.values()
+    ), watch.mounts
     assert watch.most_disk < 1024 * MiB, f"the disk took {watch.most_disk / MiB:.0f} MiB while the batch ran"
     assert left_on_host(job_parent) == {"folders": [], "mounts": [], "our mounts": []}
     assert intact(host_canary)
 
 
 @sandbox_only
-def test_where_mounting_is_refused_the_disk_folder_is_measured_and_removed_however_deep(course, job_parent, tmp_path,
-                                                                                     monkeypatch):
+def test_where_mounting_is_refused_the_disk_folder_is_measured_and_removed_however_deep(
+    course, job_parent, tmp_path, monkeypatch
+):
     """The unprivileged coordinator's fallback (mount(2) refused with EPERM): said in every result,
     the usage measured after the run, the 100,000 files and 3,000 nested folders removed."""
     monkeypatch.setattr(job_folder, "_mount_tmpfs", lambda *a: OSError(errno.EPERM, "Operation not permitted"))
@@ -426,25 +469,39 @@ def test_where_mounting_is_refused_the_disk_folder_is_measured_and_removed_howev
     host_canary = canary(tmp_path)
     students = [
         DemoStudent("honest", "correct answers"),
-        DemoStudent("writer", "writes 200 MiB into its job folder (on disk here)",
-                    extra_cell=BIG_WRITER.format(mib_per_file=10)),
+        DemoStudent(
+            "writer", "writes 200 MiB into its job folder (on disk here)", extra_cell=BIG_WRITER.format(mib_per_file=10)
+        ),
         DemoStudent("filer", "makes 100,000 files in its job folder", extra_cell=MANY_FILES),
-        DemoStudent("nester", "3,000 nested folders with links to the host's files, correct answers",
-                    extra_cell=DEEP.format(canary=str(host_canary), canary_file=str(host_canary / "keep"))),
+        DemoStudent(
+            "nester",
+            "3,000 nested folders with links to the host's files, correct answers",
+            extra_cell=DEEP.format(canary=str(host_canary), canary_file=str(host_canary / "keep")),
+        ),
     ]
     with HostWatch(job_parent) as watch:
         results = grade(course, students)
 
     honest, writer, filer, nester = (results[s.name] for s in students)
     assert (honest.status, honest.score, honest.reason) == ("graded", 3.0, None)
-    assert (writer.status, writer.reason) == ("failed", "the job folder is over its cap: more than 64 MiB written "
-                                                        "(c.Grading.job_folder_mib), measured after the run")
-    assert (filer.status, filer.reason) == ("failed", "the job folder is over its cap: more than 4096 files and "
-                                                      "folders (c.Grading.job_folder_inodes), measured after the run")
+    assert (writer.status, writer.reason) == (
+        "failed",
+        "the job folder is over its cap: more than 64 MiB written (c.Grading.job_folder_mib), measured after the run",
+    )
+    assert (filer.status, filer.reason) == (
+        "failed",
+        "the job folder is over its cap: more than 4096 files and "
+        "folders (c.Grading.job_folder_inodes), measured after the run",
+    )
     assert (nester.status, nester.score, nester.reason) == ("graded", 3.0, None)
     for result in results.values():
-        assert any(w.startswith("the job folder is on disk, not bounded while the kernel runs: cannot mount a tmpfs "
-                                "(Operation not permitted") for w in result.warnings), result.warnings
+        assert any(
+            w.startswith(
+                "the job folder is on disk, not bounded while the kernel runs: cannot mount a tmpfs "
+                "(Operation not permitted"
+            )
+            for w in result.warnings
+        ), result.warnings
     assert watch.mounts == {}
     assert left_on_host(job_parent) == {"folders": [], "mounts": [], "our mounts": []}
     assert intact(host_canary)
@@ -454,7 +511,9 @@ def test_where_mounting_is_refused_the_disk_folder_is_measured_and_removed_howev
 @pytest.mark.skipif(not ROOT, reason="mounting a tmpfs needs root (CAP_SYS_ADMIN)")
 def test_a_folder_too_small_for_the_sockets_fails_the_start_with_the_reason_not_a_hang(job_parent):
     """Five sockets do not fit in 4 files and folders: the kernel cannot bind them and dies."""
-    spec = JobSpec(limits=default_limits(cell_timeout=20, notebook_timeout=60, job_folder_inodes=4), env={}, sandbox=True)
+    spec = JobSpec(
+        limits=default_limits(cell_timeout=20, notebook_timeout=60, job_folder_inodes=4), env={}, sandbox=True
+    )
     nb = new_notebook(cells=[new_code_cell("print('never')")])
 
     async def start_and_run():
@@ -465,8 +524,9 @@ def test_a_folder_too_small_for_the_sockets_fails_the_start_with_the_reason_not_
     result = asyncio.run(start_and_run())
     assert time.monotonic() - began < 60
     assert result.status == "failed"
-    assert result.reason.startswith("the job folder is full: 4 files and folders, its cap "
-                                    "(c.Grading.job_folder_inodes); kernel did not start"), result.reason
+    assert result.reason.startswith(
+        "the job folder is full: 4 files and folders, its cap (c.Grading.job_folder_inodes); kernel did not start"
+    ), result.reason
     assert left_on_host(job_parent) == {"folders": [], "mounts": [], "our mounts": []}
 
 
@@ -476,10 +536,16 @@ def test_a_callers_job_folder_on_disk_is_measured_after_the_run(tmp_path):
     from autograder.executors.session import execute_notebook
 
     writer = FIND_JOB + "open(os.path.join(job, 'big'), 'wb').write(b'x' * (3 << 20))\n"
-    result = execute_notebook(new_notebook(cells=[new_code_cell(writer)]), job_dir=tmp_path / "job", sandbox=True,
-                              limits=default_limits(cell_timeout=20, notebook_timeout=60, job_folder_bytes=2 * MiB))
-    assert (result.status, result.reason) == ("failed", "the job folder is over its cap: more than 2 MiB written "
-                                                        "(c.Grading.job_folder_mib), measured after the run")
+    result = execute_notebook(
+        new_notebook(cells=[new_code_cell(writer)]),
+        job_dir=tmp_path / "job",
+        sandbox=True,
+        limits=default_limits(cell_timeout=20, notebook_timeout=60, job_folder_bytes=2 * MiB),
+    )
+    assert (result.status, result.reason) == (
+        "failed",
+        "the job folder is over its cap: more than 2 MiB written (c.Grading.job_folder_mib), measured after the run",
+    )
     assert result.cell_errors == {}
 
 
@@ -491,13 +557,21 @@ def test_the_short_sockets_folder_of_a_long_job_path_is_bounded_too(tmp_path):
     from autograder.executors.session import execute_notebook
 
     job = tmp_path / ("long" * 20) / "job"
-    writer = ("import os, sys\nsockets = os.path.dirname(os.path.abspath(sys.argv[sys.argv.index('-f') + 1]))\n"
-              "print(sockets)\ntry:\n    open(os.path.join(sockets, 'big'), 'wb').write(b'x' * (2 << 20))\n"
-              "except OSError as err:\n    print(err.errno)\n")
-    result = execute_notebook(new_notebook(cells=[new_code_cell(writer)]), job_dir=job, sandbox=True,
-                              limits=default_limits(cell_timeout=20, notebook_timeout=60))
+    writer = (
+        "import os, sys\nsockets = os.path.dirname(os.path.abspath(sys.argv[sys.argv.index('-f') + 1]))\n"
+        "print(sockets)\ntry:\n    open(os.path.join(sockets, 'big'), 'wb').write(b'x' * (2 << 20))\n"
+        "except OSError as err:\n    print(err.errno)\n"
+    )
+    result = execute_notebook(
+        new_notebook(cells=[new_code_cell(writer)]),
+        job_dir=job,
+        sandbox=True,
+        limits=default_limits(cell_timeout=20, notebook_timeout=60),
+    )
     sockets, error = result.notebook.cells[0].outputs[0]["text"].split()
     assert sockets.startswith("/tmp/agk-") and error == str(errno.ENOSPC)
-    assert (result.status, result.reason) == ("failed", "the job folder is full: 1 MiB written, its cap "
-                                                        "(c.Grading.job_folder_mib)")
+    assert (result.status, result.reason) == (
+        "failed",
+        "the job folder is full: 1 MiB written, its cap (c.Grading.job_folder_mib)",
+    )
     assert not os.path.lexists(sockets) and mounts_under(Path(sockets)) == []

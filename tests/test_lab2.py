@@ -43,9 +43,18 @@ from conftest import (
 )
 
 LAB = "lab2_backprop_xor"
-FULL_CELLS = {"affine_forward_tests": 1.0, "affine_backward_tests": 3.0, "relu_tests": 2.0, "sigmoid_tests": 2.0,
-              "softmax_loss_tests": 2.0, "two_layer_loss_tests": 4.0, "sgd_step_tests": 1.0,
-              "by_hand_training_tests": 2.0, "make_mlp_tests": 2.0, "xor_accuracy_tests": 3.0}
+FULL_CELLS = {
+    "affine_forward_tests": 1.0,
+    "affine_backward_tests": 3.0,
+    "relu_tests": 2.0,
+    "sigmoid_tests": 2.0,
+    "softmax_loss_tests": 2.0,
+    "two_layer_loss_tests": 4.0,
+    "sgd_step_tests": 1.0,
+    "by_hand_training_tests": 2.0,
+    "make_mlp_tests": 2.0,
+    "xor_accuracy_tests": 3.0,
+}
 FULL = sum(FULL_CELLS.values())
 
 TRANSPOSED_DW = '''
@@ -145,10 +154,16 @@ def affine_forward(x, W, b):
 STUDENTS = [
     DemoStudent("ada", "the solution"),
     DemoStudent("ben", "the blank release", answers="blank"),
-    DemoStudent("transposer", "dW transposed; autograd hidden in a helper of sigmoid_backward",
-                replace={"affine_backward": TRANSPOSED_DW, "sigmoid_backward": SIGMOID_AUTOGRAD_IN_A_HELPER}),
-    DemoStudent("no_mean", "dscores not divided by N; the sigmoid's derivative from the pre-activation",
-                replace={"softmax_loss": NO_BATCH_MEAN, "sigmoid_backward": SIGMOID_FROM_PRE_ACTIVATION}),
+    DemoStudent(
+        "transposer",
+        "dW transposed; autograd hidden in a helper of sigmoid_backward",
+        replace={"affine_backward": TRANSPOSED_DW, "sigmoid_backward": SIGMOID_AUTOGRAD_IN_A_HELPER},
+    ),
+    DemoStudent(
+        "no_mean",
+        "dscores not divided by N; the sigmoid's derivative from the pre-activation",
+        replace={"softmax_loss": NO_BATCH_MEAN, "sigmoid_backward": SIGMOID_FROM_PRE_ACTIVATION},
+    ),
     DemoStudent("flipper", "dscores with the sign flipped", replace={"softmax_loss": SIGN_FLIPPED}),
     DemoStudent("masker", "the ReLU mask from dout", replace={"relu_backward": RELU_MASK_FROM_DOUT}),
     DemoStudent("aiaioo", "the pre-activation in dW2", replace={"two_layer_loss": PRE_ACTIVATION_IN_DW2}),
@@ -177,9 +192,13 @@ def test_committed_release_and_solutions_match_the_source(lab2_course):
     assert_committed_lab_matches_the_source(lab2_course, LAB)
 
 
-BY_HAND = {"affine_backward_by_hand": "affine_backward", "relu_backward_by_hand": "relu_backward",
-           "sigmoid_backward_by_hand": "sigmoid_backward", "softmax_loss_by_hand": "softmax_loss",
-           "two_layer_loss_by_hand": "two_layer_loss"}
+BY_HAND = {
+    "affine_backward_by_hand": "affine_backward",
+    "relu_backward_by_hand": "relu_backward",
+    "sigmoid_backward_by_hand": "sigmoid_backward",
+    "softmax_loss_by_hand": "softmax_loss",
+    "two_layer_loss_by_hand": "two_layer_loss",
+}
 
 
 def test_every_exercise_has_public_and_hidden_checks(lab2_course):
@@ -192,8 +211,10 @@ def test_every_exercise_has_public_and_hidden_checks(lab2_course):
     # Held-out accuracies are hidden and judged by the coordinator; two of them show a model failing.
     accuracy = {n: r for n, r in references.items() if r.observation.kind == "accuracy"}
     assert all(r.hidden and r.observation.params["dataset"] == "xor_test" for r in accuracy.values())
-    assert {n for n, r in accuracy.items() if "max_accuracy" in r.observation.params} == \
-        {"xor_single_layer_accuracy", "xor_sigmoid_no_bias_accuracy"}
+    assert {n for n, r in accuracy.items() if "max_accuracy" in r.observation.params} == {
+        "xor_single_layer_accuracy",
+        "xor_sigmoid_no_bias_accuracy",
+    }
     # Each hidden gradient reference of a by-hand function was verified against autograd and finite differences.
     hidden_grads = [r for r in references.values() if r.hidden and r.observation.kind == "grad"]
     assert len(hidden_grads) == 14
@@ -228,33 +249,79 @@ def two_layer(fixtures, grads) -> set[str]:
 
 
 EXPECTED = {
-    "transposer": ({"affine_backward_tests": 1.8, "sigmoid_tests": 0.0, "two_layer_loss_tests": 2.4,
-                    "by_hand_training_tests": 0.0},
-                   {"affine_backward_dW_shape", "affine_backward_dW", "affine_backward_one_point_dW",
-                    "affine_backward_batch_dW", "sigmoid_backward_by_hand",
-                    *two_layer(("one_point", *BATCHES), ("dW1", "dW2")), *TRAINING}),
-    "no_mean": ({"softmax_loss_tests": 1.5, "sigmoid_tests": 0.666667, "two_layer_loss_tests": 0.8,
-                 "by_hand_training_tests": 0.0},
-                {"softmax_loss_dscores", "softmax_loss_dscores_3_classes",
-                 "sigmoid_backward_dx", "sigmoid_backward_batch", "sigmoid_backward_at_zero",
-                 *two_layer(BATCHES, GRADS), *TRAINING}),          # one point: N = 1, no difference
-    "flipper": ({"softmax_loss_tests": 1.0, "two_layer_loss_tests": 0.8, "by_hand_training_tests": 0.0},
-                {"softmax_loss_dscores", "softmax_loss_dscores_3_classes", "softmax_loss_dscores_one_point",
-                 *two_layer(("one_point", *BATCHES), GRADS), *TRAINING}),
-    "masker": ({"relu_tests": 1.0, "two_layer_loss_tests": 2.4, "by_hand_training_tests": 0.0},
-               {"relu_backward_dx", "relu_backward_batch", *two_layer(("one_point", *BATCHES), ("dW1", "db1")),
-                *TRAINING}),
-    "aiaioo": ({"two_layer_loss_tests": 3.2},
-               two_layer(("one_point", *BATCHES), ("dW2",))),        # the network still trains
-    "axis": ({"affine_backward_tests": 2.4, "two_layer_loss_tests": 2.4, "by_hand_training_tests": 0.0},
-             {"affine_backward_db_shape", "affine_backward_db", "affine_backward_batch_db",
-              *two_layer(("one_point", *BATCHES), ("db1", "db2")), *TRAINING}),
-    "autograd": ({"affine_backward_tests": 0.0, "two_layer_loss_tests": 0.0},
-                 {"affine_backward_by_hand", "two_layer_loss_by_hand"}),   # right values, no points
-    "no_bias": ({"affine_forward_tests": 0.0, "two_layer_loss_tests": 0.0},
-                {"affine_forward_values", "affine_forward_one_point", "affine_forward_batch",
-                 *{f"two_layer_{f}_loss" for f in ("one_point", *BATCHES)},
-                 *two_layer(("one_point", *BATCHES), GRADS)}),
+    "transposer": (
+        {
+            "affine_backward_tests": 1.8,
+            "sigmoid_tests": 0.0,
+            "two_layer_loss_tests": 2.4,
+            "by_hand_training_tests": 0.0,
+        },
+        {
+            "affine_backward_dW_shape",
+            "affine_backward_dW",
+            "affine_backward_one_point_dW",
+            "affine_backward_batch_dW",
+            "sigmoid_backward_by_hand",
+            *two_layer(("one_point", *BATCHES), ("dW1", "dW2")),
+            *TRAINING,
+        },
+    ),
+    "no_mean": (
+        {
+            "softmax_loss_tests": 1.5,
+            "sigmoid_tests": 0.666667,
+            "two_layer_loss_tests": 0.8,
+            "by_hand_training_tests": 0.0,
+        },
+        {
+            "softmax_loss_dscores",
+            "softmax_loss_dscores_3_classes",
+            "sigmoid_backward_dx",
+            "sigmoid_backward_batch",
+            "sigmoid_backward_at_zero",
+            *two_layer(BATCHES, GRADS),
+            *TRAINING,
+        },
+    ),  # one point: N = 1, no difference
+    "flipper": (
+        {"softmax_loss_tests": 1.0, "two_layer_loss_tests": 0.8, "by_hand_training_tests": 0.0},
+        {
+            "softmax_loss_dscores",
+            "softmax_loss_dscores_3_classes",
+            "softmax_loss_dscores_one_point",
+            *two_layer(("one_point", *BATCHES), GRADS),
+            *TRAINING,
+        },
+    ),
+    "masker": (
+        {"relu_tests": 1.0, "two_layer_loss_tests": 2.4, "by_hand_training_tests": 0.0},
+        {"relu_backward_dx", "relu_backward_batch", *two_layer(("one_point", *BATCHES), ("dW1", "db1")), *TRAINING},
+    ),
+    "aiaioo": ({"two_layer_loss_tests": 3.2}, two_layer(("one_point", *BATCHES), ("dW2",))),  # the network still trains
+    "axis": (
+        {"affine_backward_tests": 2.4, "two_layer_loss_tests": 2.4, "by_hand_training_tests": 0.0},
+        {
+            "affine_backward_db_shape",
+            "affine_backward_db",
+            "affine_backward_batch_db",
+            *two_layer(("one_point", *BATCHES), ("db1", "db2")),
+            *TRAINING,
+        },
+    ),
+    "autograd": (
+        {"affine_backward_tests": 0.0, "two_layer_loss_tests": 0.0},
+        {"affine_backward_by_hand", "two_layer_loss_by_hand"},
+    ),  # right values, no points
+    "no_bias": (
+        {"affine_forward_tests": 0.0, "two_layer_loss_tests": 0.0},
+        {
+            "affine_forward_values",
+            "affine_forward_one_point",
+            "affine_forward_batch",
+            *{f"two_layer_{f}_loss" for f in ("one_point", *BATCHES)},
+            *two_layer(("one_point", *BATCHES), GRADS),
+        },
+    ),
 }
 
 

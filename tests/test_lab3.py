@@ -91,7 +91,7 @@ def augment_batch(images, transform):
     """One call on the whole batch: every image gets the same rotation."""
     return transform(images)
 '''
-SNOOP = '''
+SNOOP = """
 import hashlib, json, os
 root = os.environ.get("AUTOGRADER_DATA", "")
 found = []
@@ -111,7 +111,7 @@ for path in {paths!r} + [os.path.join(root, "labels", "fashion_mnist_test.npy")]
     except OSError as err:
         opened[path] = type(err).__name__
 print("SNOOP " + json.dumps({{"root": root, "found": found, "opened": opened}}))
-'''
+"""
 
 
 @pytest.fixture(scope="session")
@@ -124,30 +124,51 @@ def lab3_course(tmp_path_factory) -> Course:
 def graded(lab3_course):
     """Every submission of this file, graded in one batch: {student: Result}."""
     course = lab3_course
-    label_paths = [str(course.data / "labels" / "fashion_mnist_test.npy"), str(course.data / "labels"),
-                   f"{SANDBOX_DATA}/labels/fashion_mnist_test.npy",
-                   f"{SANDBOX_DATA}/fashion_mnist/FashionMNIST/raw/t10k-labels-idx1-ubyte"]
+    label_paths = [
+        str(course.data / "labels" / "fashion_mnist_test.npy"),
+        str(course.data / "labels"),
+        f"{SANDBOX_DATA}/labels/fashion_mnist_test.npy",
+        f"{SANDBOX_DATA}/fashion_mnist/FashionMNIST/raw/t10k-labels-idx1-ubyte",
+    ]
     students = [
         DemoStudent("ada", "the solution"),
         DemoStudent("ben", "the blank release", answers="blank"),
-        DemoStudent("nora", "MLP without ReLU, evaluate through a shuffled loader",
-                    replace={"evaluate": SHUFFLED_EVALUATE}),
-        DemoStudent("flynn", "fc1 sized for 4x4 maps, transposed confusion matrix",
-                    replace={"confusion_matrix": TRANSPOSED_CONFUSION}),
-        DemoStudent("tess", "predicts the training images, augments the whole batch at once",
-                    replace={"make_augmentation": WHOLE_BATCH_AUGMENT}),
-        DemoStudent("mallory", "blank, looks for the test labels", answers="blank",
-                    extra_cell=SNOOP.format(paths=label_paths)),
+        DemoStudent(
+            "nora", "MLP without ReLU, evaluate through a shuffled loader", replace={"evaluate": SHUFFLED_EVALUATE}
+        ),
+        DemoStudent(
+            "flynn",
+            "fc1 sized for 4x4 maps, transposed confusion matrix",
+            replace={"confusion_matrix": TRANSPOSED_CONFUSION},
+        ),
+        DemoStudent(
+            "tess",
+            "predicts the training images, augments the whole batch at once",
+            replace={"make_augmentation": WHOLE_BATCH_AUGMENT},
+        ),
+        DemoStudent(
+            "mallory", "blank, looks for the test labels", answers="blank", extra_cell=SNOOP.format(paths=label_paths)
+        ),
     ]
-    edits = [("nora", "mlp_solution", None, NO_ACTIVATION_MLP),      # classes: a whole cell each
-             ("flynn", "lenet_solution", None, WRONG_FLATTEN_LENET),
-             ("tess", "lenet_training_solution", "evaluate(lenet, test_x, device)", "evaluate(lenet, train_x, device)")]
+    edits = [
+        ("nora", "mlp_solution", None, NO_ACTIVATION_MLP),  # classes: a whole cell each
+        ("flynn", "lenet_solution", None, WRONG_FLATTEN_LENET),
+        ("tess", "lenet_training_solution", "evaluate(lenet, test_x, device)", "evaluate(lenet, train_x, device)"),
+    ]
     return grade_class(course, LAB, students, edits)
 
 
-FULL_CELLS = {"softmax_regression_tests": 1.0, "mlp_tests": 2.0, "deep_mlp_tests": 1.0, "lenet_tests": 3.0,
-              "train_tests": 2.0, "evaluate_tests": 1.0, "lenet_accuracy_tests": 3.0, "confusion_tests": 1.0,
-              "augment_tests": 1.0}
+FULL_CELLS = {
+    "softmax_regression_tests": 1.0,
+    "mlp_tests": 2.0,
+    "deep_mlp_tests": 1.0,
+    "lenet_tests": 3.0,
+    "train_tests": 2.0,
+    "evaluate_tests": 1.0,
+    "lenet_accuracy_tests": 3.0,
+    "confusion_tests": 1.0,
+    "augment_tests": 1.0,
+}
 
 
 def test_the_solution_scores_full_marks(graded):
@@ -164,9 +185,13 @@ def test_no_relu_and_shuffled_predictions(graded):
     assert nora.status == "graded"
     assert cell_scores(nora) == {**FULL_CELLS, "mlp_tests": 0.0, "evaluate_tests": 0.0, "lenet_accuracy_tests": 0.0}
     failed = failed_checks(nora)
-    assert set(failed) == {"mlp_fixed_logits", "mlp_fixed_logits_hidden_7", "evaluate_predictions",
-                           "evaluate_predictions_short_last_batch",
-                           "lenet_test_accuracy"}
+    assert set(failed) == {
+        "mlp_fixed_logits",
+        "mlp_fixed_logits_hidden_7",
+        "evaluate_predictions",
+        "evaluate_predictions_short_last_batch",
+        "lenet_test_accuracy",
+    }
     assert "without the ReLU" in failed["mlp_fixed_logits"]
     assert "no shuffling" in failed["evaluate_predictions"]
     assert "near chance: predictions in a different order than the data set" in failed["lenet_test_accuracy"]
@@ -178,9 +203,17 @@ def test_wrong_flatten_size_and_transposed_confusion(graded):
     # lenet_tests: its points come from the hidden fixed-logits check, which fails; the training cell then raises.
     assert cell_scores(flynn) == {**FULL_CELLS, "lenet_tests": 0.0, "lenet_accuracy_tests": 0.0, "confusion_tests": 0.0}
     failed = failed_checks(flynn)
-    assert set(failed) == {"lenet_fc1_shape", "lenet_fc2_shape", "lenet_fc3_shape", "lenet_parameter_count",
-                           "lenet_fixed_logits", "lenet_test_predictions_shape", "lenet_test_accuracy",
-                           "confusion_small", "confusion_unused_class"}
+    assert set(failed) == {
+        "lenet_fc1_shape",
+        "lenet_fc2_shape",
+        "lenet_fc3_shape",
+        "lenet_parameter_count",
+        "lenet_fixed_logits",
+        "lenet_test_predictions_shape",
+        "lenet_test_accuracy",
+        "confusion_small",
+        "confusion_unused_class",
+    }
     assert "400 features" in failed["lenet_fc1_shape"]
     assert "the test cell raised NameError" in failed["lenet_test_accuracy"]
     assert "rows are the true classes" in failed["confusion_small"]
@@ -206,14 +239,17 @@ def test_the_test_labels_are_nowhere_in_the_sandbox(graded, lab3_course):
     report = json.loads(text.split("SNOOP ", 1)[1].splitlines()[0])
     assert report["root"] == SANDBOX_DATA
     found = dict(report["found"])
-    assert f"{SANDBOX_DATA}/fashion_mnist/test_images.npy" in found    # the data mount works
+    assert f"{SANDBOX_DATA}/fashion_mnist/test_images.npy" in found  # the data mount works
     assert all(path.startswith(f"{SANDBOX_DATA}/fashion_mnist/") for path in found)
     with gzip.open(FASHION_MNIST_SOURCE / "t10k-labels-idx1-ubyte.gz") as f:
-        secrets = {hashlib.sha256(f.read()).hexdigest(),
-                   sha256_file(lab3_course.data / "labels" / "fashion_mnist_test.npy")}
+        secrets = {
+            hashlib.sha256(f.read()).hexdigest(),
+            sha256_file(lab3_course.data / "labels" / "fashion_mnist_test.npy"),
+        }
     assert not set(found.values()) & secrets
-    assert report["opened"] and not any(v.startswith("READ") and v.split()[1] in secrets
-                                        for v in report["opened"].values())
+    assert report["opened"] and not any(
+        v.startswith("READ") and v.split()[1] in secrets for v in report["opened"].values()
+    )
     assert all(not v.startswith("READ") for path, v in report["opened"].items() if "labels/" in path)
 
 
@@ -223,4 +259,3 @@ def test_the_committed_release_and_solutions_match_a_fresh_build(lab3_course):
 
 def test_a_missing_data_set_names_the_command(tmp_path, monkeypatch):
     assert_data_cell_names_the_command(LAB, tmp_path, monkeypatch)
-

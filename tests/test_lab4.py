@@ -74,10 +74,12 @@ def generate_text(model, start_string, length, temperature=1.0, generator=None):
             logits, {new_state} = model(torch.tensor([[index]]){pass_state})
     return start_string + "".join(sampled)
 '''
-STATE_NOT_CARRIED = _GENERATE.format(doc="Every step starts again from a zero state.", divide="/ temperature",
-                                     new_state="_", pass_state="")
-TEMPERATURE_IGNORED = _GENERATE.format(doc="Samples at temperature 1 whatever it is asked.", divide="",
-                                       new_state="state", pass_state=", state")
+STATE_NOT_CARRIED = _GENERATE.format(
+    doc="Every step starts again from a zero state.", divide="/ temperature", new_state="_", pass_state=""
+)
+TEMPERATURE_IGNORED = _GENERATE.format(
+    doc="Samples at temperature 1 whatever it is asked.", divide="", new_state="state", pass_state=", state"
+)
 
 # grade_id -> checks that fail, for each buggy student (every other check passes).
 EXPECTED_FAILURES = {
@@ -120,12 +122,20 @@ def graded(lab4_course):
     students = [
         DemoStudent("solution", "the instructor's solution"),
         DemoStudent("blank", "the release as is", answers="blank"),
-        DemoStudent("shifty", "y not shifted, softmax before the loss, state dropped while generating",
-                    replace={"get_batch": Y_NOT_SHIFTED, "compute_loss": SOFTMAX_TWICE,
-                             "generate_text": STATE_NOT_CARRIED}),
-        DemoStudent("offbyone", "last window never drawn, batch and time mixed in the loss, temperature ignored",
-                    replace={"get_batch": OFF_BY_ONE_WINDOWS, "compute_loss": MIXED_RESHAPE,
-                             "generate_text": TEMPERATURE_IGNORED}),
+        DemoStudent(
+            "shifty",
+            "y not shifted, softmax before the loss, state dropped while generating",
+            replace={"get_batch": Y_NOT_SHIFTED, "compute_loss": SOFTMAX_TWICE, "generate_text": STATE_NOT_CARRIED},
+        ),
+        DemoStudent(
+            "offbyone",
+            "last window never drawn, batch and time mixed in the loss, temperature ignored",
+            replace={
+                "get_batch": OFF_BY_ONE_WINDOWS,
+                "compute_loss": MIXED_RESHAPE,
+                "generate_text": TEMPERATURE_IGNORED,
+            },
+        ),
     ]
     return grade_class(lab4_course, LAB, students)
 
@@ -143,8 +153,9 @@ def test_every_exercise_has_public_and_hidden_checks(lab4_course):
 def test_the_solution_scores_full_marks(graded):
     result = graded["solution"]
     assert result.status == "graded", result.reason
-    assert result.score == result.max_score == 27.0, \
-        [k.message for k in checks_by_name(result).values() if not k.passed]
+    assert result.score == result.max_score == 27.0, [
+        k.message for k in checks_by_name(result).values() if not k.passed
+    ]
 
 
 def test_the_blank_release_runs_to_the_end_and_scores_zero(graded):
@@ -160,16 +171,16 @@ def test_each_bug_costs_exactly_its_checks(graded, student):
     result = graded[student]
     assert result.status == "graded", result.reason
     expected = EXPECTED_FAILURES[student]
-    failed = {grade_id: {k.name for k in cell.checks if not k.passed}
-              for grade_id, cell in cells_by_id(result).items()}
-    assert {g: names for g, names in failed.items() if names} == expected, \
-        {n: k.message for n, k in checks_by_name(result).items() if not k.passed}
-    for cell in cells_by_id(result).values():   # a cell's points shared by the weights of its hidden checks
+    failed = {grade_id: {k.name for k in cell.checks if not k.passed} for grade_id, cell in cells_by_id(result).items()}
+    assert {g: names for g, names in failed.items() if names} == expected, {
+        n: k.message for n, k in checks_by_name(result).items() if not k.passed
+    }
+    for cell in cells_by_id(result).values():  # a cell's points shared by the weights of its hidden checks
         total = sum(k.weight for k in cell.checks if k.hidden)
         earned = sum(k.weight for k in cell.checks if k.hidden and k.passed)
         assert cell.score == pytest.approx(cell.max_score * earned / total)
         assert (cell.score == cell.max_score) == (earned == total)
-    assert result.score < result.max_score   # every bug costs points: a hidden check catches each
+    assert result.score < result.max_score  # every bug costs points: a hidden check catches each
 
 
 @pytest.mark.parametrize("student", sorted(EXPECTED_FAILURES))

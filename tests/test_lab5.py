@@ -42,8 +42,14 @@ from conftest import (
 
 LAB = "lab5_vae_debiasing"
 FULL = 14.0
-FULL_CELLS = {"vae_loss_tests": 2.0, "sampling_tests": 2.0, "dbvae_tests": 2.0, "debiasing_loss_tests": 3.0,
-              "resampling_tests": 2.0, "accuracy_tests": 3.0}
+FULL_CELLS = {
+    "vae_loss_tests": 2.0,
+    "sampling_tests": 2.0,
+    "dbvae_tests": 2.0,
+    "debiasing_loss_tests": 3.0,
+    "resampling_tests": 2.0,
+    "accuracy_tests": 3.0,
+}
 
 pytestmark = needs_fashion_mnist
 
@@ -106,14 +112,27 @@ def get_training_sample_probabilities(mu, bins=BINS, smoothing_fac=SMOOTHING):
 STUDENTS = [
     DemoStudent("ada", "the solution"),
     DemoStudent("ben", "the blank release", answers="blank"),
-    DemoStudent("mixer", "batch-mean reconstruction, exp(logsigma) as sigma, probabilities not normalised",
-                replace={"vae_loss": VAE_BATCH_MEAN, "sampling": SAMPLING_LOG_SIGMA,
-                         "get_training_sample_probabilities": NOT_NORMALISED}),
-    DemoStudent("flipper", "KL sign flipped, torch.normal sampling, indicator on the classification term",
-                replace={"vae_loss": KL_SIGN_FLIPPED, "sampling": SAMPLING_NO_REPARAMETERISATION,
-                         "debiasing_loss": INDICATOR_ON_CLASSIFICATION}),
-    DemoStudent("broadcaster", "(B, 1) + (B,) broadcast to (B, B) in the debiasing loss",
-                replace={"debiasing_loss": BROADCAST}),
+    DemoStudent(
+        "mixer",
+        "batch-mean reconstruction, exp(logsigma) as sigma, probabilities not normalised",
+        replace={
+            "vae_loss": VAE_BATCH_MEAN,
+            "sampling": SAMPLING_LOG_SIGMA,
+            "get_training_sample_probabilities": NOT_NORMALISED,
+        },
+    ),
+    DemoStudent(
+        "flipper",
+        "KL sign flipped, torch.normal sampling, indicator on the classification term",
+        replace={
+            "vae_loss": KL_SIGN_FLIPPED,
+            "sampling": SAMPLING_NO_REPARAMETERISATION,
+            "debiasing_loss": INDICATOR_ON_CLASSIFICATION,
+        },
+    ),
+    DemoStudent(
+        "broadcaster", "(B, 1) + (B,) broadcast to (B, B) in the debiasing loss", replace={"debiasing_loss": BROADCAST}
+    ),
 ]
 
 
@@ -134,11 +153,16 @@ def graded(lab5_course):
 
 def test_the_colored_data_set_is_imbalanced_as_documented(lab5_course):
     root = lab5_course.data / "colored_fashion_mnist"
-    images, labels, colors = (np.load(root / f"train_{n}.npy", allow_pickle=False)
-                              for n in ("images", "labels", "colors"))
+    images, labels, colors = (
+        np.load(root / f"train_{n}.npy", allow_pickle=False) for n in ("images", "labels", "colors")
+    )
     assert images.shape == (10000, 3, 28, 28) and images.dtype == np.uint8
-    assert {(y, c): int(np.sum((labels == y) & (colors == c))) for y in (0, 1) for c in (0, 1)} == \
-        {(1, 0): 4750, (1, 1): 250, (0, 0): 2500, (0, 1): 2500}
+    assert {(y, c): int(np.sum((labels == y) & (colors == c))) for y in (0, 1) for c in (0, 1)} == {
+        (1, 0): 4750,
+        (1, 1): 250,
+        (0, 0): 2500,
+        (0, 1): 2500,
+    }
     valid_labels, valid_colors = (np.load(root / f"valid_{n}.npy") for n in ("labels", "colors"))
     assert np.bincount(valid_labels * 2 + valid_colors).tolist() == [150, 150, 150, 150]
     # The background carries the colour: more red than green in red images, the other way round in green ones.
@@ -150,10 +174,18 @@ def test_the_colored_data_set_is_imbalanced_as_documented(lab5_course):
     rare_labels = lab5_course.held_out_labels("colored_fashion_mnist_test_rare")
     assert np.load(root / "test_images.npy").shape == (2000, 3, 28, 28)
     assert np.bincount(test_labels * 2 + test_colors).tolist() == [500, 500, 500, 500]
-    assert np.array_equal(rare_labels, test_labels[test_colors == 1])   # the rare group: every green test image
+    assert np.array_equal(rare_labels, test_labels[test_colors == 1])  # the rare group: every green test image
     assert sorted(p.name for p in root.iterdir()) == [
-        "README.txt", "test_colors.npy", "test_images.npy", "train_colors.npy", "train_images.npy",
-        "train_labels.npy", "valid_colors.npy", "valid_images.npy", "valid_labels.npy"]   # no test labels here
+        "README.txt",
+        "test_colors.npy",
+        "test_images.npy",
+        "train_colors.npy",
+        "train_images.npy",
+        "train_labels.npy",
+        "valid_colors.npy",
+        "valid_images.npy",
+        "valid_labels.npy",
+    ]  # no test labels here
 
 
 def test_the_colored_data_set_is_deterministic_and_refuses_a_short_source():
@@ -164,7 +196,7 @@ def test_the_colored_data_set_is_deterministic_and_refuses_a_short_source():
     test_labels = np.repeat(np.arange(10), 1000)
     test_images = rng.integers(0, 256, (10000, 28, 28), dtype=np.uint8)
     with pytest.raises(Exception, match="too small"):
-        build_colored(images, labels, test_images, test_labels)   # 800 coats: not enough
+        build_colored(images, labels, test_images, test_labels)  # 800 coats: not enough
     labels = np.repeat(np.arange(10), 5400)
     images = np.zeros((54000, 28, 28), np.uint8)
     a = build_colored(images, labels, test_images, test_labels)
@@ -182,8 +214,11 @@ def test_committed_release_and_solutions_match_the_source(lab5_course):
 def test_every_exercise_has_public_and_hidden_checks(lab5_course):
     references = load_references(lab5_course.references_file(LAB))
     assert public_and_hidden(references) == {grade_id: {False, True} for grade_id in FULL_CELLS}
-    assert {n for n, r in references.items() if r.observation.kind == "accuracy"} == \
-        {"dbvae_rare_accuracy", "dbvae_test_accuracy", "baseline_rare_accuracy"}
+    assert {n for n, r in references.items() if r.observation.kind == "accuracy"} == {
+        "dbvae_rare_accuracy",
+        "dbvae_test_accuracy",
+        "baseline_rare_accuracy",
+    }
     assert all(references[n].hidden for n in ("dbvae_rare_accuracy", "dbvae_test_accuracy", "baseline_rare_accuracy"))
 
 
@@ -203,19 +238,46 @@ def test_the_blank_release_runs_to_the_end_and_scores_zero(graded):
 
 
 EXPECTED = {
-    "mixer": ({"vae_loss_tests": 1.0, "sampling_tests": 1.333333, "debiasing_loss_tests": 1.5,
-               "resampling_tests": 0.0},
-              {"vae_loss_values", "vae_loss_reconstruction_only", "sampling_variance", "sampling_variance_other_sigmas",
-               "debias_per_sample_values", "debias_loss_value", "debias_no_reconstruction_grad_for_negatives",
-               "resample_sums_to_one", "resample_values", "resample_values_bins5", "resample_sums_to_one_bins5"}),
-    "flipper": ({"vae_loss_tests": 1.0, "sampling_tests": 1.333333, "debiasing_loss_tests": 0.0,
-                 "accuracy_tests": 0.0},
-                {"vae_loss_values", "vae_loss_kl_only", "sampling_grad_mu", "sampling_grad_reaches_logsigma",
-                 "debias_per_sample_values", "debias_loss_value", "debias_no_reconstruction_grad_for_negatives",
-                 "debias_classification_only_for_negatives", "dbvae_rare_accuracy", "dbvae_test_accuracy"}),
-    "broadcaster": ({"debiasing_loss_tests": 1.5},
-                    {"debias_per_sample_shape", "debias_per_sample_values", "debias_loss_value",
-                     "debias_no_reconstruction_grad_for_negatives"}),
+    "mixer": (
+        {"vae_loss_tests": 1.0, "sampling_tests": 1.333333, "debiasing_loss_tests": 1.5, "resampling_tests": 0.0},
+        {
+            "vae_loss_values",
+            "vae_loss_reconstruction_only",
+            "sampling_variance",
+            "sampling_variance_other_sigmas",
+            "debias_per_sample_values",
+            "debias_loss_value",
+            "debias_no_reconstruction_grad_for_negatives",
+            "resample_sums_to_one",
+            "resample_values",
+            "resample_values_bins5",
+            "resample_sums_to_one_bins5",
+        },
+    ),
+    "flipper": (
+        {"vae_loss_tests": 1.0, "sampling_tests": 1.333333, "debiasing_loss_tests": 0.0, "accuracy_tests": 0.0},
+        {
+            "vae_loss_values",
+            "vae_loss_kl_only",
+            "sampling_grad_mu",
+            "sampling_grad_reaches_logsigma",
+            "debias_per_sample_values",
+            "debias_loss_value",
+            "debias_no_reconstruction_grad_for_negatives",
+            "debias_classification_only_for_negatives",
+            "dbvae_rare_accuracy",
+            "dbvae_test_accuracy",
+        },
+    ),
+    "broadcaster": (
+        {"debiasing_loss_tests": 1.5},
+        {
+            "debias_per_sample_shape",
+            "debias_per_sample_values",
+            "debias_loss_value",
+            "debias_no_reconstruction_grad_for_negatives",
+        },
+    ),
 }
 
 

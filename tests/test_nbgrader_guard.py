@@ -51,15 +51,24 @@ OUR_SCORES = {"patcher": (0.0, 3.0), "vandal": (3.0, 3.0)}
 def course(tmp_path_factory) -> Course:
     course = new_course(tmp_path_factory.mktemp("guard-course"))
     write_lab(course.root, LAB, mean_square_lab())
-    build_lab(course, LAB)   # GenerateAssignment with the course config (the guard in it) still works
-    vandal = READ_COURSE.format(paths=[str(course.source / LAB / f"{LAB}.ipynb"), str(course.references_file(LAB))],
-                                gradebook=str(course.root / "gradebook.db"))
-    results = grade_class(course, LAB, [
-        DemoStudent("patcher", "patches numpy/torch allclose, wrong answers", answers="wrong",
-                    extra_cell=PATCH_ALLCLOSE),
-        DemoStudent("vandal", "reads the course, writes 'pwned' into gradebook.db", extra_cell=vandal)])
-    assert {s: (r.status, r.score, r.max_score) for s, r in results.items()} == \
-        {s: ("graded", *scores) for s, scores in OUR_SCORES.items()}
+    build_lab(course, LAB)  # GenerateAssignment with the course config (the guard in it) still works
+    vandal = READ_COURSE.format(
+        paths=[str(course.source / LAB / f"{LAB}.ipynb"), str(course.references_file(LAB))],
+        gradebook=str(course.root / "gradebook.db"),
+    )
+    results = grade_class(
+        course,
+        LAB,
+        [
+            DemoStudent(
+                "patcher", "patches numpy/torch allclose, wrong answers", answers="wrong", extra_cell=PATCH_ALLCLOSE
+            ),
+            DemoStudent("vandal", "reads the course, writes 'pwned' into gradebook.db", extra_cell=vandal),
+        ],
+    )
+    assert {s: (r.status, r.score, r.max_score) for s, r in results.items()} == {
+        s: ("graded", *scores) for s, scores in OUR_SCORES.items()
+    }
     assert len(write_feedback(course, LAB, list(MALICIOUS))) == 2
     return course
 
@@ -71,7 +80,7 @@ class State:
     scores: dict
     gradebook_sha256: str
     gradebook_rows: list[str]
-    files: dict[str, str]    # path under the course → sha256
+    files: dict[str, str]  # path under the course → sha256
 
 
 def state(course: Course) -> State:
@@ -81,8 +90,12 @@ def state(course: Course) -> State:
     with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as connection:
         assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         rows = list(connection.iterdump())
-    files = {str(p.relative_to(course.root)): hashlib.sha256(p.read_bytes()).hexdigest()
-             for folder in (course.autograded, course.feedback) for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = {
+        str(p.relative_to(course.root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for folder in (course.autograded, course.feedback)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
     return State(recorded_scores(course, LAB), hashlib.sha256(data).hexdigest(), rows, files)
 
 
@@ -91,14 +104,16 @@ def graded(course) -> State:
     """The state our grader left: every later test asserts that it is still exactly this."""
     before = state(course)
     assert before.scores == OUR_SCORES
-    assert {f"{folder}/{s}/{LAB}/{name}" for s in MALICIOUS
-            for folder, name in (("autograded", "result.json"), ("autograded", f"{LAB}.ipynb"),
-                                 ("feedback", f"{LAB}.html"))} == set(before.files)
+    assert {
+        f"{folder}/{s}/{LAB}/{name}"
+        for s in MALICIOUS
+        for folder, name in (("autograded", "result.json"), ("autograded", f"{LAB}.ipynb"), ("feedback", f"{LAB}.html"))
+    } == set(before.files)
     return before
 
 
 def assert_untouched(course: Course, before: State) -> None:
-    after = state(course)   # asserts gradebook.db is still a valid SQLite file
+    after = state(course)  # asserts gradebook.db is still a valid SQLite file
     assert after.scores == before.scores == OUR_SCORES
     assert after.gradebook_rows == before.gradebook_rows, "the gradebook's rows changed"
     assert after.gradebook_sha256 == before.gradebook_sha256, "gradebook.db was written"
@@ -150,10 +165,10 @@ def test_nbgrader_generate_feedback_refuses_and_names_our_command(course, graded
 def test_the_api_formgrader_calls_refuses(course, graded):
     api = NbGraderAPI(course.coursedir(), config=course.config)
     for student in MALICIOUS:
-        answer = api.autograde(LAB, student)   # formgrader's Autograde button (force=True)
+        answer = api.autograde(LAB, student)  # formgrader's Autograde button (force=True)
         assert answer["success"] is False
         assert f"autograder grade {LAB} --student {student} --force" in answer["log"], answer
-    answer = api.generate_feedback(LAB)        # Generate Feedback on the assignments page
+    answer = api.generate_feedback(LAB)  # Generate Feedback on the assignments page
     assert answer["success"] is False and f"autograder feedback {LAB}\n" in answer["log"] + "\n", answer
     answer = api.generate_feedback(LAB, "vandal")
     assert answer["success"] is False and f"autograder feedback {LAB} --student vandal" in answer["log"], answer
@@ -187,9 +202,22 @@ def formgrader(course, tmp_path_factory):
     log_path = home / "server.log"
     with open(log_path, "wb") as log:
         server = subprocess.Popen(
-            [JUPYTER, "server", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1", f"--port={port}",
-             "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={course.root}"],
-            cwd=course.root, env=env, stdout=log, stderr=subprocess.STDOUT)
+            [
+                JUPYTER,
+                "server",
+                "--no-browser",
+                "--allow-root",
+                "--ServerApp.ip=127.0.0.1",
+                f"--port={port}",
+                "--ServerApp.port_retries=0",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={course.root}",
+            ],
+            cwd=course.root,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     fg = Formgrader(f"http://127.0.0.1:{port}", token)
     try:
         deadline = time.monotonic() + 60
@@ -222,7 +250,7 @@ def page(formgrader):
     with chromium() as browser:
         page = browser.new_page()
         page.set_default_timeout(30_000)
-        page.goto(f"{formgrader.base}/login?next=/formgrader/manage_submissions/{LAB}")   # log in as a TA does
+        page.goto(f"{formgrader.base}/login?next=/formgrader/manage_submissions/{LAB}")  # log in as a TA does
         form = page.locator("form").first
         form.locator("input[type=password]").fill(formgrader.token)
         form.locator("button[type=submit]").click()
@@ -251,10 +279,10 @@ def test_formgrader_autograde_button_refuses_and_names_our_command(course, grade
     for student in MALICIOUS:
         row = _row(page, student)
         expected = OUR_SCORES[student]
-        row.locator("td.score", has_text=f"{expected[0]:g} / {expected[1]:g}").wait_for()   # our scores shown
+        row.locator("td.score", has_text=f"{expected[0]:g} / {expected[1]:g}").wait_for()  # our scores shown
         text = _click_for_dialog(page, row.locator("td.autograde a"))
         assert f"autograder grade {LAB} --student {student}" in text and "Nothing was changed" in text, text
-        row.locator("td.score", has_text=f"{expected[0]:g} / {expected[1]:g}").wait_for()   # reloaded, unchanged
+        row.locator("td.score", has_text=f"{expected[0]:g} / {expected[1]:g}").wait_for()  # reloaded, unchanged
     assert_untouched(course, graded)
 
 

@@ -41,10 +41,11 @@ BIN = Path(sys.executable).parent
 STUDENTS = {
     "ada": DemoStudent("ada", "correct"),
     "ben": DemoStudent("ben", "blank", answers="blank"),
-    "cy": DemoStudent("cy", "outer wrong",
-                      replace={"outer": "def outer(a, b):\n    return torch.zeros(len(a), len(b))"}),
+    "cy": DemoStudent(
+        "cy", "outer wrong", replace={"outer": "def outer(a, b):\n    return torch.zeros(len(a), len(b))"}
+    ),
 }
-WRONG_ADDRESS_BOUND = 15   # seconds for `autograder grade` to fail on a wrong address, start-up included
+WRONG_ADDRESS_BOUND = 15  # seconds for `autograder grade` to fail on a wrong address, start-up included
 
 
 def free_port() -> int:
@@ -73,11 +74,32 @@ class Head:
         self.log = self.temp / "head.log"
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
-                [str(BIN / "ray"), "start", "--head", "--block", "--port", str(self.port), "--num-cpus", "2",
-                 "--disable-usage-stats", "--include-dashboard", "false", "--temp-dir", str(self.temp / "t"),
-                 "--dashboard-port", str(free_port()), "--dashboard-agent-listen-port", str(free_port())],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                cwd=self.temp, env=clean_env(**self.auth))
+                [
+                    str(BIN / "ray"),
+                    "start",
+                    "--head",
+                    "--block",
+                    "--port",
+                    str(self.port),
+                    "--num-cpus",
+                    "2",
+                    "--disable-usage-stats",
+                    "--include-dashboard",
+                    "false",
+                    "--temp-dir",
+                    str(self.temp / "t"),
+                    "--dashboard-port",
+                    str(free_port()),
+                    "--dashboard-agent-listen-port",
+                    str(free_port()),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                cwd=self.temp,
+                env=clean_env(**self.auth),
+            )
 
     def wait_ready(self, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
@@ -88,9 +110,12 @@ class Head:
 
     def tasks_run(self) -> int:
         """Ray tasks of the executor the cluster's workers ran (each worker logs its task's name)."""
-        sessions = [p for p in (self.temp / "t").glob("session_*") if not p.is_symlink()]   # not session_latest
-        return sum(path.read_text(errors="replace").count(":task_name:execute_in_worker")
-                   for session in sessions for path in session.glob("logs/worker-*.out"))
+        sessions = [p for p in (self.temp / "t").glob("session_*") if not p.is_symlink()]  # not session_latest
+        return sum(
+            path.read_text(errors="replace").count(":task_name:execute_in_worker")
+            for session in sessions
+            for path in session.glob("logs/worker-*.out")
+        )
 
     def stop(self) -> None:
         try:
@@ -98,19 +123,19 @@ class Head:
         except psutil.NoSuchProcess:
             spawned = []
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)   # `ray start --block` drains and stops its processes
+            self.process.send_signal(signal.SIGTERM)  # `ray start --block` drains and stops its processes
             try:
                 self.process.wait(timeout=40)
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        for proc in spawned:   # what did not stop by itself (psutil checks it is the same process)
+        for proc in spawned:  # what did not stop by itself (psutil checks it is the same process)
             try:
                 proc.kill()
             except psutil.NoSuchProcess:
                 pass
         try:
-            os.killpg(self.process.pid, signal.SIGKILL)   # and anything else left in its session's group
+            os.killpg(self.process.pid, signal.SIGKILL)  # and anything else left in its session's group
         except (ProcessLookupError, PermissionError):
             pass
         shutil.rmtree(self.temp, ignore_errors=True)
@@ -118,7 +143,7 @@ class Head:
 
 @pytest.fixture(scope="module")
 def head():
-    head = Head()   # starts while the course builds
+    head = Head()  # starts while the course builds
     try:
         yield head
     finally:
@@ -137,8 +162,14 @@ def course(tmp_path_factory, head):
 
 def grade(course, *args, env=None, timeout=300) -> tuple[subprocess.CompletedProcess, float]:
     started = time.monotonic()
-    done = subprocess.run([str(BIN / "autograder"), "grade", "tiny", "--force", *args], cwd=course.root,
-                          capture_output=True, text=True, env=env or clean_env(), timeout=timeout)
+    done = subprocess.run(
+        [str(BIN / "autograder"), "grade", "tiny", "--force", *args],
+        cwd=course.root,
+        capture_output=True,
+        text=True,
+        env=env or clean_env(),
+        timeout=timeout,
+    )
     return done, time.monotonic() - started
 
 
@@ -167,7 +198,7 @@ def test_a_real_cluster_asks_for_its_token_then_grades_as_the_local_executor(cou
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Connected to Ray cluster" in done.stderr
     assert scores(course) == local
-    assert head.tasks_run() == len(STUDENTS)   # on the cluster, one fresh worker per submission
+    assert head.tasks_run() == len(STUDENTS)  # on the cluster, one fresh worker per submission
     assert recorded_scores(course, "tiny") == {s: (v[1], 3.0) for s, v in local.items()}
 
 
@@ -177,12 +208,14 @@ def test_a_cluster_of_another_ray_version_is_refused_with_both_versions(course, 
     head.wait_ready()
     metadata = head_kv(head, "get")
     try:
-        head_kv(head, "put", {**metadata, "ray_version": "2.59.0"})   # as a head started with another Ray
+        head_kv(head, "put", {**metadata, "ray_version": "2.59.0"})  # as a head started with another Ray
         done, seconds = grade(course, "--executor", "ray", "--address", head.address, env=clean_env(**head.auth))
         out = " ".join((done.stdout + done.stderr).split())
         assert done.returncode == 1, out
-        assert (f"error: cannot use the Ray cluster at {head.address}: its nodes run Ray 2.59.0 on Python "
-                f"{metadata['python_version']}, this machine Ray {ray.__version__} on Python") in out
+        assert (
+            f"error: cannot use the Ray cluster at {head.address}: its nodes run Ray 2.59.0 on Python "
+            f"{metadata['python_version']}, this machine Ray {ray.__version__} on Python"
+        ) in out
         assert "Traceback" not in out and seconds < WRONG_ADDRESS_BOUND, out
     finally:
         head_kv(head, "put", metadata)
@@ -191,12 +224,19 @@ def test_a_cluster_of_another_ray_version_is_refused_with_both_versions(course, 
 
 def head_kv(head, verb: str, metadata: dict | None = None) -> dict:
     """Read or write the cluster's metadata (Ray and Python versions) in its GCS, with its token."""
-    code = ("import json, sys; from ray._raylet import GcsClient; c = GcsClient(address=sys.argv[1]); "
-            "key, ns = b'CLUSTER_METADATA', b'cluster'; "
-            "sys.argv[2] == 'put' and c.internal_kv_put(key, sys.argv[3].encode(), True, ns); "
-            "print(c.internal_kv_get(key, ns).decode())")
-    done = subprocess.run([sys.executable, "-c", code, head.address, verb, json.dumps(metadata or {})],
-                          capture_output=True, text=True, env=clean_env(**head.auth), timeout=60)
+    code = (
+        "import json, sys; from ray._raylet import GcsClient; c = GcsClient(address=sys.argv[1]); "
+        "key, ns = b'CLUSTER_METADATA', b'cluster'; "
+        "sys.argv[2] == 'put' and c.internal_kv_put(key, sys.argv[3].encode(), True, ns); "
+        "print(c.internal_kv_get(key, ns).decode())"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, head.address, verb, json.dumps(metadata or {})],
+        capture_output=True,
+        text=True,
+        env=clean_env(**head.auth),
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.splitlines()[-1])
 
@@ -241,7 +281,10 @@ def test_a_port_that_accepts_and_says_nothing_fails_at_the_first_answer_timeout(
         server.listen()
         address = f"127.0.0.1:{server.getsockname()[1]}"
         started = time.monotonic()
-        with pytest.raises(RuntimeError, match=f"cannot reach the Ray cluster at {address}: .*accepts connections "
-                                               f"but does not answer as a Ray cluster"):
+        with pytest.raises(
+            RuntimeError,
+            match=f"cannot reach the Ray cluster at {address}: .*accepts connections "
+            f"but does not answer as a Ray cluster",
+        ):
             check_cluster(address)
         assert time.monotonic() - started < TCP_TIMEOUT + 5

@@ -23,23 +23,30 @@ def stripped(*cells):
 
 
 def test_expected_arguments_go_wherever_they_stand():
-    assert strip_expected_arguments('check.equal("a", all(x),\n            expected=True, hint="h")') == \
-        'check.equal("a", all(x),\n            hint="h")'
-    assert strip_expected_arguments('check.grad("a", v,\n    expected={"x": f(1),\n'
-                                    '        "y": 2},\n    hint="h")') == \
-        'check.grad("a", v,\n    hint="h")'
-    assert strip_expected_arguments('check.grad("a", v, hint=h, expected={\n  "x": f(1)})\nnext()') == \
-        'check.grad("a", v, hint=h)\nnext()'
+    assert (
+        strip_expected_arguments('check.equal("a", all(x),\n            expected=True, hint="h")')
+        == 'check.equal("a", all(x),\n            hint="h")'
+    )
+    assert (
+        strip_expected_arguments('check.grad("a", v,\n    expected={"x": f(1),\n        "y": 2},\n    hint="h")')
+        == 'check.grad("a", v,\n    hint="h")'
+    )
+    assert (
+        strip_expected_arguments('check.grad("a", v, hint=h, expected={\n  "x": f(1)})\nnext()')
+        == 'check.grad("a", v, hint=h)\nnext()'
+    )
     assert strip_expected_arguments('check.close("é", "ü" + v, expected=[1.0, 2.0])') == 'check.close("é", "ü" + v)'
 
 
 def test_statements_that_only_feed_expected_go_transitively():
-    source = ("import torch.nn.functional as F\n"
-              "loss = lambda W: F.cross_entropy(x @ W, y)\n"
-              "autograd_dW = torch.func.grad(loss)(W)\n"
-              "dW = backward(x, W)\n"
-              "check.grad('dW', dW, expected={'autograd': autograd_dW, 'fd': numeric_gradient(loss, W)})\n")
-    assert reference_only_names([source]) == {"F", "loss", "autograd_dW"}   # F serves only loss, loss only references
+    source = (
+        "import torch.nn.functional as F\n"
+        "loss = lambda W: F.cross_entropy(x @ W, y)\n"
+        "autograd_dW = torch.func.grad(loss)(W)\n"
+        "dW = backward(x, W)\n"
+        "check.grad('dW', dW, expected={'autograd': autograd_dW, 'fd': numeric_gradient(loss, W)})\n"
+    )
+    assert reference_only_names([source]) == {"F", "loss", "autograd_dW"}  # F serves only loss, loss only references
     (out,) = stripped(grade_cell("t", source))
     assert out == "dW = backward(x, W)\ncheck.grad('dW', dW)\n"
     ast.parse(out)
@@ -52,18 +59,29 @@ def test_a_name_used_outside_expected_anywhere_stays():
 
 
 def test_an_emptied_block_keeps_a_pass():
-    out = stripped(grade_cell("t", "for k in keys:\n    ref = auto(k)\n    check.close(k, f(k), expected=ref)\n"
-                                   "if ready:\n    other = auto(0)\ncheck.close('b', other2, expected=other)"))[0]
+    out = stripped(
+        grade_cell(
+            "t",
+            "for k in keys:\n    ref = auto(k)\n    check.close(k, f(k), expected=ref)\n"
+            "if ready:\n    other = auto(0)\ncheck.close('b', other2, expected=other)",
+        )
+    )[0]
     assert out == "for k in keys:\n    check.close(k, f(k))\nif ready:\n    pass\ncheck.close('b', other2)"
 
 
-@pytest.mark.parametrize("source", [
-    "value, ref = f(x), auto(x)\ncheck.close('a', value, expected=ref)",      # unpacked with a tested value
-    "ref = auto(x)\nref += 1\ncheck.close('a', f(x), expected=ref)",          # augmented
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "value, ref = f(x), auto(x)\ncheck.close('a', value, expected=ref)",  # unpacked with a tested value
+        "ref = auto(x)\nref += 1\ncheck.close('a', f(x), expected=ref)",  # augmented
+    ],
+)
 def test_a_reference_bound_with_other_values_is_refused_naming_the_line(source):
-    with pytest.raises(SourceError, match=r"lab.ipynb, cell 0 \(grade_id 't'\): line \d binds ref, used only in "
-                                          r"expected= arguments"):
+    with pytest.raises(
+        SourceError,
+        match=r"lab.ipynb, cell 0 \(grade_id 't'\): line \d binds ref, used only in "
+        r"expected= arguments",
+    ):
         stripped(grade_cell("t", source))
 
 

@@ -54,8 +54,9 @@ def _tree(root: Path) -> dict[str, str]:
         for name in dirs + files:
             path = Path(folder) / name
             relative = str(path.relative_to(root))
-            found[relative] = hashlib.sha256(path.read_bytes()).hexdigest() \
-                if path.is_file() and not path.is_symlink() else "special"
+            found[relative] = (
+                hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() and not path.is_symlink() else "special"
+            )
     return found
 
 
@@ -98,14 +99,15 @@ def test_300_malformed_submissions_fail_with_reasons_and_the_honest_are_graded(f
     for student, label in labels.items():
         result = results[student]
         assert result.status == "failed", f"{label}: graded ({result.score})"
-        assert isinstance(result.failure_kind, FailureKind) and result.failure_kind != FailureKind.INTERNAL_ERROR, \
+        assert isinstance(result.failure_kind, FailureKind) and result.failure_kind != FailureKind.INTERNAL_ERROR, (
             f"{label}: {result.reason}"
+        )
         assert f"{LAB}.ipynb" in result.reason, f"{label}: the reason does not name the file: {result.reason}"
         kinds[result.failure_kind] += 1
-        saved = load_result(course.autograded, student, LAB)   # on disk too, as valid JSON
+        saved = load_result(course.autograded, student, LAB)  # on disk too, as valid JSON
         assert saved is not None and saved.reason == result.reason
     print(f"\n300 malformed + 3 honest graded in {seconds:.1f} s; failure kinds: {dict(kinds)}")
-    assert len(kinds) >= 6   # the generator reaches many different rules
+    assert len(kinds) >= 6  # the generator reaches many different rules
 
 
 def test_the_fuzz_batch_writes_only_grading_results(fuzz_batch):
@@ -117,7 +119,7 @@ def test_the_fuzz_batch_writes_only_grading_results(fuzz_batch):
     assert hashlib.sha256(Path("/etc/passwd").read_bytes()).hexdigest() == passwd
     scores = recorded_scores(course, LAB)
     assert {s: scores[s] for s in HONEST} == {s: (3.0, 3.0) for s in HONEST}
-    assert set(scores) == set(results)   # one gradebook row per student, failed ones unscored
+    assert set(scores) == set(results)  # one gradebook row per student, failed ones unscored
     with Gradebook(course.db_url) as gb:
         for student in labels:
             notebook = gb.find_submission_notebook(LAB, LAB, student)
@@ -170,9 +172,14 @@ def test_course_level_problems_stop_the_batch_once_before_any_kernel(tmp_path):
     nb = mean_square_lab()
     # A lab that reads a data set, and judges an accuracy on held-out labels.
     nb.cells.insert(2, locked_cell("paths", 'FOLDER = "fashion_mnist"   # DATA / "fashion_mnist" in a real lab'))
-    nb.cells.append(grade_cell("accuracy_tests", "### BEGIN HIDDEN TESTS\n"
-                                                 "check.accuracy('toy', torch.tensor([0, 1, 1, 0]), dataset='toy', "
-                                                 "min_accuracy=0.5)\n### END HIDDEN TESTS"))
+    nb.cells.append(
+        grade_cell(
+            "accuracy_tests",
+            "### BEGIN HIDDEN TESTS\n"
+            "check.accuracy('toy', torch.tensor([0, 1, 1, 0]), dataset='toy', "
+            "min_accuracy=0.5)\n### END HIDDEN TESTS",
+        )
+    )
     write_lab(course.root, LAB, nb)
     (course.data / "labels").mkdir(parents=True)
     np.save(course.data / "labels" / "toy.npy", np.array([0, 1, 1, 1]))
@@ -186,7 +193,7 @@ def test_course_level_problems_stop_the_batch_once_before_any_kernel(tmp_path):
     (course.data / "labels" / "toy.npy").unlink()
     with pytest.raises(CourseError, match=r"no held-out labels .*toy\.npy: run `autograder data`"):
         grade_lab(course, LAB)
-    assert not course.autograded.exists()   # nobody was graded (or failed) in turn
+    assert not course.autograded.exists()  # nobody was graded (or failed) in turn
     done = subprocess.run([AUTOGRADER, "grade", LAB], cwd=course.root, capture_output=True, text=True)
     assert done.returncode == 1 and "toy.npy" in done.stdout and "Traceback" not in done.stdout + done.stderr
 
@@ -242,10 +249,14 @@ def test_feedback_is_per_student_and_atomic(course):
     for student in students:
         make_submission(course, LAB, DemoStudent(student, "", answers="solution"))
     assert all(r.status == "graded" for r in grade_lab(course, LAB, students))
-    for student, how in zip(students, ["empty", "surrogate", "widgets", "result"], strict=False):   # not fb_fine
+    for student, how in zip(students, ["empty", "surrogate", "widgets", "result"], strict=False):  # not fb_fine
         _damage(course, student, how)
-    done = subprocess.run([AUTOGRADER, "feedback", LAB, *[f"--student={s}" for s in students]], cwd=course.root,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [AUTOGRADER, "feedback", LAB, *[f"--student={s}" for s in students]],
+        cwd=course.root,
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 0 and "Traceback" not in done.stdout + done.stderr, done.stdout + done.stderr
     out = " ".join(done.stdout.split())
     assert "fb_empty: tiny: the autograded notebook cannot be read" in out
@@ -255,17 +266,23 @@ def test_feedback_is_per_student_and_atomic(course):
     for student in ["fb_empty", "fb_surrogate", "fb_widgets", "fb_fine"]:
         page = (course.feedback / student / LAB / f"{LAB}.html").read_text()
         assert page.endswith("</html>\n") and "3 / 3" in page and "mean_square_negative" in page
-    assert "could not be shown here: only the verdicts are" in \
-        (course.feedback / "fb_empty" / LAB / f"{LAB}.html").read_text()
+    assert (
+        "could not be shown here: only the verdicts are"
+        in (course.feedback / "fb_empty" / LAB / f"{LAB}.html").read_text()
+    )
     assert not (course.feedback / "fb_result").exists()
     assert not list(course.feedback.rglob("*.tmp"))
 
 
 def test_no_feedback_page_is_over_its_cap(course):
     release = nbformat.read(course.release / LAB / f"{LAB}.ipynb", as_version=4)
-    release.cells[0].source = "# Tiny lab\n\n" + "A long essay. " * 200_000   # 2.8 MB of markdown
-    release.cells.insert(1, nbformat.v4.new_markdown_cell("![plot](attachment:p.png)",
-                                                          attachments={"p.png": {"image/png": "iVBORw0K" * 300_000}}))
+    release.cells[0].source = "# Tiny lab\n\n" + "A long essay. " * 200_000  # 2.8 MB of markdown
+    release.cells.insert(
+        1,
+        nbformat.v4.new_markdown_cell(
+            "![plot](attachment:p.png)", attachments={"p.png": {"image/png": "iVBORw0K" * 300_000}}
+        ),
+    )
     folder = course.submitted / "verbose" / LAB
     folder.mkdir(parents=True)
     nbformat.write(release, folder / f"{LAB}.ipynb")
@@ -274,8 +291,9 @@ def test_no_feedback_page_is_over_its_cap(course):
     original = config.read_text()
     try:
         config.write_text(original + "\nc.Grading.max_feedback_mib = 1\n")
-        done = subprocess.run([AUTOGRADER, "feedback", LAB, "--student", "verbose"], cwd=course.root,
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            [AUTOGRADER, "feedback", LAB, "--student", "verbose"], cwd=course.root, capture_output=True, text=True
+        )
     finally:
         config.write_text(original)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -287,12 +305,13 @@ def test_no_feedback_page_is_over_its_cap(course):
 
 
 def test_sigkill_during_feedback_leaves_whole_pages_and_a_rerun_writes_all(course, fuzz_batch):
-    students = sorted(fuzz_batch[2])   # failed runs get a page too: their status and reason
+    students = sorted(fuzz_batch[2])  # failed runs get a page too: their status and reason
     cut_short = []
     for attempt in range(3):
         shutil.rmtree(course.feedback, ignore_errors=True)
-        run = subprocess.Popen([AUTOGRADER, "feedback", LAB], cwd=course.root,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        run = subprocess.Popen(
+            [AUTOGRADER, "feedback", LAB], cwd=course.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and len(list(course.feedback.glob(f"*/{LAB}/*.html"))) < 10 * (attempt + 1):
             time.sleep(0.002)
@@ -312,8 +331,14 @@ def test_sigkill_during_feedback_leaves_whole_pages_and_a_rerun_writes_all(cours
 
 def test_the_csv_never_holds_a_formula_and_keeps_numbers_numeric(course, tmp_path):
     with Gradebook(course.db_url, course.coursedir().course_id) as gb:
-        for student in ['=HYPERLINK("http://evil.example","x")', "@SUM(A1:A9)", "+cmd|' /C calc'!A0", "-2+3",
-                        "\tTAB", "\rCR"]:
+        for student in [
+            '=HYPERLINK("http://evil.example","x")',
+            "@SUM(A1:A9)",
+            "+cmd|' /C calc'!A0",
+            "-2+3",
+            "\tTAB",
+            "\rCR",
+        ]:
             gb.update_or_create_student(student)
     make_submission(course, LAB, DemoStudent("csv_honest", "", answers="solution"))
     grade_lab(course, LAB, ["csv_honest"])
@@ -324,7 +349,7 @@ def test_the_csv_never_holds_a_formula_and_keeps_numbers_numeric(course, tmp_pat
         for cell in row:
             assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), row
     by_student = {row[0]: row for row in rows[1:]}
-    assert by_student["'=HYPERLINK(\"http://evil.example\",\"x\")"][2] == "missing"
+    assert by_student['\'=HYPERLINK("http://evil.example","x")'][2] == "missing"
     assert by_student["'-2+3"] and by_student["'\tTAB"]
-    assert by_student["csv_honest"][4:6] == ["3", "3"]   # numbers as numbers
+    assert by_student["csv_honest"][4:6] == ["3", "3"]  # numbers as numbers
     assert not list(tmp_path.glob(".*.tmp"))

@@ -15,20 +15,34 @@ import time
 from pathlib import Path
 
 import pytest
-from job_limits import default_limits
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from autograder.executors import Limits
 from autograder.executors.cgroups import process_limit
 from autograder.executors.sandbox import probe, sandbox_argv
 from autograder.executors.session import execute_notebook
+from job_limits import default_limits
 
 REPO = Path(__file__).resolve().parent.parent
 FAST = default_limits(cell_timeout=20, notebook_timeout=60)
 CANARY = "AUTOGRADER_TEST_CANARY"
 # bwrap's minimal /dev: no GPUs, no disks
-DEV = {"null", "zero", "full", "random", "urandom", "tty", "pts", "ptmx", "shm", "fd", "stdin", "stdout", "stderr",
-       "core"}
+DEV = {
+    "null",
+    "zero",
+    "full",
+    "random",
+    "urandom",
+    "tty",
+    "pts",
+    "ptmx",
+    "shm",
+    "fd",
+    "stdin",
+    "stdout",
+    "stderr",
+    "core",
+}
 
 pytestmark = pytest.mark.skipif(not probe().available, reason=f"no sandbox here: {probe().reason}")
 
@@ -72,15 +86,22 @@ def no_leftovers():
 
 
 def test_computes_keeps_outputs_and_goes_on_after_an_error(tmp_path):
-    nb = new_notebook(cells=[new_markdown_cell("# lab"), new_code_cell("x = 6 * 7\nx"), new_code_cell("print('hi')"),
-                             new_code_cell("raise ValueError('boom')"), new_code_cell("x + 1")])
+    nb = new_notebook(
+        cells=[
+            new_markdown_cell("# lab"),
+            new_code_cell("x = 6 * 7\nx"),
+            new_code_cell("print('hi')"),
+            new_code_cell("raise ValueError('boom')"),
+            new_code_cell("x + 1"),
+        ]
+    )
     result = execute_notebook(nb, job_dir=tmp_path / "job", limits=FAST, sandbox=True)
     assert (result.status, result.reason, result.sandboxed) == ("completed", None, True)
     assert result.cell_errors == {3: "ValueError: boom"}
     cells = result.notebook.cells
     assert texts(cells[1]) == "42" and texts(cells[2]) == "hi\n" and texts(cells[4]) == "43"
     assert cells[3].outputs[0].output_type == "error"
-    assert nb.cells[1].outputs == []   # the caller's notebook is left as it was
+    assert nb.cells[1].outputs == []  # the caller's notebook is left as it was
 
 
 def test_sandbox_isolation(tmp_path, monkeypatch):
@@ -98,7 +119,7 @@ def test_sandbox_isolation(tmp_path, monkeypatch):
         # the host's files: the repository, /root beyond the Python installation, /etc
         f"""
 try:
-    open({str(REPO / 'pyproject.toml')!r})
+    open({str(REPO / "pyproject.toml")!r})
     raise AssertionError('the repository is visible')
 except FileNotFoundError:
     pass
@@ -132,7 +153,7 @@ for path in ['/usr/evil', sys.prefix + '/evil', '/shared/evil', '/evil', '/dev/e
     except OSError as err:
         assert err.errno in (errno.EROFS, errno.EACCES), (path, err)
 assert open('/shared/data.txt').read() == 'course data'
-for folder in ['/tmp', os.environ['HOME'], os.getcwd(), {str(tmp_path / 'job')!r}]:
+for folder in ['/tmp', os.environ['HOME'], os.getcwd(), {str(tmp_path / "job")!r}]:
     open(os.path.join(folder, 'ok'), 'w').write('ok')
 """,
         # nothing from the parent's environment, no GPU, no capabilities, own pid namespace
@@ -173,9 +194,11 @@ except OSError as err:
     assert (tmp_path / "job" / "ok").read_text() == "ok"
 
 
-@pytest.mark.parametrize("source", ["while True: pass",
-                                    "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass"],
-                         ids=["loop", "loop-ignoring-sigint"])
+@pytest.mark.parametrize(
+    "source",
+    ["while True: pass", "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True: pass"],
+    ids=["loop", "loop-ignoring-sigint"],
+)
 def test_a_cell_over_its_time_is_stopped(tmp_path, source):
     start = time.monotonic()
     result = run(tmp_path, ["1 + 1", source, "2 + 2"], default_limits(cell_timeout=2, notebook_timeout=60))
@@ -186,15 +209,21 @@ def test_a_cell_over_its_time_is_stopped(tmp_path, source):
 
 
 def test_the_whole_notebook_has_a_wall_clock(tmp_path):
-    result = run(tmp_path, ["import time"] + ["time.sleep(1)"] * 10, default_limits(cell_timeout=10, notebook_timeout=4))
+    result = run(
+        tmp_path, ["import time"] + ["time.sleep(1)"] * 10, default_limits(cell_timeout=10, notebook_timeout=4)
+    )
     assert (result.status, result.reason) == ("failed", "timeout: the notebook ran longer than 4 s")
     assert result.wall_seconds < 10
 
 
-@pytest.mark.parametrize("source, how", [("import os\nos._exit(1)", "exited with code 1"),
-                                         ("import os\nos.kill(os.getpid(), 9)",
-                                          "killed by signal 9 (SIGKILL); out of memory or process limit?")],
-                         ids=["exit", "sigkill"])
+@pytest.mark.parametrize(
+    "source, how",
+    [
+        ("import os\nos._exit(1)", "exited with code 1"),
+        ("import os\nos.kill(os.getpid(), 9)", "killed by signal 9 (SIGKILL); out of memory or process limit?"),
+    ],
+    ids=["exit", "sigkill"],
+)
 def test_a_dying_kernel_fails_the_run(tmp_path, source, how):
     result = run(tmp_path, ["1", source, "2"])
     assert (result.status, result.reason) == ("failed", f"kernel died while running cell 1 ({how})")
@@ -221,13 +250,16 @@ finally:
     assert int(texts(result.notebook.cells[0])) < 64
     assert texts(result.notebook.cells[1]) == "still here\n"
     assert processes_with(marker) == []
-    assert subprocess.run(["true"]).returncode == 0   # the host can still fork
+    assert subprocess.run(["true"]).returncode == 0  # the host can still fork
 
 
-@pytest.mark.parametrize("source", ["while True: print('x' * 10_000)", "print('y' * 3_000_000)"],
-                         ids=["many-messages", "one-huge-message"])
+@pytest.mark.parametrize(
+    "source", ["while True: print('x' * 10_000)", "print('y' * 3_000_000)"], ids=["many-messages", "one-huge-message"]
+)
 def test_output_is_capped(tmp_path, source):
-    result = run(tmp_path, [source, "1"], default_limits(cell_timeout=20, notebook_timeout=60, max_output_bytes=1 << 20))
+    result = run(
+        tmp_path, [source, "1"], default_limits(cell_timeout=20, notebook_timeout=60, max_output_bytes=1 << 20)
+    )
     assert (result.status, result.reason) == ("failed", "output over 1 MiB")
     assert sum(len(texts(cell)) for cell in result.notebook.cells) <= 1 << 20
 
@@ -240,11 +272,19 @@ def test_unsandboxed_run_has_a_clean_environment_and_the_binds(tmp_path, monkeyp
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     (cwd / "input.txt").write_text("next to the notebook")
-    cells = [f"import os\nassert {CANARY!r} not in os.environ\nprint(os.environ['MODE'])",
-             "import helper\nprint(helper.VALUE)",
-             "print(open('input.txt').read())"]
-    result = run(tmp_path, cells, sandbox=False, env={"MODE": "trusted", "PYTHONPATH": "/opt/lib"},
-                 read_only=[(library / "helper.py", "/opt/lib/helper.py")], cwd=cwd)
+    cells = [
+        f"import os\nassert {CANARY!r} not in os.environ\nprint(os.environ['MODE'])",
+        "import helper\nprint(helper.VALUE)",
+        "print(open('input.txt').read())",
+    ]
+    result = run(
+        tmp_path,
+        cells,
+        sandbox=False,
+        env={"MODE": "trusted", "PYTHONPATH": "/opt/lib"},
+        read_only=[(library / "helper.py", "/opt/lib/helper.py")],
+        cwd=cwd,
+    )
     assert (result.status, result.sandboxed, result.cell_errors) == ("completed", False, {})
     assert [texts(c) for c in result.notebook.cells] == ["trusted\n", "from the bind\n", "next to the notebook\n"]
 
@@ -268,7 +308,7 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
     for delay in (0, 0.002, 0.005, 0.01, 0.03, 0.1):
         done = subprocess.run([sys.executable, "-c", coordinator, str(delay)], capture_output=True, text=True)
-        assert done.returncode == -signal.SIGKILL, done.stderr   # it started the sandbox, then died
+        assert done.returncode == -signal.SIGKILL, done.stderr  # it started the sandbox, then died
     deadline = time.monotonic() + 5
     while processes_with(marker) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -278,11 +318,11 @@ os.kill(os.getpid(), signal.SIGKILL)
 def test_sandbox_command_line():
     argv = sandbox_argv(["python"], job_dir=Path("/tmp/job"), env={"A": "1"}, limits=default_limits(memory_bytes=None))
     assert argv[0].endswith("prlimit") and not any(a.startswith("--as=") for a in argv)
-    bwrap = argv[argv.index("--") + 1:]
+    bwrap = argv[argv.index("--") + 1 :]
     for flag in ("--unshare-all", "--die-with-parent", "--new-session", "--clearenv"):
         assert flag in bwrap
     assert bwrap[bwrap.index("--cap-drop") + 1] == "ALL"
-    assert bwrap.index("/tmp") < bwrap.index("/tmp/job")       # tmpfs first, then the bind under it
+    assert bwrap.index("/tmp") < bwrap.index("/tmp/job")  # tmpfs first, then the bind under it
     assert "/etc" not in bwrap and "/root" not in bwrap
     assert bwrap[-2:] == ["--", "python"]
     with pytest.raises(ValueError, match="RLIMIT_AS"):

@@ -32,10 +32,10 @@ pytestmark = pytest.mark.skipif(not probe().available, reason=f"no sandbox here:
 
 DEBIAN_TEST_LABELS = FASHION_MNIST_SOURCE / "t10k-labels-idx1-ubyte.gz"
 LAB = "tiny"
-MIN_FILES = 20_000   # the venv alone holds ~60k files: a walk seeing fewer saw too little
+MIN_FILES = 20_000  # the venv alone holds ~60k files: a walk seeing fewer saw too little
 
 # Runs inside the sandboxed kernel: walk /, following links (each file once), and report.
-WALKER = r'''
+WALKER = r"""
 import hashlib, json, os, stat, time, zipfile, zlib
 SIZES = set(%(sizes)r)
 SKIP = ("/proc", "/sys", "/dev")
@@ -116,9 +116,9 @@ while stack:
 counts["hashed"] = len(hashes)
 counts["seconds"] = round(time.monotonic() - began, 2)
 print(json.dumps({"counts": counts, "hashes": hashes}))
-'''
+"""
 
-ATTACK = r'''
+ATTACK = r"""
 import gzip, json, os
 found = {}
 for path in ["/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz", "%(data)s/labels/fashion_mnist_test.npy"]:
@@ -134,7 +134,7 @@ for folder in ["/usr", "/usr/share", "/usr/share/datasets", "%(data)s"]:
     except Exception as err:
         listings[folder] = type(err).__name__
 print(json.dumps({"open": found, "list": listings}))
-'''
+"""
 
 
 def sha256(data: bytes) -> str:
@@ -169,10 +169,12 @@ def held_out(course: Course) -> tuple[dict[str, str], set[int]]:
         targets.setdefault(sha256(data), what)
         sizes.add(len(data))
 
-    files = [*sorted((course.data / "labels").glob("*.npy")),                       # held-out labels
-             *sorted(p for p in course.private.rglob("*") if p.is_file()),           # private/: references
-             *sorted(p for p in course.source.rglob("*") if p.is_file()),            # solutions, hidden tests
-             course.root / "gradebook.db"]
+    files = [
+        *sorted((course.data / "labels").glob("*.npy")),  # held-out labels
+        *sorted(p for p in course.private.rglob("*") if p.is_file()),  # private/: references
+        *sorted(p for p in course.source.rglob("*") if p.is_file()),  # solutions, hidden tests
+        course.root / "gradebook.db",
+    ]
     for path in files:
         add(path.read_bytes(), str(path))
         if path.suffix == ".npy":
@@ -208,8 +210,10 @@ def test_nothing_held_out_is_readable_in_the_sandbox(course):
         assert DEBIAN_TEST_LABELS.is_file()
     targets, sizes = held_out(course)
     public = course.data / "public_set"
-    controls = {sha256((public / "control.bin").read_bytes()): "raw",
-                sha256(gzip.decompress((public / "control.bin.gz").read_bytes())): "gunzip"}
+    controls = {
+        sha256((public / "control.bin").read_bytes()): "raw",
+        sha256(gzip.decompress((public / "control.bin.gz").read_bytes())): "gunzip",
+    }
     sizes |= {4321, 5432}
     report = run_in_grading_sandbox(course, WALKER % {"sizes": sorted(sizes)})
     counts, hashes = report["counts"], report["hashes"]
@@ -231,4 +235,4 @@ def test_the_debian_labels_attack_finds_nothing(course):
     assert "datasets" not in report["list"]["/usr/share"], report
     assert report["list"]["/usr/share/datasets"] == "FileNotFoundError", report
     assert "share" in report["list"]["/usr"] and "labels" not in report["list"][SANDBOX_DATA], report
-    assert "public_set" in report["list"][SANDBOX_DATA], report   # the public data is there: the view is real
+    assert "public_set" in report["list"][SANDBOX_DATA], report  # the public data is there: the view is real

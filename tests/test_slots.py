@@ -28,7 +28,8 @@ def test_gpu_uuids_come_from_the_driver_files(tmp_path):
         (tmp_path / bus).mkdir()
         (tmp_path / bus / "information").write_text(
             f"Model: \t\t NVIDIA H100 80GB HBM3\nIRQ:   \t\t 0\nGPU UUID: \t {uuid}\n"
-            f"Video BIOS: \t 96.00.99.00.01\nBus Type: \t PCIe\nDMA Size: \t 52 bits\nDevice Minor: \t {minor}\n")
+            f"Video BIOS: \t 96.00.99.00.01\nBus Type: \t PCIe\nDMA Size: \t 52 bits\nDevice Minor: \t {minor}\n"
+        )
     assert gpu_uuids(tmp_path) == {0: "GPU-1d2c", 3: "GPU-9f0e"}
     assert gpu_uuids(tmp_path / "absent") == {}
 
@@ -36,8 +37,9 @@ def test_gpu_uuids_come_from_the_driver_files(tmp_path):
 def test_cpu_slots_see_no_gpu():
     pool = SlotPool.for_machine(gpus=[], cpu_jobs=3)
     assert len(pool) == 3
-    assert all(s.gpu is None and s.device_nodes == [] and s.environment == {"CUDA_VISIBLE_DEVICES": ""}
-               for s in pool.slots)
+    assert all(
+        s.gpu is None and s.device_nodes == [] and s.environment == {"CUDA_VISIBLE_DEVICES": ""} for s in pool.slots
+    )
 
 
 def test_no_slot_is_ever_held_twice():

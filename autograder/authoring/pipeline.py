@@ -58,8 +58,10 @@ class BuildReport:
     seconds: float
 
     def summary(self) -> str:
-        return (f"{self.lab}: {len(self.notebooks)} notebook(s), {self.checks} checks "
-                f"({self.hidden_checks} hidden), {self.points:g} points, built in {self.seconds:.1f} s")
+        return (
+            f"{self.lab}: {len(self.notebooks)} notebook(s), {self.checks} checks "
+            f"({self.hidden_checks} hidden), {self.points:g} points, built in {self.seconds:.1f} s"
+        )
 
 
 def build_lab(course: Course, lab: str) -> BuildReport:
@@ -72,20 +74,27 @@ def build_lab(course: Course, lab: str) -> BuildReport:
     for path in sources:
         nb = read_notebook(path)
         check_source(nb, path)
-        points += sum(float(c.metadata.get("nbgrader", {}).get("points", 0))
-                      for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade"))
-        strip_reference_code(copy.deepcopy(nb), path)   # refuses reference code it cannot move, before the run
+        points += sum(
+            float(c.metadata.get("nbgrader", {}).get("points", 0))
+            for c in nb.cells
+            if c.metadata.get("nbgrader", {}).get("grade")
+        )
+        strip_reference_code(copy.deepcopy(nb), path)  # refuses reference code it cannot move, before the run
         executed[path] = run_trusted(copy.deepcopy(nb), cwd=path.parent)
         recorded = record_references(executed[path], path, course.held_out_labels)
         check_points_are_hidden(nb, recorded, path)
         for name, ref in recorded.items():
             if name in references:
-                raise SourceError(path, ref.cell_index, f"check name {name!r} repeats: notebook "
-                                  f"{references[name].notebook} records it too", ref.grade_id)
+                raise SourceError(
+                    path,
+                    ref.cell_index,
+                    f"check name {name!r} repeats: notebook {references[name].notebook} records it too",
+                    ref.grade_id,
+                )
             references[name] = ref
 
     public_file, private_file = course.release / lab / PUBLIC_REFERENCES, course.references_file(lab)
-    old_public = _read_bytes(public_file)   # before nbgrader replaces release/<lab>/ as a whole
+    old_public = _read_bytes(public_file)  # before nbgrader replaces release/<lab>/ as a whole
     generate_release(course, lab)
     for path in sources:
         check_release(read_notebook(path), read_notebook(course.release / lab / path.name), path)
@@ -97,8 +106,7 @@ def build_lab(course: Course, lab: str) -> BuildReport:
         write_solution(nb, course.solutions / lab / path.name, keep_outputs=agree)
 
     hidden = sum(ref.hidden for ref in references.values())
-    return BuildReport(lab, [p.stem for p in sources], len(references), hidden, points,
-                       time.perf_counter() - start)
+    return BuildReport(lab, [p.stem for p in sources], len(references), hidden, points, time.perf_counter() - start)
 
 
 def generate_release(course: Course, lab: str) -> None:
@@ -115,8 +123,11 @@ def generate_release(course: Course, lab: str) -> None:
     app.create_assignment = True
     result = capture_log(app)
     if not result["success"]:
-        raise SourceError(course.source / lab, None,
-                          f"nbgrader generate_assignment failed:\n{result.get('log', '')}{result.get('error', '')}")
+        raise SourceError(
+            course.source / lab,
+            None,
+            f"nbgrader generate_assignment failed:\n{result.get('log', '')}{result.get('error', '')}",
+        )
 
 
 def check_release(source, release, path: Path) -> None:
@@ -135,8 +146,9 @@ def _region_only_lines(nb) -> set[str]:
     outside: set[str] = set()
     for cell in nb.cells:
         lines = cell.source.splitlines()
-        regions = marker_lines(cell.source, BEGIN_SOLUTION, END_SOLUTION) + \
-            marker_lines(cell.source, BEGIN_HIDDEN, END_HIDDEN)
+        regions = marker_lines(cell.source, BEGIN_SOLUTION, END_SOLUTION) + marker_lines(
+            cell.source, BEGIN_HIDDEN, END_HIDDEN
+        )
         numbers = {n for a, b in regions for n in range(a + 1, b)}
         for number, line in enumerate(lines, start=1):
             (inside if number in numbers else outside).add(line.strip())
@@ -154,11 +166,14 @@ def write_solution(executed, target: Path, *, keep_outputs: bool = False) -> boo
     nb = copy.deepcopy(executed)
     strip_observations(nb)
     for cell in nb.cells:
-        cell.metadata.pop("execution", None)   # nbclient's timestamps: noise in every rebuild's diff
+        cell.metadata.pop("execution", None)  # nbclient's timestamps: noise in every rebuild's diff
         lines = cell.source.splitlines()
         drop = {n for a, b in marker_lines(cell.source, BEGIN_HIDDEN, END_HIDDEN) for n in range(a, b + 1)}
-        kept = [line for number, line in enumerate(lines, start=1)
-                if number not in drop and BEGIN_SOLUTION not in line and END_SOLUTION not in line]
+        kept = [
+            line
+            for number, line in enumerate(lines, start=1)
+            if number not in drop and BEGIN_SOLUTION not in line and END_SOLUTION not in line
+        ]
         cell.source = "\n".join(kept)
     if keep_outputs and target.is_file():
         try:
@@ -168,15 +183,16 @@ def write_solution(executed, target: Path, *, keep_outputs: bool = False) -> boo
         if old is not None and _without_outputs(old) == _without_outputs(nb):
             return True
     text = nbformat.writes(nb)
-    _replace_file(target, text if text.endswith("\n") else text + "\n")   # as nbformat.write
+    _replace_file(target, text if text.endswith("\n") else text + "\n")  # as nbformat.write
     return False
 
 
 # --------------------------------------------------------------------------- reproducible builds
 
 
-def write_references(references: dict[str, Reference], file: Path, old: bytes | None, *,
-                     public_only: bool = False) -> bool:
+def write_references(
+    references: dict[str, Reference], file: Path, old: bytes | None, *, public_only: bool = False
+) -> bool:
     """Write a references file, unless `old` (the file's previous bytes) agrees with it: then
     the old bytes stay (are put back where nbgrader removed them). Returns whether they did."""
     new = file.with_name(file.name + ".new")
@@ -201,12 +217,15 @@ def references_agree(old: bytes, new: bytes) -> bool:
     """
     try:
         a, b = json.loads(old), json.loads(new)
-        if set(a) != set(b) or {k: v for k, v in a.items() if k != "checks"} != \
-                {k: v for k, v in b.items() if k != "checks"} or set(a["checks"]) != set(b["checks"]):
+        if (
+            set(a) != set(b)
+            or {k: v for k, v in a.items() if k != "checks"} != {k: v for k, v in b.items() if k != "checks"}
+            or set(a["checks"]) != set(b["checks"])
+        ):
             return False
         return all(_entries_agree(a["checks"][name], b["checks"][name]) for name in a["checks"])
     except (ValueError, KeyError, TypeError, AttributeError, MalformedObservation):
-        return False   # an unreadable or foreign old file: write the new one
+        return False  # an unreadable or foreign old file: write the new one
 
 
 def _entries_agree(old: dict, new: dict) -> bool:
@@ -228,16 +247,24 @@ def _entries_agree(old: dict, new: dict) -> bool:
         if expected_a is None:
             return True
         if a.kind in LABELLED_EXPECTED_KINDS and isinstance(expected_a, dict):
-            return isinstance(expected_b, dict) and set(expected_a) == set(expected_b) and \
-                all(_values_agree(a, expected_a[k], expected_b[k]) for k in expected_a)
+            return (
+                isinstance(expected_b, dict)
+                and set(expected_a) == set(expected_b)
+                and all(_values_agree(a, expected_a[k], expected_b[k]) for k in expected_a)
+            )
         return _values_agree(a, expected_a, expected_b)
     if a.kind in ("at_most", "at_least"):
-        return True   # judged by params["limit"], equal above
+        return True  # judged by params["limit"], equal above
     if old.get("params", {}).get("expected") != new.get("params", {}).get("expected"):
         return False
     if isinstance(a.value, np.ndarray) or isinstance(b.value, np.ndarray):
-        return isinstance(a.value, np.ndarray) and isinstance(b.value, np.ndarray) and \
-            a.value.dtype == b.value.dtype and a.value.shape == b.value.shape and np.array_equal(a.value, b.value)
+        return (
+            isinstance(a.value, np.ndarray)
+            and isinstance(b.value, np.ndarray)
+            and a.value.dtype == b.value.dtype
+            and a.value.shape == b.value.shape
+            and np.array_equal(a.value, b.value)
+        )
     return old.get("data") == new.get("data")
 
 
@@ -259,8 +286,9 @@ def _without_outputs(nb) -> dict:
     language_info (its Python's patch version)."""
     document = copy.deepcopy(dict(nb))
     document["metadata"] = {k: v for k, v in document.get("metadata", {}).items() if k != "language_info"}
-    document["cells"] = [{k: v for k, v in cell.items() if k not in ("outputs", "execution_count")}
-                         for cell in document.get("cells", [])]
+    document["cells"] = [
+        {k: v for k, v in cell.items() if k not in ("outputs", "execution_count")} for cell in document.get("cells", [])
+    ]
     return json.loads(json.dumps(document))
 
 

@@ -28,8 +28,9 @@ from .source_rules import SourceError
 def run_trusted(nb, cwd: Path, timeout: int = 1800):
     """Execute an instructor notebook in a plain kernel, checks in record mode. Returns it executed."""
     env = {**os.environ, MODE_VARIABLE: "record", "PYTHONHASHSEED": "0"}
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(cwd)}})
+    client = NotebookClient(
+        nb, timeout=timeout, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(cwd)}}
+    )
     client.execute(env=env)
     return nb
 
@@ -52,22 +53,36 @@ def record_references(nb, path: Path, labels_for=None) -> dict[str, Reference]:
         if rejected:
             raise SourceError(path, index, f"an observation was malformed: {rejected[0]}", grade_id)
         if is_test_cell(cell) and not observations:
-            raise SourceError(path, index, "this test cell records no check: call check.close/shape/equal in it",
-                              grade_id)
+            raise SourceError(
+                path, index, "this test cell records no check: call check.close/shape/equal in it", grade_id
+            )
         hidden = hidden_lines(cell.source)
         for obs in observations:
             if not is_test_cell(cell):
-                raise SourceError(path, index, f"check {obs.name!r} is called outside a test cell "
-                                  "(nbgrader.grade = true): it would never be graded", grade_id)
-            if not isinstance(grade_id, str):   # check_source refuses these first
+                raise SourceError(
+                    path,
+                    index,
+                    f"check {obs.name!r} is called outside a test cell "
+                    "(nbgrader.grade = true): it would never be graded",
+                    grade_id,
+                )
+            if not isinstance(grade_id, str):  # check_source refuses these first
                 raise SourceError(path, index, "an nbgrader cell without a grade_id")
             if obs.name in references:
                 other = references[obs.name]
-                raise SourceError(path, index, f"check name {obs.name!r} repeats: cell {other.cell_index} "
-                                  f"of {other.notebook} records it too", grade_id)
+                raise SourceError(
+                    path,
+                    index,
+                    f"check name {obs.name!r} repeats: cell {other.cell_index} of {other.notebook} records it too",
+                    grade_id,
+                )
             if obs.problem:
-                raise SourceError(path, index, f"check {obs.name!r} could not record the solution's value: "
-                                  f"it was {obs.problem}", grade_id)
+                raise SourceError(
+                    path,
+                    index,
+                    f"check {obs.name!r} could not record the solution's value: it was {obs.problem}",
+                    grade_id,
+                )
             declared: Outcome | None
             if obs.kind == "accuracy":
                 declared = compare(obs, scored_accuracy(obs, labels_for(obs.params["dataset"])))
@@ -98,17 +113,27 @@ def check_points_are_hidden(nb, references: dict[str, Reference], path: Path) ->
             continue
         refs = by_cell.get(meta.get("grade_id", ""), [])
         if not any(ref.hidden and ref.weight > 0 and ref.observation.kind != "by_hand" for ref in refs):
-            raise SourceError(path, index, "this test cell has points but no hidden check of positive weight: "
-                              "its points come from hidden checks only (public references ship with the release, "
-                              "so a public value can be copied). Add a hidden check between ### BEGIN HIDDEN TESTS "
-                              "and ### END HIDDEN TESTS.", meta.get("grade_id"))
+            raise SourceError(
+                path,
+                index,
+                "this test cell has points but no hidden check of positive weight: "
+                "its points come from hidden checks only (public references ship with the release, "
+                "so a public value can be copied). Add a hidden check between ### BEGIN HIDDEN TESTS "
+                "and ### END HIDDEN TESTS.",
+                meta.get("grade_id"),
+            )
     for ref in references.values():
         if ref.hidden and ref.observation.kind in ("close", "grad", "equal"):
             twin = next((p for p in public if _same_value(p, ref.observation)), None)
             if twin is not None:
-                raise SourceError(path, ref.cell_index, f"hidden check {ref.name!r} records the same value as the "
-                                  f"public check {twin.name!r}: a student could copy it from public_references.json. "
-                                  "Test the hidden check on other inputs.", ref.grade_id)
+                raise SourceError(
+                    path,
+                    ref.cell_index,
+                    f"hidden check {ref.name!r} records the same value as the "
+                    f"public check {twin.name!r}: a student could copy it from public_references.json. "
+                    "Test the hidden check on other inputs.",
+                    ref.grade_id,
+                )
 
 
 def _same_value(public: Observation, hidden: Observation) -> bool:

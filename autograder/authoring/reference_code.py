@@ -42,7 +42,7 @@ def reference_only_names(cells: list[str]) -> frozenset[str]:
     """Names whose every use, anywhere in the notebook (`cells`: the code cells' sources), is inside
     an `expected=` argument or in a statement that only binds such names (transitively: a loss
     function used only to compute an autograd reference is one too)."""
-    records: list[tuple[set[str] | None, set[str]]] = []   # (names a removable statement binds, its loads)
+    records: list[tuple[set[str] | None, set[str]]] = []  # (names a removable statement binds, its loads)
     inside: set[str] = set()
     bound: set[str] = set()
     for source in cells:
@@ -55,12 +55,16 @@ def reference_only_names(cells: list[str]) -> frozenset[str]:
             for stmt in body:
                 binds = _bound_by(stmt)
                 parts = [stmt] if binds is not None or not _is_compound(stmt) else _header_parts(stmt)
-                loads = {n.id for part in parts for n in ast.walk(part)
-                         if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Store) and id(n) not in in_expected}
+                loads = {
+                    n.id
+                    for part in parts
+                    for n in ast.walk(part)
+                    if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Store) and id(n) not in in_expected
+                }
                 records.append((binds, loads))
                 bound |= binds or set()
     names = set(bound)
-    while True:   # shrink to the largest set whose every use is reference code
+    while True:  # shrink to the largest set whose every use is reference code
         outside = set().union(*(loads for binds, loads in records if binds is None or not binds <= names))
         used = inside.union(*(loads for binds, loads in records if binds is not None and binds <= names))
         smaller = {n for n in names if n not in outside and n in used}
@@ -107,7 +111,7 @@ def _strip(source: str, reference_only: frozenset[str], path, where: tuple) -> s
     tree = _parse(source)
     if tree is None:
         return source
-    spans: list[tuple[int, int, str]] = []   # (start, end, replacement) character offsets
+    spans: list[tuple[int, int, str]] = []  # (start, end, replacement) character offsets
     offsets = _LineOffsets(source)
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
@@ -119,26 +123,43 @@ def _strip(source: str, reference_only: frozenset[str], path, where: tuple) -> s
         for number, stmt in enumerate(removed):
             # A body left empty keeps one `pass`, at the first removed statement's place.
             keep_pass = len(removed) == len(body) and number == 0
-            spans.append((offsets.line_start(stmt), offsets.line_end(stmt), _indent_of(source, offsets, stmt) +
-                          "pass\n" if keep_pass else ""))
+            spans.append(
+                (
+                    offsets.line_start(stmt),
+                    offsets.line_end(stmt),
+                    _indent_of(source, offsets, stmt) + "pass\n" if keep_pass else "",
+                )
+            )
     if not spans:
         return source
     text = source
     for start, end, replacement in sorted(spans, reverse=True):
         text = text[:start] + replacement + text[end:]
     if _parse(text) is None:
-        raise SourceError(path, where[0],  "removing the reference code (expected= arguments) leaves a test cell that "
-                          "does not parse: keep each check call on lines of its own", where[1])
+        raise SourceError(
+            path,
+            where[0],
+            "removing the reference code (expected= arguments) leaves a test cell that "
+            "does not parse: keep each check call on lines of its own",
+            where[1],
+        )
     return text
 
 
 def _is_reference_statement(stmt, reference_only, path, where) -> bool:
     names = _bound_by(stmt)
-    if names is None:   # binds through attributes or subscripts, or does not bind
-        hidden = {n.id for n in ast.walk(stmt) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)
-                  and n.id in reference_only and not _nested_in_function(stmt, n)}
-        if hidden and not isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.For, ast.While, ast.If,
-                                            ast.With, ast.Try)):
+    if names is None:  # binds through attributes or subscripts, or does not bind
+        hidden = {
+            n.id
+            for n in ast.walk(stmt)
+            if isinstance(n, ast.Name)
+            and isinstance(n.ctx, ast.Store)
+            and n.id in reference_only
+            and not _nested_in_function(stmt, n)
+        }
+        if hidden and not isinstance(
+            stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.For, ast.While, ast.If, ast.With, ast.Try)
+        ):
             _refuse(path, where, stmt, hidden)
         if isinstance(stmt, (ast.For, ast.AsyncFor)):
             target = {n.id for n in ast.walk(stmt.target) if isinstance(n, ast.Name)} & reference_only
@@ -155,10 +176,15 @@ def _is_reference_statement(stmt, reference_only, path, where) -> bool:
 
 def _refuse(path, where, stmt, names) -> None:
     listed = ", ".join(sorted(names))
-    raise SourceError(path, where[0], f"line {stmt.lineno} binds {listed}, used only in expected= arguments, together "
-                      "with values the test uses (or as a loop variable): under grading it would be computed in the "
-                      "student's kernel. Compute the reference inside expected= (a lambda or an inline expression) or "
-                      "in an assignment of its own.", where[1])
+    raise SourceError(
+        path,
+        where[0],
+        f"line {stmt.lineno} binds {listed}, used only in expected= arguments, together "
+        "with values the test uses (or as a loop variable): under grading it would be computed in the "
+        "student's kernel. Compute the reference inside expected= (a lambda or an inline expression) or "
+        "in an assignment of its own.",
+        where[1],
+    )
 
 
 def _bound_by(stmt) -> set[str] | None:
@@ -219,8 +245,9 @@ def _statement_lists(tree):
             body = getattr(node, field, None)
             if isinstance(body, list) and body and isinstance(body[0], ast.stmt):
                 yield body
-                stack.extend(s for s in body if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef,
-                                                                   ast.ClassDef)))
+                stack.extend(
+                    s for s in body if not isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))
+                )
         for handler in getattr(node, "handlers", []) or []:
             stack.append(handler)
 
@@ -236,7 +263,7 @@ def _expected_value_nodes(tree) -> set[int]:
 
 
 def _parse(source: str):
-    try:   # parse_python: ast.parse is not thread-safe on CPython 3.11, and sanitize runs in grading threads
+    try:  # parse_python: ast.parse is not thread-safe on CPython 3.11, and sanitize runs in grading threads
         return parse_python(without_magics(source))
     except SyntaxError:
         return None
@@ -253,7 +280,7 @@ def _keyword_span(source: str, start: int, end: int) -> tuple[int, int, str]:
         while after < len(source) and source[after] in " \t":
             after += 1
         line_start = source.rfind("\n", 0, start) + 1
-        if not source[line_start:start].strip() and source[after:after + 1] in ("\n", ""):
+        if not source[line_start:start].strip() and source[after : after + 1] in ("\n", ""):
             return line_start, min(after + 1, len(source)), ""
         return start, after, ""
     before = start
@@ -263,8 +290,8 @@ def _keyword_span(source: str, start: int, end: int) -> tuple[int, int, str]:
 
 
 def _indent_of(source: str, offsets: _LineOffsets, stmt) -> str:
-    line = source[offsets.line_start(stmt):]
-    return line[:len(line) - len(line.lstrip(" \t"))]
+    line = source[offsets.line_start(stmt) :]
+    return line[: len(line) - len(line.lstrip(" \t"))]
 
 
 class _LineOffsets:

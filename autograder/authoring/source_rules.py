@@ -43,7 +43,7 @@ def check_source(nb, path: Path | str) -> None:
         grade_id = meta.get("grade_id")
 
         def fail(message: str) -> NoReturn:
-            raise SourceError(path, index, message, grade_id)   # noqa: B023  (called in this iteration only)
+            raise SourceError(path, index, message, grade_id)  # noqa: B023  (called in this iteration only)
 
         source = cell.get("source", "")
         try:
@@ -52,11 +52,15 @@ def check_source(nb, path: Path | str) -> None:
         except ValueError as err:
             fail(f"unbalanced markers: {err}")
         if solutions and not is_solution_cell(cell):
-            fail("a solution region (### BEGIN SOLUTION) sits outside a solution cell; it would ship to "
-                 "students as is. Mark the cell as a solution cell (metadata nbgrader.solution = true).")
+            fail(
+                "a solution region (### BEGIN SOLUTION) sits outside a solution cell; it would ship to "
+                "students as is. Mark the cell as a solution cell (metadata nbgrader.solution = true)."
+            )
         if hidden and not is_test_cell(cell):
-            fail("hidden tests (### BEGIN HIDDEN TESTS) sit outside an autograded test cell; students would "
-                 "see them. Put them in a code cell with nbgrader.grade = true and solution = false.")
+            fail(
+                "hidden tests (### BEGIN HIDDEN TESTS) sit outside an autograded test cell; students would "
+                "see them. Put them in a code cell with nbgrader.grade = true and solution = false."
+            )
         if meta.get("grade") or meta.get("solution") or meta.get("locked") or meta.get("task"):
             if not grade_id:
                 fail("an nbgrader cell without a grade_id")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-LABELS_FOLDER = "labels"   # data/labels/<dataset>.npy: staged by `autograder data`, never mounted
+LABELS_FOLDER = "labels"  # data/labels/<dataset>.npy: staged by `autograder data`, never mounted
 
 
 def local_labels(dataset: str) -> np.ndarray:

@@ -52,8 +52,18 @@ class Checker:
 
     # ------------------------------------------------------------------ the API
 
-    def close(self, name: str, value: Any, rtol: float = DEFAULT_RTOL, atol: float = DEFAULT_ATOL, *,
-              check_dtype: bool = True, hint: str | None = None, weight: float = 1, expected: Any = None) -> None:
+    def close(
+        self,
+        name: str,
+        value: Any,
+        rtol: float = DEFAULT_RTOL,
+        atol: float = DEFAULT_ATOL,
+        *,
+        check_dtype: bool = True,
+        hint: str | None = None,
+        weight: float = 1,
+        expected: Any = None,
+    ) -> None:
         """`value` matches the reference in shape, then dtype, then values within rtol/atol.
 
         expected: an independent value the build verifies the solution against, or a dict
@@ -70,15 +80,25 @@ class Checker:
         """`value` equals the reference exactly (ints, bools, strings, tuples, integer tensors)."""
         self._run(name, "equal", value, _json_or_problem, {}, hint, weight, expected)
 
-    def grad(self, name: str, value: Any, rtol: float = DEFAULT_GRAD_RTOL, *, floor: float = DEFAULT_FLOOR,
-             hint: str | None = None, weight: float = 1, expected: Any = None) -> None:
+    def grad(
+        self,
+        name: str,
+        value: Any,
+        rtol: float = DEFAULT_GRAD_RTOL,
+        *,
+        floor: float = DEFAULT_FLOOR,
+        hint: str | None = None,
+        weight: float = 1,
+        expected: Any = None,
+    ) -> None:
         """A gradient, compared in float64 by element-wise relative error |x-y| / max(floor, |x|+|y|).
 
         expected: independent references the build verifies the solution's gradient against with
         this check's rtol and floor, typically {"autograd": ..., "finite differences":
         numeric_gradient(f, x)}; a single value is accepted too."""
-        self._run(name, "grad", value, _array_or_problem, {"rtol": float(rtol), "floor": float(floor)},
-                  hint, weight, expected)
+        self._run(
+            name, "grad", value, _array_or_problem, {"rtol": float(rtol), "floor": float(floor)}, hint, weight, expected
+        )
 
     def at_most(self, name: str, value: Any, limit: float, *, hint: str | None = None, weight: float = 1) -> None:
         """A single number (a loss after training, say) no larger than `limit`."""
@@ -94,8 +114,17 @@ class Checker:
         function_name = getattr(function, "__name__", str(function))
         self._run(name, "by_hand", function, _by_hand_in_kernel, {"function": function_name}, hint, 0, None)
 
-    def accuracy(self, name: str, predictions: Any, *, dataset: str, min_accuracy: float = 0.0,
-                 max_accuracy: float | None = None, hint: str | None = None, weight: float = 1) -> None:
+    def accuracy(
+        self,
+        name: str,
+        predictions: Any,
+        *,
+        dataset: str,
+        min_accuracy: float = 0.0,
+        max_accuracy: float | None = None,
+        hint: str | None = None,
+        weight: float = 1,
+    ) -> None:
         """Predicted class indices (N,) for the held-out split `dataset`, in the data set's order.
 
         Passes when min_accuracy <= accuracy (<= max_accuracy, when given: to show that a model
@@ -140,6 +169,7 @@ class Checker:
     def _judge_accuracy_now(self, obs: Observation) -> None:
         try:
             from .accuracy import local_labels
+
             labels = local_labels(obs.params["dataset"])
         except (ImportError, OSError, KeyError) as err:
             print(f"check {obs.name!r}: cannot compute the accuracy here ({err}); the autograder does.")

@@ -32,9 +32,16 @@ def compare(reference: Observation, got: Observation, *, reveal: bool = True) ->
         return _fail(reference, f"could not be recorded: the value was {got.problem}")
     if reference.kind != got.kind:
         return _fail(reference, f"was recorded as a {got.kind!r} check, expected {reference.kind!r}")
-    judge = {"close": _close, "shape": _shape, "equal": _equal, "grad": _grad,
-             "at_most": _threshold, "at_least": _threshold, "by_hand": _by_hand,
-             "accuracy": _accuracy}[reference.kind]
+    judge = {
+        "close": _close,
+        "shape": _shape,
+        "equal": _equal,
+        "grad": _grad,
+        "at_most": _threshold,
+        "at_least": _threshold,
+        "by_hand": _by_hand,
+        "accuracy": _accuracy,
+    }[reference.kind]
     return judge(reference, got, reveal)
 
 
@@ -46,12 +53,20 @@ def scored_accuracy(predictions: Observation, labels: np.ndarray) -> Observation
         problem = predictions.problem or f"{_describe(value)}, not class indices"
         return Observation(predictions.name, "accuracy", None, problem=problem)
     if value.ndim != 1 or value.shape[0] != n:
-        return Observation(predictions.name, "accuracy", None,
-                           problem=f"predictions of shape {_shape_text(value.shape)} for {n} held-out examples; "
-                                   f"expected ({n},): one class index per example, in the data set's order")
+        return Observation(
+            predictions.name,
+            "accuracy",
+            None,
+            problem=f"predictions of shape {_shape_text(value.shape)} for {n} held-out examples; "
+            f"expected ({n},): one class index per example, in the data set's order",
+        )
     if value.dtype.kind not in "iub":
-        return Observation(predictions.name, "accuracy", None,
-                           problem=f"{value.dtype} predictions; expected integer class indices (use argmax)")
+        return Observation(
+            predictions.name,
+            "accuracy",
+            None,
+            problem=f"{value.dtype} predictions; expected integer class indices (use argmax)",
+        )
     return Observation(predictions.name, "accuracy", {"accuracy": float(np.mean(value == labels)), "n": n})
 
 
@@ -74,8 +89,9 @@ def verify_declared(obs: Observation) -> Outcome | None:
         for label, value in expected.items():
             outcome = _against_declared(obs, value)
             if not outcome.passed:
-                return Outcome(False, f"the declared reference {label!r} disagrees with the solution's value: "
-                                      f"{outcome.message}")
+                return Outcome(
+                    False, f"the declared reference {label!r} disagrees with the solution's value: {outcome.message}"
+                )
         return Outcome(True, f"check {obs.name!r}: the solution agrees with {', '.join(map(repr, expected))}")
     return _against_declared(obs, expected)
 
@@ -109,20 +125,26 @@ def _close(ref: Observation, got: Observation, reveal: bool) -> Outcome:
     exp64, val64 = expected.astype(np.float64), value.astype(np.float64)
     if not np.all(np.isfinite(val64)) and np.all(np.isfinite(exp64)):
         bad = int(np.sum(~np.isfinite(val64)))
-        return _fail(ref, f"{bad} of {val64.size} values are NaN or infinite",
-                     "an overflow? exp() of a large number is inf in float32: subtract the maximum first")
+        return _fail(
+            ref,
+            f"{bad} of {val64.size} values are NaN or infinite",
+            "an overflow? exp() of a large number is inf in float32: subtract the maximum first",
+        )
     ok = np.isclose(val64, exp64, rtol=rtol, atol=atol, equal_nan=True)
     if ok.all():
         return _pass(ref)
     cause = likely_cause_for_values(exp64, val64, rtol=rtol, atol=atol)
     wrong = int(np.sum(~ok))
     if not reveal:
-        return _fail(ref, f"{wrong} of {ok.size} values differ from the reference (rtol={rtol:g}, atol={atol:g})",
-                     cause)
+        return _fail(
+            ref, f"{wrong} of {ok.size} values differ from the reference (rtol={rtol:g}, atol={atol:g})", cause
+        )
     where = np.unravel_index(int(np.argmax(np.where(ok, 0.0, np.abs(val64 - exp64)))), ok.shape)
     at = f" at index {tuple(int(i) for i in where)}" if ok.ndim else ""
-    detail = (f"{wrong} of {ok.size} values differ (rtol={rtol:g}, atol={atol:g}); "
-              f"worst{at}: expected {exp64[where]:.6g}, got {val64[where]:.6g}")
+    detail = (
+        f"{wrong} of {ok.size} values differ (rtol={rtol:g}, atol={atol:g}); "
+        f"worst{at}: expected {exp64[where]:.6g}, got {val64[where]:.6g}"
+    )
     if ok.size <= 12:
         detail += f"\n  expected: {_array_text(expected)}\n  got:      {_array_text(value)}"
     return _fail(ref, detail, cause)
@@ -135,8 +157,9 @@ def _grad(ref: Observation, got: Observation, reveal: bool) -> Outcome:
         return _fail(ref, f"expected a gradient of shape {_shape_text(expected.shape)}, got {_describe(value)}")
     if value.shape != expected.shape:
         cause = likely_cause_for_shape(expected.shape, value.shape)
-        return _fail(ref, f"expected a gradient of shape {_shape_text(expected.shape)}, got {_shape_text(value.shape)}",
-                     cause)
+        return _fail(
+            ref, f"expected a gradient of shape {_shape_text(expected.shape)}, got {_shape_text(value.shape)}", cause
+        )
     computed_in = value.dtype
     value = value.astype(np.float64)
     if not np.all(np.isfinite(value)):
@@ -157,8 +180,9 @@ def _grad(ref: Observation, got: Observation, reveal: bool) -> Outcome:
     detail = f"largest relative error {worst:.2e} (allowed {rtol:.0e}): {verdict}"
     if reveal and error.ndim:
         where = np.unravel_index(int(np.argmax(error)), error.shape)
-        detail += (f"; worst at index {tuple(int(i) for i in where)}: "
-                   f"expected {expected[where]:.6g}, got {value[where]:.6g}")
+        detail += (
+            f"; worst at index {tuple(int(i) for i in where)}: expected {expected[where]:.6g}, got {value[where]:.6g}"
+        )
     return _fail(ref, detail, cause)
 
 
@@ -212,7 +236,7 @@ def _accuracy(ref: Observation, got: Observation, reveal: bool) -> Outcome:
 
 
 def _shape(ref: Observation, got: Observation, reveal: bool) -> Outcome:
-    declared = ref.params["shape"]   # check.shape records the declared shape
+    declared = ref.params["shape"]  # check.shape records the declared shape
     value = got.value
     if not isinstance(value, dict) or "shape" not in value:
         return _fail(ref, f"expected something of shape {_shape_text(declared)}, got {_describe(value)}")
@@ -220,8 +244,9 @@ def _shape(ref: Observation, got: Observation, reveal: bool) -> Outcome:
     if len(shape) == len(declared) and all(d is None or d == s for d, s in zip(declared, shape, strict=True)):
         return _pass(ref)
     if len(shape) == len(declared):
-        cause = likely_cause_for_shape(tuple(d if d is not None else s for d, s in zip(declared, shape, strict=True)),
-                                       shape)
+        cause = likely_cause_for_shape(
+            tuple(d if d is not None else s for d, s in zip(declared, shape, strict=True)), shape
+        )
     else:
         cause = likely_cause_for_shape(tuple(declared), shape)
     return _fail(ref, f"expected shape {_shape_text(declared)}, got {_shape_text(shape)}", cause)
@@ -233,8 +258,11 @@ def _equal(ref: Observation, got: Observation, reveal: bool) -> Outcome:
         if not (isinstance(expected, np.ndarray) and isinstance(value, np.ndarray)):
             return _fail(ref, f"expected {_describe(expected, reveal)}, got {_describe(value)}")
         if value.shape != expected.shape:
-            return _fail(ref, f"expected shape {_shape_text(expected.shape)}, got {_shape_text(value.shape)}",
-                         likely_cause_for_shape(expected.shape, value.shape))
+            return _fail(
+                ref,
+                f"expected shape {_shape_text(expected.shape)}, got {_shape_text(value.shape)}",
+                likely_cause_for_shape(expected.shape, value.shape),
+            )
         if np.array_equal(expected, value):
             return _pass(ref)
         wrong = int(np.sum(expected != value))

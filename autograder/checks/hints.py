@@ -15,14 +15,19 @@ def likely_cause_for_shape(expected: tuple, got: tuple) -> str | None:
     if len(expected) == 2 and got == expected[::-1] and expected[0] != expected[1]:
         return "the result is transposed: check the order of the matrix product (x @ W, not W @ x) or add .T"
     if len(expected) == 1 and got == (expected[0], expected[0]):
-        return ("an (N, 1) tensor was combined with an (N,) tensor and broadcast to (N, N): "
-                "flatten or squeeze the (N, 1) one first")
+        return (
+            "an (N, 1) tensor was combined with an (N,) tensor and broadcast to (N, N): "
+            "flatten or squeeze the (N, 1) one first"
+        )
     if got == () and len(expected) == 1:
-        return (f"a single number where {expected[0]} per-sample values are expected: "
-                "do not reduce (mean/sum) over the batch here")
+        return (
+            f"a single number where {expected[0]} per-sample values are expected: "
+            "do not reduce (mean/sum) over the batch here"
+        )
     if expected == () and len(got) == 1:
-        return (f"{got[0]} per-sample values where a single number is expected: "
-                "reduce over the batch (the mean, usually)")
+        return (
+            f"{got[0]} per-sample values where a single number is expected: reduce over the batch (the mean, usually)"
+        )
     if len(got) == len(expected) + 1 and (got[1:] == expected or got[:-1] == expected):
         return "one dimension too many: a missing reduction (sum/mean) over a dimension, or keepdim=True?"
     if len(got) + 1 == len(expected) and (expected[1:] == got or expected[:-1] == got):
@@ -51,15 +56,17 @@ def likely_cause_for_values(expected: np.ndarray, got: np.ndarray, *, rtol: floa
             return f"exactly {k}x too large: a sum where a mean over {k} items is expected?"
         inv = 1.0 / scale
         if round(inv) >= 2 and abs(inv - round(inv)) < 1e-6 * inv:
-            return (f"exactly {round(inv)}x too small: divided by the batch size twice, "
-                    "or a mean where a sum is expected?")
+            return (
+                f"exactly {round(inv)}x too small: divided by the batch size twice, or a mean where a sum is expected?"
+            )
     if got.ndim >= 1 and got.shape[-1] > 1 and close(got.sum(axis=-1), 1.0) and not close(expected.sum(axis=-1), 1.0):
         return "the rows sum to 1: probabilities (softmax) where raw scores (logits) are expected?"
     if np.all(expected < 50) and close(got, np.exp(expected)):
         return "exp() of the expected values: probabilities where log-probabilities are expected?"
     if _same_offset_in_every_row(expected, got, close):
-        return ("every row is off by the same vector: a bias left out (out = x @ W + b adds b to each row) "
-                "or added twice?")
+        return (
+            "every row is off by the same vector: a bias left out (out = x @ W + b adds b to each row) or added twice?"
+        )
     return None
 
 

@@ -34,8 +34,15 @@ ARRAY_KINDS = ("close", "grad", "at_most", "at_least", "accuracy")
 #: Longest reason text ("the value was ...") accepted from a kernel.
 MAX_PROBLEM_CHARS = 2000
 NUMERIC_DTYPES = {
-    "bool", "uint8", "int8", "int16", "int32", "int64",
-    "float16", "float32", "float64",
+    "bool",
+    "uint8",
+    "int8",
+    "int16",
+    "int32",
+    "int64",
+    "float16",
+    "float32",
+    "float64",
 }
 
 
@@ -165,7 +172,8 @@ def decode(payload: Any) -> Observation:
     problem = payload.get("problem")
     if problem is not None and (not isinstance(problem, str) or len(problem) > MAX_PROBLEM_CHARS):
         raise MalformedObservation(
-            f"observation {name!r}: problem must be text of at most {MAX_PROBLEM_CHARS} characters")
+            f"observation {name!r}: problem must be text of at most {MAX_PROBLEM_CHARS} characters"
+        )
     fmt, data = payload.get("format"), payload.get("data")
     value: Any
     if fmt == "safetensors":
@@ -194,15 +202,23 @@ def _check_value(name: str, kind: str, value: Any, problem: str | None) -> None:
     if problem is not None:
         raise MalformedObservation(f"observation {name!r}: a value and a problem at once")
     if kind in ARRAY_KINDS and not isinstance(value, np.ndarray):
-        raise MalformedObservation(f"observation {name!r}: a {kind} check records a numeric array, "
-                                   f"not {type(value).__name__}")
+        raise MalformedObservation(
+            f"observation {name!r}: a {kind} check records a numeric array, not {type(value).__name__}"
+        )
     if kind == "shape":
         shape = value.get("shape") if isinstance(value, dict) else None
-        if not (isinstance(value, dict) and set(value) <= {"shape", "dtype"} and isinstance(shape, list)
-                and len(shape) <= 64 and all(type(s) is int and s >= 0 for s in shape)
-                and isinstance(value.get("dtype", ""), str) and len(value.get("dtype", "")) <= 64):
+        if not (
+            isinstance(value, dict)
+            and set(value) <= {"shape", "dtype"}
+            and isinstance(shape, list)
+            and len(shape) <= 64
+            and all(type(s) is int and s >= 0 for s in shape)
+            and isinstance(value.get("dtype", ""), str)
+            and len(value.get("dtype", "")) <= 64
+        ):
             raise MalformedObservation(
-                f"observation {name!r}: a shape check records {{'shape': [sizes], 'dtype': text}}")
+                f"observation {name!r}: a shape check records {{'shape': [sizes], 'dtype': text}}"
+            )
     if kind == "by_hand" and not isinstance(value, dict):
         raise MalformedObservation(f"observation {name!r}: a by_hand check records an object")
 

@@ -45,17 +45,26 @@ from .dataset import (
 
 # The data sets `autograder data` stages, in order (a data set comes after those it `requires`).
 # To add one: one line with its module's name; the module defines DATASET = Dataset(...).
-REGISTRY: list[Dataset] = [import_module(f".{name}", __name__).DATASET for name in (
-    "fashion_mnist",
-    "mnist",
-    "colored",
-    "xor",
-)]
+REGISTRY: list[Dataset] = [
+    import_module(f".{name}", __name__).DATASET
+    for name in (
+        "fashion_mnist",
+        "mnist",
+        "colored",
+        "xor",
+    )
+]
 
 
-def stage_all(data_root: Path, mnist_from: Path | None = None, *, datasets: Iterable[str] | None = None,
-              download: bool = True, fashion_mnist_from: Path | None = None,
-              log: Callable[[str], None] | None = None) -> list[str]:
+def stage_all(
+    data_root: Path,
+    mnist_from: Path | None = None,
+    *,
+    datasets: Iterable[str] | None = None,
+    download: bool = True,
+    fashion_mnist_from: Path | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[str]:
     """Stage (or verify) every registered data set into data_root; returns the keys available.
 
     datasets: only these keys (default: all). download: let torchvision try the network for data
@@ -69,10 +78,17 @@ def stage_all(data_root: Path, mnist_from: Path | None = None, *, datasets: Iter
     wanted = None if datasets is None else set(datasets)
     unknown = (wanted or set()) - {d.key for d in REGISTRY}
     if unknown:
-        raise DataError(f"unknown data set(s) {', '.join(sorted(unknown))} (known: "
-                        f"{', '.join(d.key for d in REGISTRY)})")
-    context = StageContext(data_root=data_root, staging=data_root, mnist_from=mnist_from, download=download,
-                           log=log, fashion_mnist_from=Path(fashion_mnist_from or FASHION_MNIST_SOURCE))
+        raise DataError(
+            f"unknown data set(s) {', '.join(sorted(unknown))} (known: {', '.join(d.key for d in REGISTRY)})"
+        )
+    context = StageContext(
+        data_root=data_root,
+        staging=data_root,
+        mnist_from=mnist_from,
+        download=download,
+        log=log,
+        fashion_mnist_from=Path(fashion_mnist_from or FASHION_MNIST_SOURCE),
+    )
     manifest = read_manifest(data_root)
     available, missing_required = [], []
     for dataset in REGISTRY:
@@ -98,14 +114,13 @@ def _stage_or_verify(dataset: Dataset, context: StageContext, manifest: dict[str
         return True
     if problems:
         log(f"{dataset.key}: does not match {MANIFEST}: {'; '.join(problems)}; staging it again")
-    absent = [key for key in dataset.requires
-              if key not in manifest or verify(data_root, key, manifest[key]["files"])]
+    absent = [key for key in dataset.requires if key not in manifest or verify(data_root, key, manifest[key]["files"])]
     try:
         if absent:
             raise Unavailable(f"it needs {', '.join(absent)}, which is not staged")
         manifest[dataset.key] = _stage_one(dataset, context)
     except Unavailable as err:
-        if entry is not None:   # files that no longer match must not stay where a sandbox sees them
+        if entry is not None:  # files that no longer match must not stay where a sandbox sees them
             _remove_dataset(data_root, dataset.key)
             manifest.pop(dataset.key)
             write_manifest(data_root, manifest)
@@ -125,8 +140,10 @@ def _stage_one(dataset: Dataset, context: StageContext) -> dict:
         files = sorted(p.relative_to(staging).as_posix() for p in staging.rglob("*") if p.is_file())
         stray = [f for f in files if not _belongs_to(dataset.key, f)]
         if stray:
-            raise DataError(f"{dataset.key}: the stage function wrote outside data/{dataset.key}/ and "
-                            f"data/{LABELS}/{dataset.key}_*: {', '.join(stray)}")
+            raise DataError(
+                f"{dataset.key}: the stage function wrote outside data/{dataset.key}/ and "
+                f"data/{LABELS}/{dataset.key}_*: {', '.join(stray)}"
+            )
         if not files:
             raise DataError(f"{dataset.key}: the stage function wrote nothing")
         hashes = {f: sha256_file(staging / f) for f in files}
@@ -173,16 +190,18 @@ def read_manifest(data_root: Path) -> dict[str, dict]:
         datasets = document["datasets"]
         assert isinstance(datasets, dict)
     except (ValueError, KeyError, AssertionError):
-        return {}   # unreadable: every data set is staged again and a fresh manifest written
+        return {}  # unreadable: every data set is staged again and a fresh manifest written
     return datasets
 
 
 def write_manifest(data_root: Path, datasets: dict[str, dict]) -> Path:
     """Write data/MANIFEST.json atomically (sorted, one file per line)."""
     path = Path(data_root) / MANIFEST
-    document = {"version": MANIFEST_VERSION,
-                "about": "sha256 of every file `autograder data` staged, per data set; paths relative to data/",
-                "datasets": {key: datasets[key] for key in sorted(datasets)}}
+    document = {
+        "version": MANIFEST_VERSION,
+        "about": "sha256 of every file `autograder data` staged, per data set; paths relative to data/",
+        "datasets": {key: datasets[key] for key in sorted(datasets)},
+    }
     tmp = path.with_name(f".{MANIFEST}.tmp")
     tmp.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
     os.replace(tmp, path)
@@ -207,4 +226,3 @@ def verify(data_root: Path, key: str, files: dict[str, str]) -> list[str]:
             if path.is_file() and relative not in files:
                 problems.append(f"{relative} is not in the manifest")
     return problems
-

@@ -44,15 +44,15 @@ from .dataset import LABELS, DataError, Dataset, StageContext, Unavailable
 
 KEY = "colored_fashion_mnist"
 SOURCE_KEY = "fashion_mnist"
-TARGET_CLASS = 4                 # Fashion-MNIST's "Coat"
-COLORS = ("red", "green")        # index = the colour code in *_colors.npy
-RARE_COLOR = 1                   # green: rare among the training coats
-BACKGROUND = 0.9                 # strength of the background colour
-N_POSITIVE = 5000                # training coats
-N_NEGATIVE = 5000                # training images of the other classes
-N_RARE_POSITIVE = 250            # green training coats (5 %)
-N_VALID_PER_GROUP = 150          # validation images per (class, colour)
-N_TEST_PER_CLASS = 1000          # test coats (all of them) and test others
+TARGET_CLASS = 4  # Fashion-MNIST's "Coat"
+COLORS = ("red", "green")  # index = the colour code in *_colors.npy
+RARE_COLOR = 1  # green: rare among the training coats
+BACKGROUND = 0.9  # strength of the background colour
+N_POSITIVE = 5000  # training coats
+N_NEGATIVE = 5000  # training images of the other classes
+N_RARE_POSITIVE = 250  # green training coats (5 %)
+N_VALID_PER_GROUP = 150  # validation images per (class, colour)
+N_TEST_PER_CLASS = 1000  # test coats (all of them) and test others
 SEED = 20240605
 
 _COLOR_VECTORS = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]], dtype=np.float32)
@@ -72,8 +72,9 @@ def _colors(n: int, n_rare: int, rng: np.random.Generator) -> np.ndarray:
     return rng.permutation(colors)
 
 
-def build(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
-          test_labels: np.ndarray) -> dict[str, np.ndarray]:
+def build(
+    train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray, test_labels: np.ndarray
+) -> dict[str, np.ndarray]:
     """The colored data set from Fashion-MNIST's arrays (uint8 (N, 28, 28), int (N,)).
 
     Returns {file stem: array}: the public files and "labels_test", "labels_test_rare".
@@ -94,13 +95,14 @@ def build(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.nd
     files = {"train_images": colorize(train_images[index], colors), "train_labels": labels, "train_colors": colors}
 
     # Validation: balanced in class and colour, from the training split's remaining images.
-    v_index = np.concatenate([positives[N_POSITIVE:N_POSITIVE + n_valid], negatives[N_NEGATIVE:N_NEGATIVE + n_valid]])
+    v_index = np.concatenate(
+        [positives[N_POSITIVE : N_POSITIVE + n_valid], negatives[N_NEGATIVE : N_NEGATIVE + n_valid]]
+    )
     v_labels = np.concatenate([np.ones(n_valid, np.int64), np.zeros(n_valid, np.int64)])
     v_colors = np.concatenate([_colors(n_valid, N_VALID_PER_GROUP, rng), _colors(n_valid, N_VALID_PER_GROUP, rng)])
     order = rng.permutation(len(v_index))
     v_index, v_labels, v_colors = v_index[order], v_labels[order], v_colors[order]
-    files.update(valid_images=colorize(train_images[v_index], v_colors), valid_labels=v_labels,
-                 valid_colors=v_colors)
+    files.update(valid_images=colorize(train_images[v_index], v_colors), valid_labels=v_labels, valid_colors=v_colors)
 
     # Test: every test coat and as many others, each half red, half green.
     t_positives = np.flatnonzero(test_labels == TARGET_CLASS)
@@ -113,8 +115,12 @@ def build(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.nd
     t_colors = np.concatenate([_colors(N_TEST_PER_CLASS, half, rng), _colors(N_TEST_PER_CLASS, half, rng)])
     order = rng.permutation(len(t_index))
     t_index, t_labels, t_colors = t_index[order], t_labels[order], t_colors[order]
-    files.update(test_images=colorize(test_images[t_index], t_colors), test_colors=t_colors,
-                 labels_test=t_labels, labels_test_rare=t_labels[t_colors == RARE_COLOR])
+    files.update(
+        test_images=colorize(test_images[t_index], t_colors),
+        test_colors=t_colors,
+        labels_test=t_labels,
+        labels_test_rare=t_labels[t_colors == RARE_COLOR],
+    )
     return files
 
 
@@ -128,17 +134,22 @@ def stage(context: StageContext) -> str:
     try:
         train = FashionMNIST(source, train=True)
     except Exception as err:  # torchvision raises several types on bad files
-        raise DataError(f"{KEY}: torchvision cannot read the staged Fashion-MNIST: "
-                        f"{type(err).__name__}: {err}") from None
-    files = build(train.data.numpy(), train.targets.numpy(), np.load(source / "test_images.npy"),
-                  np.load(held_out, allow_pickle=False))
+        raise DataError(
+            f"{KEY}: torchvision cannot read the staged Fashion-MNIST: {type(err).__name__}: {err}"
+        ) from None
+    files = build(
+        train.data.numpy(),
+        train.targets.numpy(),
+        np.load(source / "test_images.npy"),
+        np.load(held_out, allow_pickle=False),
+    )
 
     folder = context.staging / KEY
     folder.mkdir(parents=True)
     (context.staging / LABELS).mkdir(exist_ok=True)
     for stem, array in files.items():
         if stem.startswith("labels_"):
-            path = context.staging / LABELS / f"{KEY}_{stem[len('labels_'):]}.npy"
+            path = context.staging / LABELS / f"{KEY}_{stem[len('labels_') :]}.npy"
         else:
             path = folder / f"{stem}.npy"
         np.save(path, np.ascontiguousarray(array), allow_pickle=False)
@@ -146,5 +157,9 @@ def stage(context: StageContext) -> str:
     return f"data/{SOURCE_KEY} (Fashion-MNIST), coats on red or green backgrounds, seed {SEED}"
 
 
-DATASET = Dataset(KEY, "Colored Fashion-MNIST: coat or not, green backgrounds rare among training coats",
-                  stage, requires=(SOURCE_KEY,))
+DATASET = Dataset(
+    KEY,
+    "Colored Fashion-MNIST: coat or not, green backgrounds rare among training coats",
+    stage,
+    requires=(SOURCE_KEY,),
+)

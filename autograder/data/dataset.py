@@ -13,9 +13,9 @@ from pathlib import Path
 from ..checks.accuracy import LABELS_FOLDER
 
 MANIFEST = "MANIFEST.json"
-LABELS = LABELS_FOLDER   # data/labels/: held out, never mounted in a sandbox
+LABELS = LABELS_FOLDER  # data/labels/: held out, never mounted in a sandbox
 MANIFEST_VERSION = 1
-FASHION_MNIST_SOURCE = Path("/usr/share/datasets/fashion-mnist")   # Debian's dataset-fashion-mnist
+FASHION_MNIST_SOURCE = Path("/usr/share/datasets/fashion-mnist")  # Debian's dataset-fashion-mnist
 
 
 class DataError(Exception):
@@ -44,8 +44,8 @@ class StageContext:
 
 @dataclass(frozen=True)
 class Dataset:
-    key: str                                   # its folder under data/ (and prefix of its labels files)
+    key: str  # its folder under data/ (and prefix of its labels files)
     title: str
-    stage: Callable[[StageContext], str]       # writes into context.staging; returns where it came from
-    required: bool = False                     # a lab cannot do without it (missing: `autograder data` fails)
-    requires: tuple[str, ...] = field(default_factory=tuple)   # keys staged before it, read from data_root
+    stage: Callable[[StageContext], str]  # writes into context.staging; returns where it came from
+    required: bool = False  # a lab cannot do without it (missing: `autograder data` fails)
+    requires: tuple[str, ...] = field(default_factory=tuple)  # keys staged before it, read from data_root

@@ -38,8 +38,10 @@ def stage(context: StageContext) -> str:
 
     source = Path(context.fashion_mnist_from)
     if not source.is_dir():
-        raise Unavailable(f"{source} is missing: install Debian's dataset-fashion-mnist (`apt-get install "
-                          "dataset-fashion-mnist`, or run scripts/setup.sh) and run `autograder data` again")
+        raise Unavailable(
+            f"{source} is missing: install Debian's dataset-fashion-mnist (`apt-get install "
+            "dataset-fashion-mnist`, or run scripts/setup.sh) and run `autograder data` again"
+        )
     stage_idx_dataset(context, KEY, "Fashion-MNIST", FashionMNIST, find_raw_files(source, FashionMNIST.__name__))
     return f"{source} (Debian's dataset-fashion-mnist)"
 
@@ -86,9 +88,10 @@ def stage_idx_dataset(context: StageContext, key: str, title: str, dataset_class
     np.save(root / TEST_IMAGES, np.ascontiguousarray(images, dtype=np.uint8), allow_pickle=False)
     (context.staging / LABELS).mkdir(exist_ok=True)
     np.save(context.staging / LABELS / f"{key}_test.npy", labels, allow_pickle=False)
-    (raw / HELD_OUT_FILE).write_text(PLACEHOLDER.format(title=title, labels=LABELS, key=key, images=TEST_IMAGES,
-                                                       cls=dataset_class.__name__))
-    train = _load(dataset_class, root, key, train=True)   # what the labs do, with the placeholder in place
+    (raw / HELD_OUT_FILE).write_text(
+        PLACEHOLDER.format(title=title, labels=LABELS, key=key, images=TEST_IMAGES, cls=dataset_class.__name__)
+    )
+    train = _load(dataset_class, root, key, train=True)  # what the labs do, with the placeholder in place
     _expect(key, "training", train.data.numpy(), train.targets.numpy(), 60000)
 
 
@@ -96,13 +99,17 @@ def _load(dataset_class, root: Path, key: str, train: bool):
     try:
         return dataset_class(root, train=train)
     except Exception as err:  # torchvision raises RuntimeError, AssertionError, ValueError... on bad files
-        raise DataError(f"{key}: torchvision's {dataset_class.__name__} cannot read the "
-                        f"{'training' if train else 'test'} files: {type(err).__name__}: {err}") from None
+        raise DataError(
+            f"{key}: torchvision's {dataset_class.__name__} cannot read the "
+            f"{'training' if train else 'test'} files: {type(err).__name__}: {err}"
+        ) from None
 
 
 def _expect(key: str, split: str, images: np.ndarray, labels: np.ndarray, n: int) -> None:
     if images.shape != (n, 28, 28) or images.dtype != np.uint8 or labels.shape != (n,):
-        raise DataError(f"{key}: the {split} set has images {images.shape} {images.dtype} and labels {labels.shape}; "
-                        f"expected ({n}, 28, 28) uint8 and ({n},)")
+        raise DataError(
+            f"{key}: the {split} set has images {images.shape} {images.dtype} and labels {labels.shape}; "
+            f"expected ({n}, 28, 28) uint8 and ({n},)"
+        )
     if labels.min() < 0 or labels.max() > 9:
         raise DataError(f"{key}: {split} labels outside 0..9")

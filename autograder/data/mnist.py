@@ -18,10 +18,12 @@ from .dataset import Dataset, StageContext, Unavailable
 from .fashion_mnist import find_raw_files, stage_idx_dataset
 
 KEY = "mnist"
-DOWNLOAD_TIMEOUT = 30   # seconds per network operation (urllib has none by default)
-HOW_TO = ("the labs use Fashion-MNIST without it; to add MNIST, run `autograder data --mnist-from DIR` with a folder "
-          "holding the four original IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
-          "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz])")
+DOWNLOAD_TIMEOUT = 30  # seconds per network operation (urllib has none by default)
+HOW_TO = (
+    "the labs use Fashion-MNIST without it; to add MNIST, run `autograder data --mnist-from DIR` with a folder "
+    "holding the four original IDX files (train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], "
+    "t10k-images-idx3-ubyte[.gz], t10k-labels-idx1-ubyte[.gz])"
+)
 
 
 def stage(context: StageContext) -> str:
@@ -42,8 +44,10 @@ def stage(context: StageContext) -> str:
                 MNIST(tmp, train=True, download=True)
         except Exception as err:  # URLError, RuntimeError (every mirror failed), timeouts
             first_line = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
-            raise Unavailable(f"torchvision could not download it (no network? {first_line}) and no "
-                              f"--mnist-from DIR was given; {HOW_TO}") from None
+            raise Unavailable(
+                f"torchvision could not download it (no network? {first_line}) and no "
+                f"--mnist-from DIR was given; {HOW_TO}"
+            ) from None
         stage_idx_dataset(context, KEY, "MNIST", MNIST, find_raw_files(Path(tmp), MNIST.__name__))
     return "torchvision's download (MNIST.mirrors)"
 

@@ -27,8 +27,8 @@ from .dataset import LABELS, Dataset, StageContext
 
 KEY = "xor"
 CORNERS = ((-1.0, -1.0), (-1.0, 1.0), (1.0, -1.0), (1.0, 1.0))
-NOISE = 0.4              # standard deviation of each cloud, in each coordinate
-N_PER_CORNER = 100       # test points per corner
+NOISE = 0.4  # standard deviation of each cloud, in each coordinate
+N_PER_CORNER = 100  # test points per corner
 SEED = 20240610
 
 

@@ -29,5 +29,17 @@ from .session import cell_seconds, execute_notebook
 from .slots import Slot, SlotPool
 from .spec import ExecutionResult, Executor, JobSpec
 
-__all__ = ["Executor", "ExecutionResult", "JobSpec", "Limits", "LocalExecutor", "SandboxStatus", "Slot", "SlotPool",
-           "cell_seconds", "execute_notebook", "probe", "visible_gpus"]
+__all__ = [
+    "Executor",
+    "ExecutionResult",
+    "JobSpec",
+    "Limits",
+    "LocalExecutor",
+    "SandboxStatus",
+    "Slot",
+    "SlotPool",
+    "cell_seconds",
+    "execute_notebook",
+    "probe",
+    "visible_gpus",
+]

@@ -35,7 +35,7 @@ class ProcessLimit:
     """
 
     path: Path | None
-    reason: str | None = None   # why there is no limit (None when active)
+    reason: str | None = None  # why there is no limit (None when active)
 
     def wrap(self, argv: Sequence[str]) -> list[str]:
         if self.path is None:
@@ -82,7 +82,7 @@ class ProcessLimit:
             except FileNotFoundError:
                 return
             except OSError:
-                time.sleep(0.1)   # exiting tasks leave the cgroup a little after SIGKILL
+                time.sleep(0.1)  # exiting tasks leave the cgroup a little after SIGKILL
         log.warning("could not remove cgroup %s (%s)", self.path, "busy" if emptied else "processes left")
 
 

@@ -35,13 +35,12 @@ class KernelManager(AsyncKernelManager):
         super().__init__(**kw)
         self._wrap = wrap
         self._max_message_bytes = max_message_bytes
-        self._spec = KernelSpec(argv=KERNEL_ARGV, display_name="Python 3", language="python",
-                                interrupt_mode="message")
+        self._spec = KernelSpec(argv=KERNEL_ARGV, display_name="Python 3", language="python", interrupt_mode="message")
         self.process: subprocess.Popen | None = None
 
     @property
     def kernel_spec(self) -> KernelSpec:
-        return self._spec   # ours, whatever kernelspec the notebook names
+        return self._spec  # ours, whatever kernelspec the notebook names
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
         return self._wrap(super().format_kernel_cmd(extra_arguments))
@@ -55,10 +54,10 @@ class KernelManager(AsyncKernelManager):
 
     # jupyter_client declares AsyncKernelManager.start_kernel as an awaitable callable over its sync base's
     # signature (with its own type: ignore), so an async override reads as incompatible with the base's.
-    async def start_kernel(self, **kw) -> None:   # type: ignore[override]
+    async def start_kernel(self, **kw) -> None:  # type: ignore[override]
         await super().start_kernel(**kw)
-        assert isinstance(self.provisioner, LocalProvisioner)   # what our kernel spec gets
-        self.process = self.provisioner.process   # kept: the provisioner forgets it at shutdown
+        assert isinstance(self.provisioner, LocalProvisioner)  # what our kernel spec gets
+        self.process = self.provisioner.process  # kept: the provisioner forgets it at shutdown
 
     def kernel_alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
@@ -77,15 +76,21 @@ class OutputCappedClient(NotebookClient):
     """
 
     def __init__(self, nb, *, manager: KernelManager, max_output_bytes: int, **kw):
-        super().__init__(nb, km=manager, on_cell_execute=self._on_cell_execute, on_cell_error=self._on_cell_error,
-                         on_cell_executed=self._on_cell_executed, **kw)
-        self.manager = manager   # nbclient may drop self.km when the start fails
+        super().__init__(
+            nb,
+            km=manager,
+            on_cell_execute=self._on_cell_execute,
+            on_cell_error=self._on_cell_error,
+            on_cell_executed=self._on_cell_executed,
+            **kw,
+        )
+        self.manager = manager  # nbclient may drop self.km when the start fails
         self.max_output_bytes = max_output_bytes
         self.output_bytes = 0
         self.output_overflow = False
         self.iopub_monitor = None
-        self.current_cell: int | None = None   # the cell running (or the last that ran); None before the first
-        self.cell_errors: dict[int, str] = {}   # cell index → "ename: evalue" for cells that raised
+        self.current_cell: int | None = None  # the cell running (or the last that ran); None before the first
+        self.cell_errors: dict[int, str] = {}  # cell index → "ename: evalue" for cells that raised
 
     def process_message(self, msg: dict, cell, cell_index: int):
         if msg.get("msg_type") not in NOT_OUTPUT:
@@ -106,14 +111,14 @@ class OutputCappedClient(NotebookClient):
 
     def stop_for_overflow(self) -> None:
         if not self.output_overflow and self.task_poll_for_reply is not None:
-            self.task_poll_for_reply.cancel()   # nbclient turns this into DeadKernelError
+            self.task_poll_for_reply.cancel()  # nbclient turns this into DeadKernelError
         self.output_overflow = True
 
     # nbclient hooks
 
     def _on_cell_execute(self, cell, cell_index: int) -> None:
         self.current_cell = cell_index
-        if self.check_overflow():   # cut between two cells
+        if self.check_overflow():  # cut between two cells
             raise OutputOverflow()
 
     def _on_cell_error(self, cell, cell_index: int, execute_reply: dict) -> None:
@@ -121,7 +126,7 @@ class OutputCappedClient(NotebookClient):
         self.cell_errors[cell_index] = f"{content.get('ename', 'Error')}: {content.get('evalue', '')}"
 
     def _on_cell_executed(self, cell, cell_index: int, execute_reply) -> None:
-        if self.check_overflow():   # over the cap on the cell's last message
+        if self.check_overflow():  # over the cap on the cell's last message
             raise OutputOverflow()
 
     async def watch_iopub(self) -> None:
@@ -157,4 +162,3 @@ def size_text(size: int) -> str:
         if size >= scale and size % scale == 0:
             return f"{size // scale} {unit}"
     return f"{size} bytes"
-

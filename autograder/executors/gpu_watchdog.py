@@ -58,7 +58,7 @@ class GpuMemory:
             with cls._lock:
                 pynvml.nvmlInit()
             return cls(pynvml)
-        except Exception as err:   # NVMLError_LibraryNotFound, DriverNotLoaded...
+        except Exception as err:  # NVMLError_LibraryNotFound, DriverNotLoaded...
             return f"NVML is not available: {err}"
 
     def minors(self) -> list[int]:
@@ -84,20 +84,23 @@ class GpuMemory:
 class MemoryLimit:
     """One job's share of one GPU."""
 
-    minor: int             # the GPU (/dev/nvidiaN)
+    minor: int  # the GPU (/dev/nvidiaN)
     limit_bytes: int
-    exclusive: bool        # the job is alone on this GPU (jobs_per_gpu = 1)
-    total_bytes: int       # the GPU's memory (the limit is a share of it)
+    exclusive: bool  # the job is alone on this GPU (jobs_per_gpu = 1)
+    total_bytes: int  # the GPU's memory (the limit is a share of it)
 
     def describe(self, used: int) -> str:
         total = self.total_bytes
         share = f" ({self.limit_bytes / total:.0%} of {total / GiB:.1f} GiB)" if total else ""
-        return (f"GPU memory over its share: {used / GiB:.2f} GiB in use on GPU {self.minor}, "
-                f"limit {self.limit_bytes / GiB:.2f} GiB{share}")
+        return (
+            f"GPU memory over its share: {used / GiB:.2f} GiB in use on GPU {self.minor}, "
+            f"limit {self.limit_bytes / GiB:.2f} GiB{share}"
+        )
 
 
-def job_usage(reader: MemoryReader, limit: MemoryLimit, pids: set[int],
-              proc: Path = Path("/proc")) -> tuple[int | None, str | None]:
+def job_usage(
+    reader: MemoryReader, limit: MemoryLimit, pids: set[int], proc: Path = Path("/proc")
+) -> tuple[int | None, str | None]:
     """(bytes the job holds on its GPU, or None when that cannot be told; a note when not)."""
     by_process = reader.used_by_process(limit.minor)
     mine = sum(used for pid, used in by_process.items() if pid in pids)
@@ -105,22 +108,29 @@ def job_usage(reader: MemoryReader, limit: MemoryLimit, pids: set[int],
         return mine, None
     strangers = [pid for pid in by_process if not (proc / str(pid)).exists()]
     if not strangers:
-        return 0, None   # the GPU's processes are other jobs' (or nobody's): this one holds nothing yet
+        return 0, None  # the GPU's processes are other jobs' (or nobody's): this one holds nothing yet
     if limit.exclusive:
         return reader.used(limit.minor), None
-    return None, (f"GPU {limit.minor}: NVML reports pids this machine does not know (another pid namespace), "
-                  "so a shared GPU's memory cannot be charged to one job: its share is not enforced")
+    return None, (
+        f"GPU {limit.minor}: NVML reports pids this machine does not know (another pid namespace), "
+        "so a shared GPU's memory cannot be charged to one job: its share is not enforced"
+    )
 
 
-async def watch(reader: MemoryReader, limit: MemoryLimit, pids: Callable[[], list[int]],
-                kill: Callable[[str], None], note: Callable[[str], None] = lambda text: None,
-                interval: float = 0.5) -> None:
+async def watch(
+    reader: MemoryReader,
+    limit: MemoryLimit,
+    pids: Callable[[], list[int]],
+    kill: Callable[[str], None],
+    note: Callable[[str], None] = lambda text: None,
+    interval: float = 0.5,
+) -> None:
     """Poll until cancelled; kill the job (once) with the reason when it is over its limit."""
     noted = False
     while True:
         try:
             used, why_unknown = job_usage(reader, limit, set(pids()))
-        except Exception as err:   # NVML hiccups must not kill honest jobs, nor the executor
+        except Exception as err:  # NVML hiccups must not kill honest jobs, nor the executor
             log.warning("GPU watchdog on GPU %d: %s", limit.minor, err)
             used, why_unknown = None, None
         if why_unknown and not noted:

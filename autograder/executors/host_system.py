@@ -24,15 +24,15 @@ from collections.abc import Sequence
 # Debian's merged-/usr top-level links are recreated as links; without merged /usr, /bin is
 # bound as a program folder, and /lib... come in as the folders of the libraries they hold.
 ROOT_LINKS = ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
-PROGRAM_FOLDERS = ("/usr/bin", "/bin")   # programs only (FHS): /bin/sh, `!` escapes, fc-list, uname
+PROGRAM_FOLDERS = ("/usr/bin", "/bin")  # programs only (FHS): /bin/sh, `!` escapes, fc-list, uname
 LD_SO_CACHE = "/etc/ld.so.cache"
 SYSTEM_PATHS = (
-    LD_SO_CACHE,              # how the dynamic loader finds the libraries bound below
-    "/usr/sbin/ldconfig",     # `ldconfig -p`: ctypes.util.find_library (torch's cuda-pathfinder at import)
+    LD_SO_CACHE,  # how the dynamic loader finds the libraries bound below
+    "/usr/sbin/ldconfig",  # `ldconfig -p`: ctypes.util.find_library (torch's cuda-pathfinder at import)
     "/usr/lib/locale/C.utf8",  # glibc's C.UTF-8: Python coerces the C locale to it at start-up
-    "/etc/fonts",             # fontconfig's configuration (matplotlib lists fonts with fc-list)
+    "/etc/fonts",  # fontconfig's configuration (matplotlib lists fonts with fc-list)
     "/usr/share/fontconfig",  # ... the configuration files it includes
-    "/usr/share/fonts",       # the system fonts (matplotlib scans this folder too)
+    "/usr/share/fonts",  # the system fonts (matplotlib scans this folder too)
 )
 # Where the host's own programs are looked up (tool(), probe()).
 SYSTEM_PROGRAM_PATH = "/usr/bin:/bin:/usr/sbin:/sbin:/usr/local/bin"
@@ -57,7 +57,7 @@ def _system_folder_flags() -> tuple[str, ...]:
     folders = [path for path in PROGRAM_FOLDERS if os.path.isdir(path) and not os.path.islink(path)]
     libraries = [_canonical_folder(path) for path in _cached_libraries()]
     folders += sorted({os.path.dirname(path) for path in libraries} - set(folders))
-    stamp = _stamp(folders)   # taken before reading them: a change while we read shows next time
+    stamp = _stamp(folders)  # taken before reading them: a change while we read shows next time
     flags = _folder_flags(folders, libraries)
     _SYSTEM_FOLDERS = (stamp, folders, flags)
     return flags
@@ -73,6 +73,7 @@ def _stamp(folders: Sequence[str]) -> tuple:
             return st.st_ino, st.st_size, st.st_mtime_ns
         except OSError:
             return ()
+
     return tuple(one(path) for path in (LD_SO_CACHE, *folders))
 
 
@@ -82,8 +83,9 @@ def _folder_flags(folders: Sequence[str], libraries: Sequence[str]) -> tuple[str
     but for another folder of the list and glibc's gconv/ (iconv modules, read when the
     locale is set up). Libraries the cache lists in a masked subfolder are bound there one by
     one; then the loader (from /bin/sh's and Python's ELF headers) and SYSTEM_PATHS."""
-    keep = set(folders) | {os.path.join(os.path.dirname(path), "gconv") for path in libraries
-                           if os.path.basename(path) == "libc.so.6"}
+    keep = set(folders) | {
+        os.path.join(os.path.dirname(path), "gconv") for path in libraries if os.path.basename(path) == "libc.so.6"
+    }
     bound: list[str] = []
     masked: list[str] = []
     for folder in folders:
@@ -91,8 +93,9 @@ def _folder_flags(folders: Sequence[str], libraries: Sequence[str]) -> tuple[str
             bound.append(folder)
     for folder in folders:
         with os.scandir(folder) as entries:
-            masked += sorted(entry.path for entry in entries
-                             if entry.is_dir(follow_symlinks=False) and entry.path not in keep)
+            masked += sorted(
+                entry.path for entry in entries if entry.is_dir(follow_symlinks=False) and entry.path not in keep
+            )
 
     def visible(path: str) -> bool:
         return any(_under(path, top) for top in bound) and not any(_under(path, mask) for mask in masked)
@@ -113,8 +116,14 @@ def _cached_libraries() -> list[str]:
     if not os.path.exists(LD_SO_CACHE):
         return []
     try:
-        done = subprocess.run([tool("ldconfig"), "-p"], capture_output=True, text=True, check=True,
-                              env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"}, timeout=30)
+        done = subprocess.run(
+            [tool("ldconfig"), "-p"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PATH": "/usr/bin:/bin", "LC_ALL": "C"},
+            timeout=30,
+        )
     except (subprocess.SubprocessError, OSError) as err:
         raise OSError(f"cannot list the shared libraries the sandbox needs (ldconfig -p): {err}") from None
     return [line.rsplit(" => ", 1)[1].strip() for line in done.stdout.splitlines() if " => " in line]
@@ -139,12 +148,12 @@ def _elf_interpreter(path: str) -> str | None:
             if header[:4] != b"\x7fELF":
                 return None
             wide, order = header[4] == 2, "<" if header[5] == 1 else ">"
-            phoff, = struct.unpack_from(order + ("Q" if wide else "I"), header, 32 if wide else 28)
+            (phoff,) = struct.unpack_from(order + ("Q" if wide else "I"), header, 32 if wide else 28)
             phentsize, phnum = struct.unpack_from(order + "HH", header, 54 if wide else 42)
             for index in range(phnum):
                 elf.seek(phoff + index * phentsize)
                 entry = elf.read(phentsize)
-                if struct.unpack_from(order + "I", entry, 0)[0] != 3:   # PT_INTERP
+                if struct.unpack_from(order + "I", entry, 0)[0] != 3:  # PT_INTERP
                     continue
                 # p_offset, (p_vaddr, p_paddr skipped), p_filesz
                 offset, size = struct.unpack_from(order + ("Q16xQ" if wide else "I8xI"), entry, 8 if wide else 4)

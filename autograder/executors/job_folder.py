@@ -37,8 +37,8 @@ MiB = 2**20
 SIZE_SETTING, INODES_SETTING = "c.Grading.job_folder_mib", "c.Grading.job_folder_inodes"
 
 _lock = threading.Lock()
-_refused: str | None = None          # why mounting is impossible in this process (found once)
-_mounted: set[str] = set()           # this process's live mounts (unmounted at exit)
+_refused: str | None = None  # why mounting is impossible in this process (found once)
+_mounted: set[str] = set()  # this process's live mounts (unmounted at exit)
 
 
 @dataclass
@@ -60,8 +60,15 @@ class JobFolder:
     # ------------------------------------------------------------------ create
 
     @classmethod
-    def create(cls, *, prefix: str = "autograder-", dir: str | os.PathLike | None = None,
-               size_bytes: int, inodes: int, bound: bool = True) -> JobFolder:
+    def create(
+        cls,
+        *,
+        prefix: str = "autograder-",
+        dir: str | os.PathLike | None = None,
+        size_bytes: int,
+        inodes: int,
+        bound: bool = True,
+    ) -> JobFolder:
         """A fresh folder (mkdtemp in `dir`, default the temporary folder), a tmpfs with these
         caps when `bound` and this process may mount; else a plain folder with `problem` set."""
         _check_caps(size_bytes, inodes)
@@ -86,7 +93,7 @@ class JobFolder:
             refused = _refused
         if refused is None:
             options = f"size={self.size_bytes},nr_inodes={self.inodes},mode=0700"
-            error = _mount_tmpfs(self.path, source(), options)   # by this module's name: a test refuses it here
+            error = _mount_tmpfs(self.path, source(), options)  # by this module's name: a test refuses it here
             if error is None:
                 self.bounded, self._device = True, os.stat(self.path).st_dev
                 with _lock:
@@ -94,19 +101,26 @@ class JobFolder:
                 return
             if error.errno not in (errno.EPERM, errno.EACCES, errno.ENOSYS):
                 # not "may not mount here" but something about this mount: try again next time
-                self.problem = (f"the job folder is on disk, not bounded while the kernel runs: mounting a tmpfs "
-                                f"at {self.path} failed ({error.strerror})")
+                self.problem = (
+                    f"the job folder is on disk, not bounded while the kernel runs: mounting a tmpfs "
+                    f"at {self.path} failed ({error.strerror})"
+                )
                 log.warning("%s", self.problem)
                 return
             with _lock:
                 first = _refused is None
                 _refused = refused = f"{error.strerror}: the coordinator may not mount (no CAP_SYS_ADMIN)"
             if first:
-                log.warning("job folders are on disk, not bounded while kernels run: mounting a tmpfs was "
-                            "refused (%s); each folder's usage is checked after its run instead", refused)
-        self.problem = (f"the job folder is on disk, not bounded while the kernel runs: cannot mount a tmpfs "
-                        f"({refused}); its usage is checked after the run against its caps "
-                        f"({_mib(self.size_bytes)}, {self.inodes} files and folders)")
+                log.warning(
+                    "job folders are on disk, not bounded while kernels run: mounting a tmpfs was "
+                    "refused (%s); each folder's usage is checked after its run instead",
+                    refused,
+                )
+        self.problem = (
+            f"the job folder is on disk, not bounded while the kernel runs: cannot mount a tmpfs "
+            f"({refused}); its usage is checked after the run against its caps "
+            f"({_mib(self.size_bytes)}, {self.inodes} files and folders)"
+        )
 
     # ------------------------------------------------------------------ measure
 
@@ -117,8 +131,9 @@ class JobFolder:
         if self.bounded:
             st = os.statvfs(self.path)
             return (st.f_blocks - st.f_bfree) * st.f_frsize, st.f_files - st.f_ffree - 1
-        return measure_tree(self.path, max_bytes=self.size_bytes if stop_over else None,
-                            max_entries=self.inodes if stop_over else None)
+        return measure_tree(
+            self.path, max_bytes=self.size_bytes if stop_over else None, max_entries=self.inodes if stop_over else None
+        )
 
     def full(self) -> str | None:
         """Why the folder is over its caps (a bounded one: full, the kernel hit the cap), or None."""
@@ -135,7 +150,7 @@ class JobFolder:
             return f"the job folder could not be measured: {err.strerror or err}"
         if not (size_full or inodes_full):
             return None
-        what = (f"{_mib(self.size_bytes)} written" if size_full else f"{self.inodes} files and folders")
+        what = f"{_mib(self.size_bytes)} written" if size_full else f"{self.inodes} files and folders"
         setting = SIZE_SETTING if size_full else INODES_SETTING
         if self.bounded:
             return f"the job folder is full: {what}, its cap ({setting})"
@@ -194,4 +209,3 @@ def _unmount_all() -> None:
             os.rmdir(path)
         except OSError:
             pass
-

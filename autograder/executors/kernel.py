@@ -41,7 +41,7 @@ class Kernel:
     log_file: IO[bytes] | None = None
     lifeline: tuple[int, ...] = ()
     sockets: Path | None = None
-    socket_folder: JobFolder | None = None   # ours, where job_dir's path is too long
+    socket_folder: JobFolder | None = None  # ours, where job_dir's path is too long
     km: KernelManager | None = None
     kc: Any = None
     iopub_monitor: Any = None
@@ -66,11 +66,21 @@ class Kernel:
             # The sandbox lives while this process holds the pipe's write end (see LIFELINE_SCRIPT).
             self.lifeline = os.pipe()
             stack.callback(_close_all, self.lifeline)
-        wrap, launch = launch_arguments(request, sandboxed=sandboxed, processes=self.processes, sockets=self.sockets,
-                                        lifeline=self.lifeline, log_file=self.log_file)
-        self.km = KernelManager(wrap, max_message_bytes=request.limits.max_output_bytes + 2**16,
-                                transport="ipc", ip=str(self.sockets / "ipc"),
-                                connection_file=str(self.sockets / "kernel.json"))
+        wrap, launch = launch_arguments(
+            request,
+            sandboxed=sandboxed,
+            processes=self.processes,
+            sockets=self.sockets,
+            lifeline=self.lifeline,
+            log_file=self.log_file,
+        )
+        self.km = KernelManager(
+            wrap,
+            max_message_bytes=request.limits.max_output_bytes + 2**16,
+            transport="ipc",
+            ip=str(self.sockets / "ipc"),
+            connection_file=str(self.sockets / "kernel.json"),
+        )
         stack.push_async_callback(self._stop_kernel, self.km, job_dir)
         try:
             # nbclient's own start would add this: no history database in the sandbox's /tmp
@@ -81,7 +91,7 @@ class Kernel:
             await ensure_async(self.kc.start_channels())
             await ensure_async(self.kc.wait_for_ready(timeout=min(60, request.limits.notebook_timeout)))
             self.iopub_monitor = self.kc.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
-        except Exception as err:   # the kernel is the student's side: whatever breaks is a failed start
+        except Exception as err:  # the kernel is the student's side: whatever breaks is a failed start
             return f"kernel did not start: {err}{log_tail(self.log_file)}"
         return None
 
@@ -98,14 +108,14 @@ class Kernel:
             if reply["content"].get("status") != "ok":
                 content = reply["content"]
                 return f"warm-up failed: {content.get('ename')}: {content.get('evalue')}"
-        except Exception as err:   # queue.Empty on timeout, or a kernel that died
+        except Exception as err:  # queue.Empty on timeout, or a kernel that died
             return f"warm-up did not finish: {type(err).__name__}: {err}"
         return None
 
     def attach(self, client: OutputCappedClient) -> None:
         """Give the notebook's client this kernel's channels; its exit hook goes at close."""
         client.kc, client.iopub_monitor = self.kc, self.iopub_monitor
-        self.stack.callback(atexit.unregister, client._cleanup_kernel)   # nbclient leaves it when the start fails
+        self.stack.callback(atexit.unregister, client._cleanup_kernel)  # nbclient leaves it when the start fails
         self.client = client
 
     # ------------------------------------------------------------------ from outside
@@ -129,8 +139,7 @@ class Kernel:
     def exit_text(self, *, sandboxed: bool, cpu_seconds: int) -> str:
         """How the kernel's process ended, in words (processes.exit_text)."""
         process = self.km.process if self.km is not None else None
-        return exit_text(process.poll() if process is not None else None, sandboxed=sandboxed,
-                         cpu_seconds=cpu_seconds)
+        return exit_text(process.poll() if process is not None else None, sandboxed=sandboxed, cpu_seconds=cpu_seconds)
 
     # ------------------------------------------------------------------ close
 

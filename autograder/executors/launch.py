@@ -45,8 +45,15 @@ class KernelRequest:
         return self.job_folder.path
 
 
-def launch_arguments(request: KernelRequest, *, sandboxed: bool, processes: ProcessLimit, sockets: Path,
-                     lifeline: tuple[int, ...], log_file: IO[bytes]) -> tuple[Callable[[list[str]], list[str]], dict]:
+def launch_arguments(
+    request: KernelRequest,
+    *,
+    sandboxed: bool,
+    processes: ProcessLimit,
+    sockets: Path,
+    lifeline: tuple[int, ...],
+    log_file: IO[bytes],
+) -> tuple[Callable[[list[str]], list[str]], dict]:
     """(wrap, arguments): what wraps the kernel's command line (the sandbox, or the rlimits
     alone, inside the process cgroup) and the kernel manager's launch arguments (its log,
     environment, working folder and, sandboxed, the lifeline's read end)."""
@@ -56,17 +63,27 @@ def launch_arguments(request: KernelRequest, *, sandboxed: bool, processes: Proc
         lifeline_fd = lifeline[0]
 
         def wrap(argv: list[str]) -> list[str]:
-            return processes.wrap(sandbox_argv(argv, job_dir=request.job_dir, read_only=request.read_only,
-                                               env=request.env, limits=request.limits,
-                                               gpu_devices=request.gpu_devices, writable=writable,
-                                               lifeline_fd=lifeline_fd))
-        popen_env, cwd = {"PATH": "/usr/bin:/bin"}, request.job_dir   # bwrap clears it anyway
+            return processes.wrap(
+                sandbox_argv(
+                    argv,
+                    job_dir=request.job_dir,
+                    read_only=request.read_only,
+                    env=request.env,
+                    limits=request.limits,
+                    gpu_devices=request.gpu_devices,
+                    writable=writable,
+                    lifeline_fd=lifeline_fd,
+                )
+            )
+
+        popen_env, cwd = {"PATH": "/usr/bin:/bin"}, request.job_dir  # bwrap clears it anyway
         launch["pass_fds"] = (lifeline_fd,)
     else:
         # No lifeline: `kill -1` would reach the whole host. The kernel itself exits when
         # this process does (ipykernel polls JPY_PARENT_PID, which jupyter_client sets).
         def wrap(argv: list[str]) -> list[str]:
             return processes.wrap(rlimit_argv(argv, request.limits))
+
         popen_env = unsandboxed_environment(request.job_dir, request.env, request.read_only)
         cwd = Path(request.cwd) if request.cwd else request.job_dir / "work"
         cwd.mkdir(parents=True, exist_ok=True)
@@ -81,8 +98,13 @@ def socket_dir(job_folder: JobFolder, bound: bool) -> tuple[Path, JobFolder | No
     if len(str(folder / "ipc-99999")) <= MAX_SOCKET_PATH:
         folder.mkdir(exist_ok=True)
         return folder, None
-    own = JobFolder.create(prefix="agk-", dir="/tmp", size_bytes=min(job_folder.size_bytes, SOCKET_FOLDER_BYTES),
-                           inodes=min(job_folder.inodes, SOCKET_FOLDER_INODES), bound=bound)
+    own = JobFolder.create(
+        prefix="agk-",
+        dir="/tmp",
+        size_bytes=min(job_folder.size_bytes, SOCKET_FOLDER_BYTES),
+        inodes=min(job_folder.inodes, SOCKET_FOLDER_INODES),
+        bound=bound,
+    )
     return own.path, own
 
 
@@ -101,9 +123,12 @@ def unsandboxed_environment(job_dir: Path, env: dict[str, str], read_only) -> di
             link.symlink_to(Path(host).resolve())
 
     def rewrite(value: str) -> str:
-        return ":".join(str(root / part.lstrip("/"))
-                        if part.startswith("/") and part.strip("/") and (root / part.lstrip("/")).exists()
-                        else part for part in value.split(":"))
+        return ":".join(
+            str(root / part.lstrip("/"))
+            if part.startswith("/") and part.strip("/") and (root / part.lstrip("/")).exists()
+            else part
+            for part in value.split(":")
+        )
 
     home = job_dir / "home"
     home.mkdir(exist_ok=True)

@@ -7,8 +7,8 @@ limit by a pids cgroup (cgroups.py), the job folder's caps by its tmpfs (job_fol
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .host_system import tool
 
@@ -29,22 +29,31 @@ class Limits:
     can write (job_folder.py: a tmpfs of its own where the coordinator may mount).
     """
 
-    cell_timeout: int           # wall-clock seconds per cell
-    notebook_timeout: int       # wall-clock seconds for the whole notebook
-    cpu_seconds: int            # RLIMIT_CPU of each process
-    memory_bytes: int | None    # RLIMIT_AS; None for GPU jobs
-    file_size_bytes: int        # RLIMIT_FSIZE
-    tmpfs_bytes: int            # the sandbox's /tmp (and /dev/shm)
-    max_processes: int          # pids.max where a pids cgroup can be created
-    max_output_bytes: int       # total JSON size of outputs the client accepts
-    job_folder_bytes: int       # the job folder's size (sockets, connection file)
-    job_folder_inodes: int      # ... and the files and folders it may hold
+    cell_timeout: int  # wall-clock seconds per cell
+    notebook_timeout: int  # wall-clock seconds for the whole notebook
+    cpu_seconds: int  # RLIMIT_CPU of each process
+    memory_bytes: int | None  # RLIMIT_AS; None for GPU jobs
+    file_size_bytes: int  # RLIMIT_FSIZE
+    tmpfs_bytes: int  # the sandbox's /tmp (and /dev/shm)
+    max_processes: int  # pids.max where a pids cgroup can be created
+    max_output_bytes: int  # total JSON size of outputs the client accepts
+    job_folder_bytes: int  # the job folder's size (sockets, connection file)
+    job_folder_inodes: int  # ... and the files and folders it may hold
 
 
 # What probe() runs `true` under: small, and not the course's (the executors never read settings).
-PROBE_LIMITS = Limits(cell_timeout=30, notebook_timeout=30, cpu_seconds=10, memory_bytes=None, file_size_bytes=MiB,
-                      tmpfs_bytes=MiB, max_processes=16, max_output_bytes=MiB, job_folder_bytes=MiB,
-                      job_folder_inodes=64)
+PROBE_LIMITS = Limits(
+    cell_timeout=30,
+    notebook_timeout=30,
+    cpu_seconds=10,
+    memory_bytes=None,
+    file_size_bytes=MiB,
+    tmpfs_bytes=MiB,
+    max_processes=16,
+    max_output_bytes=MiB,
+    job_folder_bytes=MiB,
+    job_folder_inodes=64,
+)
 
 
 def rlimit_argv(argv: Sequence[str], limits: Limits) -> list[str]:

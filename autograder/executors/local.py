@@ -46,8 +46,16 @@ class LocalExecutor:
     prepared than will be used.
     """
 
-    def __init__(self, spec: JobSpec, slots: SlotPool, *, jobs: int | None = None, prepare_ahead: int = 1,
-                 gpu_memory: gpu_watchdog.MemoryReader | None = None, watchdog_interval: float = 0.5):
+    def __init__(
+        self,
+        spec: JobSpec,
+        slots: SlotPool,
+        *,
+        jobs: int | None = None,
+        prepare_ahead: int = 1,
+        gpu_memory: gpu_watchdog.MemoryReader | None = None,
+        watchdog_interval: float = 0.5,
+    ):
         self.spec, self.slots, self.prepare_ahead = spec, slots, int(prepare_ahead)
         self.capacity = len(slots)
         self._unstarted = jobs
@@ -60,7 +68,7 @@ class LocalExecutor:
         self._thread.start()
         # First round: one kernel per slot, then the second for each slot, ... up to the batch's size.
         first = [slot for _ in range(self.prepare_ahead) for slot in slots.slots]
-        for slot in first if jobs is None else first[:max(0, jobs)]:
+        for slot in first if jobs is None else first[: max(0, jobs)]:
             self._submit(self._prepare_spare(slot))
 
     # ------------------------------------------------------------------ API
@@ -112,8 +120,11 @@ class LocalExecutor:
             self._unstarted -= 1
         session = await spare if spare is not None else await self._start(slot)
         waited = time.monotonic() - called
-        if self.prepare_ahead and not self._closing and (self._unstarted is None or
-                                                         self._unstarted > self._spare_count()):
+        if (
+            self.prepare_ahead
+            and not self._closing
+            and (self._unstarted is None or self._unstarted > self._spare_count())
+        ):
             await self._prepare_spare(slot)
         result = await run_session(session, slot, nb, self._gpu_memory, self._watchdog_interval)
         result.prepared, result.wait_seconds = spare is not None, round(waited, 3)
@@ -152,17 +163,24 @@ async def start_kernel(spec: JobSpec, slot: Slot, prefix: str = "autograder-") -
     anywhere, and its working folder is in there, so it keeps a plain one."""
     limits = spec.limits_for(slot)
     bound = spec.sandbox is not False and probe().available
-    job_folder = JobFolder.create(prefix=prefix, size_bytes=limits.job_folder_bytes,
-                                  inodes=limits.job_folder_inodes, bound=bound)
-    session = KernelSession(job_dir=job_folder, limits=limits, env=spec.env_for(slot),
-                            read_only=[(Path(host), inside) for host, inside in spec.read_only],
-                            sandbox=spec.sandbox, gpu_devices=slot.device_nodes)
+    job_folder = JobFolder.create(
+        prefix=prefix, size_bytes=limits.job_folder_bytes, inodes=limits.job_folder_inodes, bound=bound
+    )
+    session = KernelSession(
+        job_dir=job_folder,
+        limits=limits,
+        env=spec.env_for(slot),
+        read_only=[(Path(host), inside) for host, inside in spec.read_only],
+        sandbox=spec.sandbox,
+        gpu_devices=slot.device_nodes,
+    )
     await session.start(warm_up=spec.warm_up_code(cuda=slot.gpu is not None))
     return session
 
 
-async def run_session(session: KernelSession, slot: Slot, nb, gpu_memory: gpu_watchdog.MemoryReader | None,
-                      interval: float = 0.5) -> ExecutionResult:
+async def run_session(
+    session: KernelSession, slot: Slot, nb, gpu_memory: gpu_watchdog.MemoryReader | None, interval: float = 0.5
+) -> ExecutionResult:
     """Run `nb` in `session` under the GPU memory watchdog of its slot (when it has a GPU and NVML
     is there), then close the session and remove its job folder."""
     guard = _guard(slot, session, gpu_memory, interval)
@@ -189,11 +207,13 @@ def _guard(slot: Slot, session: KernelSession, gpu_memory, interval: float):
     except Exception as err:
         session.notes.append(f"no GPU memory limit: NVML does not know GPU {slot.gpu} ({err})")
         return None
-    limit = gpu_watchdog.MemoryLimit(slot.gpu, int(total * slot.gpu_share), exclusive=slot.gpu_share >= 1,
-                                     total_bytes=total)
-    kill = lambda reason: session.kill(reason, FailureKind.GPU_MEMORY)   # noqa: E731
-    return asyncio.ensure_future(gpu_watchdog.watch(gpu_memory, limit, session.pids, kill, session.notes.append,
-                                                    interval))
+    limit = gpu_watchdog.MemoryLimit(
+        slot.gpu, int(total * slot.gpu_share), exclusive=slot.gpu_share >= 1, total_bytes=total
+    )
+    kill = lambda reason: session.kill(reason, FailureKind.GPU_MEMORY)  # noqa: E731
+    return asyncio.ensure_future(
+        gpu_watchdog.watch(gpu_memory, limit, session.pids, kill, session.notes.append, interval)
+    )
 
 
 def open_gpu_memory() -> tuple[gpu_watchdog.GpuMemory | None, str | None]:

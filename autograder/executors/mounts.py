@@ -29,14 +29,14 @@ MNT_DETACH = 2
 SOURCE_PREFIX = "autograder-job"
 
 _reap_lock = threading.Lock()
-_reaped = False                      # stale mounts of dead coordinators looked for
+_reaped = False  # stale mounts of dead coordinators looked for
 _libc = None
 
 
 def _libc_handle():
     global _libc
     if _libc is None:
-        libc = ctypes.CDLL(None, use_errno=True)   # the C library this interpreter runs on
+        libc = ctypes.CDLL(None, use_errno=True)  # the C library this interpreter runs on
         libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
         libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
         _libc = libc
@@ -49,8 +49,10 @@ def mount_tmpfs(path: Path, source: str, options: str) -> OSError | None:
         libc = _libc_handle()
     except (OSError, AttributeError) as err:
         return OSError(errno.ENOSYS, f"no mount(2) through libc: {err}")
-    if libc.mount(source.encode(), os.fsencode(path), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-                  options.encode()) == 0:
+    if (
+        libc.mount(source.encode(), os.fsencode(path), b"tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, options.encode())
+        == 0
+    ):
         return None
     code = ctypes.get_errno()
     return OSError(code, os.strerror(code))
@@ -117,4 +119,3 @@ def reap_stale_mounts() -> None:
 def _unescape(text: str) -> str:
     """mountinfo's octal escapes (\\040 for a space...)."""
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), text)
-

@@ -64,7 +64,9 @@ def exit_text(code: int | None, *, sandboxed: bool, cpu_seconds: int) -> str:
         name = signal.Signals(number).name
     except ValueError:
         name = "unknown signal"
-    hints: dict[int, str] = {signal.SIGKILL: "; out of memory or process limit?",
-                             signal.SIGXCPU: f"; CPU time limit of {cpu_seconds} s"}
+    hints: dict[int, str] = {
+        signal.SIGKILL: "; out of memory or process limit?",
+        signal.SIGXCPU: f"; CPU time limit of {cpu_seconds} s",
+    }
     hint = hints.get(number, "")
     return f"killed by signal {number} ({name}){hint}"

@@ -42,13 +42,23 @@ def check_cluster(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     connection, not Ray, no answer) or "cannot use the Ray cluster at ADDRESS" (token, versions,
     not a node here).
     """
-    package_root = str(Path(__file__).resolve().parents[2])   # importable in the child as it is here
-    env = {**os.environ, **PROBE_RAY_CONFIG, "RAY_USAGE_STATS_ENABLED": "0",
-           "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
+    package_root = str(Path(__file__).resolve().parents[2])  # importable in the child as it is here
+    env = {
+        **os.environ,
+        **PROBE_RAY_CONFIG,
+        "RAY_USAGE_STATS_ENABLED": "0",
+        "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
+    }
     code = "import sys; from autograder.executors.ray_address import _probe_main; _probe_main(sys.argv[1])"
     try:
-        done = subprocess.run([sys.executable, "-c", code, address], capture_output=True, text=True,
-                              timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            [sys.executable, "-c", code, address],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            stdin=subprocess.DEVNULL,
+        )
     except subprocess.TimeoutExpired:
         raise RuntimeError(f"cannot reach the Ray cluster at {address}: no answer within {timeout:g} s") from None
     answer = None
@@ -69,7 +79,7 @@ def _probe_main(address: str) -> None:
     """In check_cluster's child: print {"problem": ..., "verb": ...} as the last line of stdout."""
     try:
         verb, problem = cluster_problem(address)
-    except Exception as err:   # our own check broke: say so rather than guess
+    except Exception as err:  # our own check broke: say so rather than guess
         verb, problem = "reach", f"checking the address failed: {type(err).__name__}: {first_line(err)}"
     print(json.dumps({"verb": verb, "problem": problem}), flush=True)
 
@@ -91,8 +101,10 @@ def cluster_problem(address: str) -> tuple[str, str | None]:
     host, _, port = address.removeprefix("ray://").rpartition(":")
     host = host.strip("[]")
     if not host or not port.isdigit():
-        return "reach", ("not an address: expected HOST:PORT (the port `ray start --head` printed, 6379 by "
-                         "default), auto, or ray://HOST:PORT (the Ray Client, port 10001 by default)")
+        return "reach", (
+            "not an address: expected HOST:PORT (the port `ray start --head` printed, 6379 by "
+            "default), auto, or ray://HOST:PORT (the Ray Client, port 10001 by default)"
+        )
     try:
         socket.getaddrinfo(host, int(port), type=socket.SOCK_STREAM)
     except socket.gaierror as err:
@@ -110,7 +122,7 @@ def cluster_problem(address: str) -> tuple[str, str | None]:
             problem = _not_grpc(connection, f"{host}:{port}")
             if problem:
                 return "reach", problem
-    if client_mode:   # the Ray Client's own protocol: ray.init checks the rest
+    if client_mode:  # the Ray Client's own protocol: ray.init checks the rest
         return "reach", None
 
     from ray._raylet import (  # type: ignore[attr-defined]  # Cython names its .pyi stub leaves out
@@ -122,8 +134,10 @@ def cluster_problem(address: str) -> tuple[str, str | None]:
 
     sends_token = get_authentication_mode() == AuthenticationMode.TOKEN
     if sends_token and not AuthenticationTokenLoader.instance().has_token(ignore_auth_mode=True):
-        return "use", ("RAY_AUTH_MODE=token is set but this machine has no token: put the cluster's token in "
-                       "RAY_AUTH_TOKEN, or in a file named by RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token")
+        return "use", (
+            "RAY_AUTH_MODE=token is set but this machine has no token: put the cluster's token in "
+            "RAY_AUTH_TOKEN, or in a file named by RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token"
+        )
     try:
         client = GcsClient(address=address)
     except Exception as err:
@@ -131,8 +145,10 @@ def cluster_problem(address: str) -> tuple[str, str | None]:
         if type(err).__name__ == "AuthenticationError" or "InvalidAuthToken" in text or "Unauthenticated" in text:
             return "use", _token_advice(sends_token)
         if "Timed out" in text:
-            return "reach", (f"{host}:{port} accepts connections but does not answer as a Ray cluster (is it the "
-                             "port `ray start --head` printed, 6379 by default?)")
+            return "reach", (
+                f"{host}:{port} accepts connections but does not answer as a Ray cluster (is it the "
+                "port `ray start --head` printed, 6379 by default?)"
+            )
         return "reach", f"{host}:{port} does not answer as a Ray cluster: {first_line(err)}"
     metadata = client.internal_kv_get(b"CLUSTER_METADATA", b"cluster", timeout=5)
     if metadata:
@@ -142,12 +158,17 @@ def cluster_problem(address: str) -> tuple[str, str | None]:
     from ray._private.services import find_node_ids
     from ray.core.generated.gcs_pb2 import GcsNodeInfo  # type: ignore[attr-defined]  # protobuf builds it at import
 
-    nodes = {node_id.hex() for node_id, info in client.get_all_node_info(timeout=5).items()
-             if info.state == GcsNodeInfo.GcsNodeState.ALIVE}
+    nodes = {
+        node_id.hex()
+        for node_id, info in client.get_all_node_info(timeout=5).items()
+        if info.state == GcsNodeInfo.GcsNodeState.ALIVE
+    }
     if not nodes & set(find_node_ids()):
-        return "use", ("this machine runs no node of that cluster, and a driver joins through its own node: run "
-                       f"the command on the head node, or first join this machine with `ray start --address={address}`"
-                       " (or the Ray Client, --address ray://HEAD:10001, with the ray[client] package)")
+        return "use", (
+            "this machine runs no node of that cluster, and a driver joins through its own node: run "
+            f"the command on the head node, or first join this machine with `ray start --address={address}`"
+            " (or the Ray Client, --address ray://HEAD:10001, with the ray[client] package)"
+        )
     return "use", None
 
 
@@ -167,29 +188,39 @@ def _not_grpc(connection: socket.socket, where: str) -> str | None:
                 break
             received += chunk
     except TimeoutError:
-        return (f"{where} accepts connections but does not answer as a Ray cluster (nothing came back within "
-                f"{TCP_TIMEOUT} s; is it the port `ray start --head` printed, 6379 by default?)")
+        return (
+            f"{where} accepts connections but does not answer as a Ray cluster (nothing came back within "
+            f"{TCP_TIMEOUT} s; is it the port `ray start --head` printed, 6379 by default?)"
+        )
     except OSError as err:
         return f"{where} does not answer as a Ray cluster ({err.strerror or err})"
-    if len(received) == 9 and received[3] == 4:   # a SETTINGS frame
+    if len(received) == 9 and received[3] == 4:  # a SETTINGS frame
         return None
     if received.startswith((b"HTTP/", b"<")):
-        return (f"{where} does not answer as a Ray cluster: it speaks HTTP/1 (a web server, such as Ray's dashboard?); "
-                "give the port `ray start --head` printed, 6379 by default")
+        return (
+            f"{where} does not answer as a Ray cluster: it speaks HTTP/1 (a web server, such as Ray's dashboard?); "
+            "give the port `ray start --head` printed, 6379 by default"
+        )
     what = "closed the connection" if not received else "answered something else"
-    return (f"{where} does not answer as a Ray cluster (it {what}); give the port `ray start --head` printed, "
-            "6379 by default")
+    return (
+        f"{where} does not answer as a Ray cluster (it {what}); give the port `ray start --head` printed, "
+        "6379 by default"
+    )
 
 
 def _token_advice(sends_token: bool) -> str:
     where = "RAY_AUTH_TOKEN, or in a file named by RAY_AUTH_TOKEN_PATH, or in ~/.ray/auth_token"
     if sends_token:
-        return (f"the cluster refused this machine's token: put the cluster's token (`ray get-auth-token` on the "
-                f"head node prints it) in {where}")
+        return (
+            f"the cluster refused this machine's token: put the cluster's token (`ray get-auth-token` on the "
+            f"head node prints it) in {where}"
+        )
     found = " (a token file exists at ~/.ray/auth_token)" if (Path.home() / ".ray" / "auth_token").exists() else ""
-    return ("the cluster asks for a token (token authentication is on) and this machine sends none: set "
-            f"RAY_AUTH_MODE=token and put the cluster's token (`ray get-auth-token` on the head node prints it) in "
-            f"{where}{found}")
+    return (
+        "the cluster asks for a token (token authentication is on) and this machine sends none: set "
+        f"RAY_AUTH_MODE=token and put the cluster's token (`ray get-auth-token` on the head node prints it) in "
+        f"{where}{found}"
+    )
 
 
 def _version_problem(cluster: dict) -> str | None:
@@ -201,9 +232,11 @@ def _version_problem(cluster: dict) -> str | None:
         check_version_info(cluster, "this machine")
     except RuntimeError:
         ray_version, python_version = compute_version_info()
-        return (f"its nodes run Ray {cluster.get('ray_version')} on Python {cluster.get('python_version')}, this "
-                f"machine Ray {ray_version} on Python {python_version}: the driver and every node need the "
-                "same Ray and Python (the course's virtualenv)")
+        return (
+            f"its nodes run Ray {cluster.get('ray_version')} on Python {cluster.get('python_version')}, this "
+            f"machine Ray {ray_version} on Python {python_version}: the driver and every node need the "
+            "same Ray and Python (the course's virtualenv)"
+        )
     except (KeyError, TypeError, ValueError):
         return None
     return None

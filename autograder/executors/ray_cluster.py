@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING
 from ..outcomes import FailureKind
 from .ray_address import check_cluster, first_line
 
-if TYPE_CHECKING:   # imported where used: the kernel side where a Ray worker runs its task
+if TYPE_CHECKING:  # imported where used: the kernel side where a Ray worker runs its task
     from .slots import Slot
     from .spec import ExecutionResult, JobSpec
 
@@ -55,9 +55,17 @@ class RayExecutor:
     plus TIMEOUT_MARGIN, so that the kernel's own limits normally speak first).
     """
 
-    def __init__(self, spec: JobSpec, *, address: str | None = None, gpus_per_job: float = 0.0,
-                 jobs_per_gpu: int = 1, max_concurrent: int | None = None, task_timeout: float | None = None,
-                 init_kwargs: dict | None = None):
+    def __init__(
+        self,
+        spec: JobSpec,
+        *,
+        address: str | None = None,
+        gpus_per_job: float = 0.0,
+        jobs_per_gpu: int = 1,
+        max_concurrent: int | None = None,
+        task_timeout: float | None = None,
+        init_kwargs: dict | None = None,
+    ):
         try:
             import ray
         except ImportError:
@@ -65,16 +73,17 @@ class RayExecutor:
         self._ray = ray
         self._owns_ray = not ray.is_initialized()
         if self._owns_ray:
-            joining = address or os.environ.get("RAY_ADDRESS") or None   # ray.init(None) honours RAY_ADDRESS
+            joining = address or os.environ.get("RAY_ADDRESS") or None  # ray.init(None) honours RAY_ADDRESS
             if joining and joining != "local":
                 check_cluster(joining)
             try:
                 ray.init(address=address, include_dashboard=False, log_to_driver=False, **(init_kwargs or {}))
-            except Exception as err:   # ConnectionError, a version mismatch Ray found, ...
+            except Exception as err:  # ConnectionError, a version mismatch Ray found, ...
                 if not joining:
                     raise
-                raise RuntimeError(f"cannot join the Ray cluster at {joining}: "
-                                   f"{type(err).__name__}: {first_line(err)}") from None
+                raise RuntimeError(
+                    f"cannot join the Ray cluster at {joining}: {type(err).__name__}: {first_line(err)}"
+                ) from None
         resources = ray.cluster_resources()
         cpus_per_job = max(1, int(spec.env.get("OMP_NUM_THREADS", "1") or 1))
         if gpus_per_job <= 0 and resources.get("GPU", 0) > 0:
@@ -85,7 +94,8 @@ class RayExecutor:
             fits = min(fits, int(resources.get("GPU", 0) / gpus_per_job + 1e-9))
         self.capacity = max(1, max_concurrent or fits)
         self._task = ray.remote(max_calls=1, max_retries=0)(execute_in_worker).options(
-            num_cpus=cpus_per_job, num_gpus=gpus_per_job or 0)
+            num_cpus=cpus_per_job, num_gpus=gpus_per_job or 0
+        )
         self._timeout = task_timeout or spec.limits.notebook_timeout + TIMEOUT_MARGIN
 
     def execute(self, nb, label: str = "job") -> ExecutionResult:
@@ -97,13 +107,21 @@ class RayExecutor:
         ready, _ = ray.wait([ref], timeout=self._timeout)
         if not ready:
             ray.cancel(ref, force=True)
-            return _failed(nb, f"timeout: the Ray task ran longer than {self._timeout} s and was cancelled",
-                           started, FailureKind.TIMEOUT)
+            return _failed(
+                nb,
+                f"timeout: the Ray task ran longer than {self._timeout} s and was cancelled",
+                started,
+                FailureKind.TIMEOUT,
+            )
         try:
             payload = ray.get(ref)
-        except Exception as err:   # the worker died (killed, out of memory), or our code failed there
-            return _failed(nb, f"the Ray worker failed: {type(err).__name__}: {first_line(err)}", started,
-                           FailureKind.RAY_WORKER_FAILED)
+        except Exception as err:  # the worker died (killed, out of memory), or our code failed there
+            return _failed(
+                nb,
+                f"the Ray worker failed: {type(err).__name__}: {first_line(err)}",
+                started,
+                FailureKind.RAY_WORKER_FAILED,
+            )
         result = _from_payload(payload, nb, started)
         # queueing in Ray, the worker's start and the kernel's: everything but the notebook's run
         result.wait_seconds = round(max(0.0, time.monotonic() - started - result.wall_seconds), 3)
@@ -129,8 +147,13 @@ def execute_in_worker(nb_json: str, spec: JobSpec, gpu_share: float, label: str)
 
     missing = [host for host, _ in spec.read_only if not os.path.exists(host)]
     if missing:
-        return json.dumps({"status": "failed", "failure": FailureKind.RAY_WORKER_FAILED.value,
-                           "reason": f"course files missing on this Ray node: {', '.join(missing)}"})
+        return json.dumps(
+            {
+                "status": "failed",
+                "failure": FailureKind.RAY_WORKER_FAILED.value,
+                "reason": f"course files missing on this Ray node: {', '.join(missing)}",
+            }
+        )
     slot, notes = _slot_from_ray([str(g) for g in ray.get_gpu_ids()], gpu_share)
     gpu_memory, problem = open_gpu_memory() if slot.gpu is not None else (None, None)
     if problem:
@@ -141,14 +164,21 @@ def execute_in_worker(nb_json: str, spec: JobSpec, gpu_share: float, label: str)
         return await run_session(session, slot, nbformat.reads(nb_json, as_version=4), gpu_memory)
 
     result = asyncio.run(start_and_run())
-    return json.dumps({"notebook": nbformat.writes(result.notebook), "status": result.status,
-                       "reason": result.reason, "sandboxed": result.sandboxed,
-                       "failure": result.failure.value if result.failure else None,
-                       "cell_errors": {str(k): v for k, v in result.cell_errors.items()},
-                       "wall_seconds": result.wall_seconds, "start_seconds": result.start_seconds,
-                       "warnings": result.warnings + notes,
-                       "where": f"Ray node {ray.get_runtime_context().get_node_id()[:12]}"
-                                + (f", Ray GPU {','.join(map(str, ray.get_gpu_ids()))}" if ray.get_gpu_ids() else "")})
+    return json.dumps(
+        {
+            "notebook": nbformat.writes(result.notebook),
+            "status": result.status,
+            "reason": result.reason,
+            "sandboxed": result.sandboxed,
+            "failure": result.failure.value if result.failure else None,
+            "cell_errors": {str(k): v for k, v in result.cell_errors.items()},
+            "wall_seconds": result.wall_seconds,
+            "start_seconds": result.start_seconds,
+            "warnings": result.warnings + notes,
+            "where": f"Ray node {ray.get_runtime_context().get_node_id()[:12]}"
+            + (f", Ray GPU {','.join(map(str, ray.get_gpu_ids()))}" if ray.get_gpu_ids() else ""),
+        }
+    )
 
 
 def _slot_from_ray(gpu_ids: list[str], share: float) -> tuple[Slot, list[str]]:
@@ -163,14 +193,19 @@ def _slot_from_ray(gpu_ids: list[str], share: float) -> tuple[Slot, list[str]]:
         import pynvml
 
         pynvml.nvmlInit()
-        handle = (pynvml.nvmlDeviceGetHandleByUUID(wanted) if wanted.startswith(("GPU-", "MIG-"))
-                  else pynvml.nvmlDeviceGetHandleByIndex(int(wanted)))
+        handle = (
+            pynvml.nvmlDeviceGetHandleByUUID(wanted)
+            if wanted.startswith(("GPU-", "MIG-"))
+            else pynvml.nvmlDeviceGetHandleByIndex(int(wanted))
+        )
         minor = int(pynvml.nvmlDeviceGetMinorNumber(handle))
         uuid = pynvml.nvmlDeviceGetUUID(handle)
         uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
-    except Exception as err:   # no driver here: Ray's GPU is a logical resource only
-        return Slot(0, gpu_share=share), [f"Ray assigned GPU {wanted}, which this node has no device for "
-                                         f"({type(err).__name__}): the kernel runs without a GPU"]
+    except Exception as err:  # no driver here: Ray's GPU is a logical resource only
+        return Slot(0, gpu_share=share), [
+            f"Ray assigned GPU {wanted}, which this node has no device for "
+            f"({type(err).__name__}): the kernel runs without a GPU"
+        ]
     if not os.path.exists(f"/dev/nvidia{minor}"):
         return Slot(0), [f"Ray assigned GPU {wanted}, but /dev/nvidia{minor} is missing: the kernel runs without a GPU"]
     return Slot(0, minor, min(1.0, share), uuid), []
@@ -187,10 +222,17 @@ def _from_payload(payload: str, nb, started: float) -> ExecutionResult:
         if data.get("status") == "failed" and "notebook" not in data:
             return _failed(nb, str(data.get("reason")), started, _failure(data) or FailureKind.RAY_WORKER_FAILED)
         notebook = nbformat.reads(data["notebook"], as_version=4)
-        result = ExecutionResult(notebook, str(data["status"]), data.get("reason"), bool(data["sandboxed"]),
-                                 {int(k): str(v) for k, v in data.get("cell_errors", {}).items()},
-                                 float(data.get("wall_seconds", 0)), [str(w) for w in data.get("warnings", [])],
-                                 float(data.get("start_seconds", 0)), failure=_failure(data))
+        result = ExecutionResult(
+            notebook,
+            str(data["status"]),
+            data.get("reason"),
+            bool(data["sandboxed"]),
+            {int(k): str(v) for k, v in data.get("cell_errors", {}).items()},
+            float(data.get("wall_seconds", 0)),
+            [str(w) for w in data.get("warnings", [])],
+            float(data.get("start_seconds", 0)),
+            failure=_failure(data),
+        )
     except (ValueError, KeyError, TypeError) as err:
         return _failed(nb, f"the Ray task sent back something malformed: {err}", started, FailureKind.RAY_WORKER_FAILED)
     result.where = str(data.get("where", ""))
@@ -200,8 +242,9 @@ def _from_payload(payload: str, nb, started: float) -> ExecutionResult:
 def _failed(nb, reason: str, started: float, failure: FailureKind) -> ExecutionResult:
     from .spec import ExecutionResult
 
-    return ExecutionResult(nb, "failed", reason, False, wall_seconds=round(time.monotonic() - started, 3),
-                           failure=failure)
+    return ExecutionResult(
+        nb, "failed", reason, False, wall_seconds=round(time.monotonic() - started, 3), failure=failure
+    )
 
 
 def _failure(data: dict) -> FailureKind | None:
@@ -213,4 +256,3 @@ def _failure(data: dict) -> FailureKind | None:
         return FailureKind(failure) if isinstance(failure, str) else FailureKind.RAY_WORKER_FAILED
     except ValueError:
         return FailureKind.RAY_WORKER_FAILED
-

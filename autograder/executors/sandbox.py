@@ -33,9 +33,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 from .host_system import SYSTEM_PROGRAM_PATH, system_flags, tool
 from .limits import PROBE_LIMITS, Limits, rlimit_argv
@@ -60,9 +60,18 @@ class SandboxStatus:
 
 # ---------------------------------------------------------------------------- command line
 
-def sandbox_argv(inner_argv: Sequence[str], *, job_dir: Path, read_only: Sequence[tuple[Path, str]] = (),
-                 env: dict[str, str], limits: Limits, gpu_devices: Sequence[str] = (),
-                 writable: Sequence[Path] = (), lifeline_fd: int | None = None) -> list[str]:
+
+def sandbox_argv(
+    inner_argv: Sequence[str],
+    *,
+    job_dir: Path,
+    read_only: Sequence[tuple[Path, str]] = (),
+    env: dict[str, str],
+    limits: Limits,
+    gpu_devices: Sequence[str] = (),
+    writable: Sequence[Path] = (),
+    lifeline_fd: int | None = None,
+) -> list[str]:
     """The full command that runs inner_argv in the sandbox: prlimit, then bwrap.
 
     job_dir (and any `writable` folder) is bound read-write at its own path; read_only
@@ -76,16 +85,23 @@ def sandbox_argv(inner_argv: Sequence[str], *, job_dir: Path, read_only: Sequenc
     job_dir = Path(job_dir)
     if not job_dir.is_absolute():
         raise ValueError(f"job_dir must be absolute (it is bound at the same path inside): {job_dir}")
-    bwrap = [tool("bwrap"),
-             *_namespace_flags(),
-             *system_flags(), "--proc", "/proc", "--dev", "/dev",   # the host's allow-list (host_system.py)
-             *_scratch_flags(limits),
-             *_python_flags(),
-             *_gpu_flags(gpu_devices),
-             *_bind_flags([job_dir, *map(Path, writable)], read_only),
-             *_environment_flags(env),
-             *_finish_flags(),
-             "--", *_lifeline(inner_argv, lifeline_fd)]
+    bwrap = [
+        tool("bwrap"),
+        *_namespace_flags(),
+        *system_flags(),
+        "--proc",
+        "/proc",
+        "--dev",
+        "/dev",  # the host's allow-list (host_system.py)
+        *_scratch_flags(limits),
+        *_python_flags(),
+        *_gpu_flags(gpu_devices),
+        *_bind_flags([job_dir, *map(Path, writable)], read_only),
+        *_environment_flags(env),
+        *_finish_flags(),
+        "--",
+        *_lifeline(inner_argv, lifeline_fd),
+    ]
     return rlimit_argv(bwrap, limits)
 
 
@@ -129,9 +145,20 @@ def _scratch_flags(limits: Limits) -> list[str]:
     DataLoader workers). Mounted before any bind, since the job directory (or even the
     virtualenv) may lie under /tmp: a tmpfs mounted later would hide it."""
     size = str(limits.tmpfs_bytes)
-    return ["--size", size, "--tmpfs", SANDBOX_TMP,
-            "--dir", SANDBOX_HOME, "--dir", SANDBOX_WORKDIR,
-            "--size", size, "--tmpfs", "/dev/shm"]
+    return [
+        "--size",
+        size,
+        "--tmpfs",
+        SANDBOX_TMP,
+        "--dir",
+        SANDBOX_HOME,
+        "--dir",
+        SANDBOX_WORKDIR,
+        "--size",
+        size,
+        "--tmpfs",
+        "/dev/shm",
+    ]
 
 
 def _gpu_flags(gpu_devices: Sequence[str]) -> list[str]:
@@ -178,18 +205,26 @@ def _lifeline(argv: Sequence[str], fd: int | None) -> list[str]:
 
 # ---------------------------------------------------------------------------- probe
 
+
 @functools.lru_cache(maxsize=1)
 def probe() -> SandboxStatus:
     """Whether the sandbox works here: runs `true` under the same command the kernels get."""
     for name, package in (("bwrap", "bubblewrap"), ("prlimit", "util-linux")):
         if shutil.which(name, path=SYSTEM_PROGRAM_PATH) is None:
-            return SandboxStatus(False, f"{name} is not installed: install Debian's {package} "
-                                        f"(apt-get install {package})")
+            return SandboxStatus(
+                False, f"{name} is not installed: install Debian's {package} (apt-get install {package})"
+            )
     with tempfile.TemporaryDirectory(prefix="autograder-probe-") as job_dir:
         try:
             argv = sandbox_argv(["/usr/bin/true"], job_dir=Path(job_dir).resolve(), env={}, limits=PROBE_LIMITS)
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=30, env={"PATH": "/usr/bin:/bin"},
-                                  stdin=subprocess.DEVNULL)
+            done = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=30,
+                env={"PATH": "/usr/bin:/bin"},
+                stdin=subprocess.DEVNULL,
+            )
         except (OSError, subprocess.TimeoutExpired) as err:
             return SandboxStatus(False, f"bubblewrap could not be run: {err}")
     if done.returncode == 0:
@@ -200,12 +235,16 @@ def probe() -> SandboxStatus:
 def _explain_failure(error: str) -> str:
     if re.search(r"namespace|uid map|unshare|Operation not permitted|No permissions", error, re.I):
         if "proc" in error:
-            return (f"bubblewrap cannot mount /proc ({error}): the container masks /proc; run it with "
-                    "`--security-opt systempaths=unconfined` or grade outside the container")
-        hint = ("user namespaces are blocked: inside Docker's default seccomp profile run the container with "
-                "`--security-opt seccomp=unconfined` (or a profile allowing unshare/clone with CLONE_NEWUSER); "
-                "on a host, enable them (sysctl user.max_user_namespaces > 0, "
-                "kernel.unprivileged_userns_clone=1, or on Ubuntu 24.04 "
-                "kernel.apparmor_restrict_unprivileged_userns=0)")
+            return (
+                f"bubblewrap cannot mount /proc ({error}): the container masks /proc; run it with "
+                "`--security-opt systempaths=unconfined` or grade outside the container"
+            )
+        hint = (
+            "user namespaces are blocked: inside Docker's default seccomp profile run the container with "
+            "`--security-opt seccomp=unconfined` (or a profile allowing unshare/clone with CLONE_NEWUSER); "
+            "on a host, enable them (sysctl user.max_user_namespaces > 0, "
+            "kernel.unprivileged_userns_clone=1, or on Ubuntu 24.04 "
+            "kernel.apparmor_restrict_unprivileged_userns=0)"
+        )
         return f"bubblewrap cannot create its namespaces ({error}): {hint}"
     return f"bubblewrap failed: {error}"

@@ -46,14 +46,24 @@ def cell_seconds(nb) -> float:
         timing = cell.get("metadata", {}).get("execution", {})
         start, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
         if start and end:
-            total += (datetime.fromisoformat(end.replace("Z", "+00:00")) -
-                      datetime.fromisoformat(start.replace("Z", "+00:00"))).total_seconds()
+            total += (
+                datetime.fromisoformat(end.replace("Z", "+00:00"))
+                - datetime.fromisoformat(start.replace("Z", "+00:00"))
+            ).total_seconds()
     return total
 
 
-def execute_notebook(nb, *, job_dir: Path, limits: Limits, env: dict[str, str] | None = None,
-                     read_only: Sequence[tuple[Path, str]] = (), sandbox: bool | None = None,
-                     gpu_devices: Sequence[str] = (), cwd: Path | None = None) -> ExecutionResult:
+def execute_notebook(
+    nb,
+    *,
+    job_dir: Path,
+    limits: Limits,
+    env: dict[str, str] | None = None,
+    read_only: Sequence[tuple[Path, str]] = (),
+    sandbox: bool | None = None,
+    gpu_devices: Sequence[str] = (),
+    cwd: Path | None = None,
+) -> ExecutionResult:
     """Execute a copy of `nb` in a fresh kernel and return it with its outcome.
 
     job_dir:   a folder for this job alone (connection file, sockets), created if missing;
@@ -75,8 +85,9 @@ def execute_notebook(nb, *, job_dir: Path, limits: Limits, env: dict[str, str] |
     One-shot: start, run, close. The grading executors (local.py, ray_cluster.py) use KernelSession
     directly, to start kernels before their submission is known.
     """
-    session = KernelSession(job_dir=job_dir, limits=limits, env=env, read_only=read_only, sandbox=sandbox,
-                            gpu_devices=gpu_devices, cwd=cwd)
+    session = KernelSession(
+        job_dir=job_dir, limits=limits, env=env, read_only=read_only, sandbox=sandbox, gpu_devices=gpu_devices, cwd=cwd
+    )
 
     async def start_run_close() -> ExecutionResult:
         try:
@@ -87,7 +98,7 @@ def execute_notebook(nb, *, job_dir: Path, limits: Limits, env: dict[str, str] |
 
     started = time.monotonic()
     result = _run_coroutine(start_run_close())
-    result.wall_seconds = round(time.monotonic() - started, 3)   # the kernel's start included
+    result.wall_seconds = round(time.monotonic() - started, 3)  # the kernel's start included
     return result
 
 
@@ -97,10 +108,10 @@ class _Outcome:
 
     sandboxed: bool = False
     notes: list[str] = field(default_factory=list)
-    start_error: str | None = None     # why the kernel could not start (run() reports it)
+    start_error: str | None = None  # why the kernel could not start (run() reports it)
     start_failure: FailureKind | None = None
-    start_seconds: float = 0.0         # kernel start and warm-up
-    kill_reason: str | None = None     # set by kill(): the run fails with it
+    start_seconds: float = 0.0  # kernel start and warm-up
+    kill_reason: str | None = None  # set by kill(): the run fails with it
     kill_failure: FailureKind = FailureKind.EXECUTION_FAILED
     # how the run ended (which cell ran and which raised: the client's)
     status: str = "completed"
@@ -129,13 +140,31 @@ class KernelSession:
     running did) and `kernel` (the resources it holds, all released by close()).
     """
 
-    def __init__(self, *, job_dir: Path | JobFolder, limits: Limits, env: dict[str, str] | None = None,
-                 read_only: Sequence[tuple[Path, str]] = (), sandbox: bool | None = None,
-                 gpu_devices: Sequence[str] = (), cwd: Path | None = None):
-        job_folder = job_dir if isinstance(job_dir, JobFolder) else JobFolder.given(
-            job_dir, size_bytes=limits.job_folder_bytes, inodes=limits.job_folder_inodes)
-        self.given = KernelRequest(job_folder, limits, {"PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
-                                   list(read_only), list(gpu_devices), sandbox, cwd)
+    def __init__(
+        self,
+        *,
+        job_dir: Path | JobFolder,
+        limits: Limits,
+        env: dict[str, str] | None = None,
+        read_only: Sequence[tuple[Path, str]] = (),
+        sandbox: bool | None = None,
+        gpu_devices: Sequence[str] = (),
+        cwd: Path | None = None,
+    ):
+        job_folder = (
+            job_dir
+            if isinstance(job_dir, JobFolder)
+            else JobFolder.given(job_dir, size_bytes=limits.job_folder_bytes, inodes=limits.job_folder_inodes)
+        )
+        self.given = KernelRequest(
+            job_folder,
+            limits,
+            {"PYTHONDONTWRITEBYTECODE": "1", **(env or {})},
+            list(read_only),
+            list(gpu_devices),
+            sandbox,
+            cwd,
+        )
         self.outcome = _Outcome()
         self.kernel = Kernel()
         self._started = self._ran = self._closed = False
@@ -204,7 +233,7 @@ class KernelSession:
         self._ran = True
         began = time.monotonic()
         nb = copy.deepcopy(nb)
-        for cell in nb.cells:   # only outputs of this run may come back
+        for cell in nb.cells:  # only outputs of this run may come back
             if cell.get("cell_type") == "code":
                 cell.outputs, cell.execution_count = [], None
         if not self._started:
@@ -215,22 +244,34 @@ class KernelSession:
         elif outcome.kill_reason is not None:
             self._fail(outcome.kill_reason, outcome.kill_failure)
         else:
-            assert self.kernel.km is not None   # started without an error: the kernel has its manager
+            assert self.kernel.km is not None  # started without an error: the kernel has its manager
             client = OutputCappedClient(
-                nb, manager=self.kernel.km, max_output_bytes=limits.max_output_bytes,
-                timeout=limits.cell_timeout, startup_timeout=min(60, limits.notebook_timeout),
+                nb,
+                manager=self.kernel.km,
+                max_output_bytes=limits.max_output_bytes,
+                timeout=limits.cell_timeout,
+                startup_timeout=min(60, limits.notebook_timeout),
                 allow_errors=True,
                 # A timed-out cell fails the notebook and the kernel is killed, not interrupted:
                 # the cell may ignore SIGINT (or sit in C code), and its state is unknown anyway.
-                interrupt_on_timeout=False)
+                interrupt_on_timeout=False,
+            )
             self.kernel.attach(client)
             await self._execute(client)
         if outcome.sandboxed:
             await self._check_job_folder()
         cell_errors = self.kernel.client.cell_errors if self.kernel.client is not None else {}
-        return ExecutionResult(nb, outcome.status, outcome.reason, outcome.sandboxed, cell_errors,
-                               round(time.monotonic() - began, 3), list(outcome.notes), outcome.start_seconds,
-                               failure=outcome.failure)
+        return ExecutionResult(
+            nb,
+            outcome.status,
+            outcome.reason,
+            outcome.sandboxed,
+            cell_errors,
+            round(time.monotonic() - began, 3),
+            list(outcome.notes),
+            outcome.start_seconds,
+            failure=outcome.failure,
+        )
 
     async def _execute(self, client: OutputCappedClient) -> None:
         """Run every cell within the notebook's wall clock, then say how it ended."""
@@ -253,7 +294,7 @@ class KernelSession:
             self._fail(f"output over {size_text(limits.max_output_bytes)}", FailureKind.OUTPUT_OVER)
         elif not done:
             self._fail(f"timeout: the notebook ran longer than {limits.notebook_timeout} s", FailureKind.TIMEOUT)
-        elif task.cancelled():   # not by us: nbclient's own SIGINT/SIGTERM handler, say
+        elif task.cancelled():  # not by us: nbclient's own SIGINT/SIGTERM handler, say
             self._fail("execution was cancelled", FailureKind.EXECUTION_FAILED)
         elif error is None:
             return
@@ -263,14 +304,17 @@ class KernelSession:
             exit_text = self.kernel.exit_text(sandboxed=outcome.sandboxed, cpu_seconds=limits.cpu_seconds)
             self._fail(f"kernel died while running cell {cell} ({exit_text})", FailureKind.KERNEL_DIED)
         elif cell is None:
-            self._fail(f"kernel stopped before the first cell: {error}{log_tail(self.kernel.log_file)}",
-                       FailureKind.KERNEL_STOPPED)
+            self._fail(
+                f"kernel stopped before the first cell: {error}{log_tail(self.kernel.log_file)}",
+                FailureKind.KERNEL_STOPPED,
+            )
         else:
             # The kernel is the student's process and may speak malformed protocol: what breaks
             # while talking to it is this notebook's failure, logged for us to look at.
             log.error("execution in %s failed", self.job_dir, exc_info=error)
-            self._fail(f"execution failed at cell {cell}: {type(error).__name__}: {error}",
-                       FailureKind.EXECUTION_FAILED)
+            self._fail(
+                f"execution failed at cell {cell}: {type(error).__name__}: {error}", FailureKind.EXECUTION_FAILED
+            )
 
     def _fail(self, reason: str, failure: FailureKind) -> None:
         self.outcome.status, self.outcome.reason, self.outcome.failure = "failed", reason, failure
@@ -282,8 +326,10 @@ class KernelSession:
         for folder in folders:
             full = await asyncio.to_thread(folder.full)
             if full is not None:
-                self._fail(full if self.outcome.status != "failed" else f"{full}; {self.outcome.reason}",
-                           FailureKind.JOB_FOLDER_FULL)
+                self._fail(
+                    full if self.outcome.status != "failed" else f"{full}; {self.outcome.reason}",
+                    FailureKind.JOB_FOLDER_FULL,
+                )
                 return
 
     # ------------------------------------------------------------------ from outside

@@ -11,9 +11,9 @@ the job ends, so no slot is ever held by two jobs.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator
 
 from .gpus import gpu_uuids, visible_gpus
 
@@ -21,9 +21,9 @@ from .gpus import gpu_uuids, visible_gpus
 @dataclass(frozen=True)
 class Slot:
     index: int
-    gpu: int | None = None            # the GPU's index as the driver numbers it (nvidia-smi)
-    gpu_share: float = 1.0            # the fraction of that GPU's memory this slot may use
-    gpu_uuid: str | None = None       # "GPU-..." from the driver; None where it cannot be read
+    gpu: int | None = None  # the GPU's index as the driver numbers it (nvidia-smi)
+    gpu_share: float = 1.0  # the fraction of that GPU's memory this slot may use
+    gpu_uuid: str | None = None  # "GPU-..." from the driver; None where it cannot be read
 
     @property
     def device_nodes(self) -> list[str]:
@@ -50,8 +50,13 @@ class SlotPool:
         self._free = list(self.slots)
 
     @classmethod
-    def for_machine(cls, gpus: list[int] | None = None, jobs_per_gpu: int = 1, cpu_jobs: int | None = None,
-                    uuids: dict[int, str] | None = None) -> "SlotPool":
+    def for_machine(
+        cls,
+        gpus: list[int] | None = None,
+        jobs_per_gpu: int = 1,
+        cpu_jobs: int | None = None,
+        uuids: dict[int, str] | None = None,
+    ) -> SlotPool:
         """GPU slots when there are GPUs (jobs_per_gpu each), else cpu_jobs CPU slots (the coordinator
         counts them from c.Grading: grading/kernel_policy.py `cpu_jobs`).
 
@@ -60,12 +65,15 @@ class SlotPool:
         gpus = visible_gpus() if gpus is None else gpus
         if gpus:
             uuids = gpu_uuids() if uuids is None else uuids
-            slots = [Slot(i, gpu, 1.0 / jobs_per_gpu, uuids.get(gpu))
-                     for i, (gpu, _) in enumerate((g, k) for g in gpus for k in range(jobs_per_gpu))]
+            slots = [
+                Slot(i, gpu, 1.0 / jobs_per_gpu, uuids.get(gpu))
+                for i, (gpu, _) in enumerate((g, k) for g in gpus for k in range(jobs_per_gpu))
+            ]
         else:
             if not cpu_jobs:
-                raise ValueError("a CPU-only SlotPool needs cpu_jobs (grading/kernel_policy.cpu_jobs counts them "
-                                 "from c.Grading)")
+                raise ValueError(
+                    "a CPU-only SlotPool needs cpu_jobs (grading/kernel_policy.cpu_jobs counts them from c.Grading)"
+                )
             slots = [Slot(i) for i in range(cpu_jobs)]
         return cls(slots)
 

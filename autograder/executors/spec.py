@@ -49,18 +49,17 @@ class JobSpec:
         as it fails at home)."""
         if not self.warm_up_modules and not cuda:
             return None
-        lines = ["def _autograder_warm_up():",
-                 "    import importlib",
-                 f"    for name in {list(self.warm_up_modules)!r}:",
-                 "        try:",
-                 "            importlib.import_module(name)",
-                 "        except Exception:",
-                 "            pass   # the notebook meets the same error and reports it",
-                 ]
+        lines = [
+            "def _autograder_warm_up():",
+            "    import importlib",
+            f"    for name in {list(self.warm_up_modules)!r}:",
+            "        try:",
+            "            importlib.import_module(name)",
+            "        except Exception:",
+            "            pass   # the notebook meets the same error and reports it",
+        ]
         if cuda:
-            lines += ["    import torch",
-                      "    if torch.cuda.is_available():",
-                      "        torch.cuda.init()"]
+            lines += ["    import torch", "    if torch.cuda.is_available():", "        torch.cuda.init()"]
         lines += ["_autograder_warm_up()", "del _autograder_warm_up"]
         return "\n".join(lines)
 
@@ -84,19 +83,19 @@ class ExecutionResult:
     reason: str | None
     sandboxed: bool
     cell_errors: dict[int, str] = field(default_factory=dict)
-    wall_seconds: float = 0.0   # from the notebook's hand-over to the end
+    wall_seconds: float = 0.0  # from the notebook's hand-over to the end
     warnings: list[str] = field(default_factory=list)
-    start_seconds: float = 0.0   # the kernel's start and warm-up (before wall_seconds when prepared)
-    prepared: bool = False       # the kernel was started before its notebook was known
-    where: str = ""              # which slot, GPU or Ray node ran it (for people)
-    wait_seconds: float = 0.0    # from the executor's hand-over until a kernel was ready for it
-    failure: FailureKind | None = None   # why it failed, as a type (None when completed)
+    start_seconds: float = 0.0  # the kernel's start and warm-up (before wall_seconds when prepared)
+    prepared: bool = False  # the kernel was started before its notebook was known
+    where: str = ""  # which slot, GPU or Ray node ran it (for people)
+    wait_seconds: float = 0.0  # from the executor's hand-over until a kernel was ready for it
+    failure: FailureKind | None = None  # why it failed, as a type (None when completed)
 
 
 class Executor(Protocol):
     """What the coordinator needs of an executor."""
 
-    capacity: int   # submissions it runs at once (the batch sizes its thread pool from it)
+    capacity: int  # submissions it runs at once (the batch sizes its thread pool from it)
 
-    def execute(self, nb, label: str) -> ExecutionResult: ...   # blocking; thread-safe
+    def execute(self, nb, label: str) -> ExecutionResult: ...  # blocking; thread-safe
     def close(self) -> None: ...

@@ -43,8 +43,9 @@ def remove_tree(path: str | os.PathLike) -> None:
         os.close(parent_fd)
 
 
-def measure_tree(path: str | os.PathLike, *, max_bytes: int | None = None,
-                 max_entries: int | None = None) -> tuple[int, int]:
+def measure_tree(
+    path: str | os.PathLike, *, max_bytes: int | None = None, max_entries: int | None = None
+) -> tuple[int, int]:
     """(bytes allocated, files and folders) under `path`, itself excluded; symlinks counted,
     not followed; folders made unreadable are made ours (0700) first, so nothing hides from
     it. Stops early once over max_bytes or max_entries (the result is then over)."""
@@ -94,10 +95,10 @@ def _remove_folder(parent_fd: int, name: str, st: os.stat_result, root: bool) ->
 
 @dataclass
 class _Level:
-    name: str                 # this folder's name in its parent
+    name: str  # this folder's name in its parent
     identity: tuple[int, int]  # (st_dev, st_ino): checked when climbing back through ".."
     stat: os.stat_result
-    pending: list[str]        # subfolders still to visit
+    pending: list[str]  # subfolders still to visit
     scanned: bool = False
 
 
@@ -111,7 +112,7 @@ def _walk(top_fd: int, name: str, on_entry, on_folder) -> list[OSError]:
     fd, st = _open_folder(top_fd, name)
     if fd is None:
         return [st] if isinstance(st, OSError) else []
-    assert isinstance(st, os.stat_result)   # an opened folder comes with its stat
+    assert isinstance(st, os.stat_result)  # an opened folder comes with its stat
     device = st.st_dev
     stack = [_Level(name, (st.st_dev, st.st_ino), st, [])]
     try:
@@ -126,8 +127,8 @@ def _walk(top_fd: int, name: str, on_entry, on_folder) -> list[OSError]:
                     if isinstance(child_st, OSError):
                         errors.append(child_st)
                     continue
-                assert isinstance(child_st, os.stat_result)   # an opened folder comes with its stat
-                if child_st.st_dev != device:   # a mount point inside: not ours to walk
+                assert isinstance(child_st, os.stat_result)  # an opened folder comes with its stat
+                if child_st.st_dev != device:  # a mount point inside: not ours to walk
                     os.close(child_fd)
                     errors.append(OSError(errno.EXDEV, "another file system inside the tree", child))
                     continue
@@ -186,7 +187,7 @@ def _open_folder(dir_fd: int, name: str) -> tuple[int | None, os.stat_result | O
     except (FileNotFoundError, NotADirectoryError):
         return None, None
     except OSError as err:
-        if err.errno == errno.ELOOP:   # a symlink now: not ours to follow
+        if err.errno == errno.ELOOP:  # a symlink now: not ours to follow
             return None, None
         if err.errno != errno.EACCES:
             return None, err
@@ -199,7 +200,7 @@ def _open_folder(dir_fd: int, name: str) -> tuple[int | None, os.stat_result | O
     if not stat.S_ISDIR(st.st_mode):
         os.close(fd)
         return None, None
-    if st.st_mode & 0o700 != 0o700:   # so that its entries can be removed (an unprivileged coordinator)
+    if st.st_mode & 0o700 != 0o700:  # so that its entries can be removed (an unprivileged coordinator)
         try:
             os.chmod(fd, 0o700)
         except OSError:

@@ -47,9 +47,16 @@ def submitted_students(course: Course, lab: str) -> list[str]:
     return sorted(p.name for p in course.submitted.iterdir() if os.path.lexists(p / lab))
 
 
-def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, force: bool = False,
-              workers: int | None = None, executor: str | None = None,
-              on_result: Callable[[Result, bool], None] | None = None) -> list[Result]:
+def grade_lab(
+    course: Course,
+    lab: str,
+    students: list[str] | None = None,
+    *,
+    force: bool = False,
+    workers: int | None = None,
+    executor: str | None = None,
+    on_result: Callable[[Result, bool], None] | None = None,
+) -> list[Result]:
     """Grade the lab for `students` (default: every submission). Returns results in student order.
 
     executor: "local" or "ray" (default: c.Grading.executor). workers: submissions at once.
@@ -58,17 +65,18 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, fo
     context = LabContext.load(course, lab)
     students = students or submitted_students(course, lab)
     results: dict[str, Result] = {}
-    stale: dict[str, str] = {}   # student → fingerprint of what is to be graded
+    stale: dict[str, str] = {}  # student → fingerprint of what is to be graded
     for student in students:
         problem = student_id_problem(student)
-        if problem:   # no result file or gradebook row can carry this name: reported, never graded
-            results[student] = Result(student=student, lab=lab, status="failed", reason=problem,
-                                      failure=FailureKind.BAD_STUDENT_ID)
+        if problem:  # no result file or gradebook row can carry this name: reported, never graded
+            results[student] = Result(
+                student=student, lab=lab, status="failed", reason=problem, failure=FailureKind.BAD_STUDENT_ID
+            )
             if on_result:
                 on_result(results[student], False)
             continue
         stamp, previous = _fingerprint_and_previous(context, student)
-        if previous is not None and not force:   # unchanged since its last grading: reused, no kernel
+        if previous is not None and not force:  # unchanged since its last grading: reused, no kernel
             results[student] = previous
             if on_result:
                 on_result(previous, True)
@@ -76,21 +84,27 @@ def grade_lab(course: Course, lab: str, students: list[str] | None = None, *, fo
             stale[student] = stamp
     if not stale:
         return [results[s] for s in students]
-    context.executor = make_executor(context.job_spec(), context.settings, jobs=len(stale), workers=workers,
-                                     executor=executor)
+    context.executor = make_executor(
+        context.job_spec(), context.settings, jobs=len(stale), workers=workers, executor=executor
+    )
     try:
         # One thread per slot: each sanitizes, waits for its kernel's result, judges, records.
         with ThreadPoolExecutor(max_workers=context.executor.capacity) as pool:
-            futures = {pool.submit(grade_submission, context, student, stamp): student
-                       for student, stamp in stale.items()}
+            futures = {
+                pool.submit(grade_submission, context, student, stamp): student for student, stamp in stale.items()
+            }
             for future in as_completed(futures):
                 try:
                     result = future.result()
-                except Exception as err:   # even saving failed (disk full...): said, and the batch goes on
+                except Exception as err:  # even saving failed (disk full...): said, and the batch goes on
                     log.exception("grading %s/%s", futures[future], lab)
-                    result = Result(student=futures[future], lab=lab, status="failed",
-                                    reason=f"internal error while saving the result: {type(err).__name__}: {err}",
-                                    failure=FailureKind.INTERNAL_ERROR)
+                    result = Result(
+                        student=futures[future],
+                        lab=lab,
+                        status="failed",
+                        reason=f"internal error while saving the result: {type(err).__name__}: {err}",
+                        failure=FailureKind.INTERNAL_ERROR,
+                    )
                 results[futures[future]] = result
                 if on_result:
                     on_result(result, False)
@@ -114,10 +128,13 @@ def _fingerprint_and_previous(context: LabContext, student: str) -> tuple[str, R
     A missing or refused file is part of the fingerprint as a marker: nothing unsafe is read."""
     contents = {}
     for name in sorted(context.max_scores):
-        contents[name] = _fingerprint_part(lambda: _submission_file(context, student, name),   # noqa: B023  (called at once)
-                                           context.submission_limit)
+        contents[name] = _fingerprint_part(
+            lambda: _submission_file(context, student, name),  # noqa: B023  (called at once)
+            context.submission_limit,
+        )
     contents["timestamp.txt"] = _fingerprint_part(
-        lambda: checked_path(context.course.submitted, student, context.lab, "timestamp.txt"), 1024)
+        lambda: checked_path(context.course.submitted, student, context.lab, "timestamp.txt"), 1024
+    )
     stamp = fingerprint(contents, context.references_file)
     previous = load_result(context.course.autograded, student, context.lab)
     reusable = previous is not None and previous.fingerprint == stamp and previous.reusable
@@ -142,8 +159,13 @@ def grade_submission(context: LabContext, student: str, stamp: str) -> Result:
     course, lab = context.course, context.lab
     folder = course.submitted / student / lab
     start = time.perf_counter()
-    result = Result(student=student, lab=lab, status="graded", fingerprint=stamp,
-                    max_score=sum(sum(cells.values()) for cells in context.max_scores.values()))
+    result = Result(
+        student=student,
+        lab=lab,
+        status="graded",
+        fingerprint=stamp,
+        max_score=sum(sum(cells.values()) for cells in context.max_scores.values()),
+    )
     timestamp = None
     try:
         timestamp = submission_timestamp(course, student, lab)
@@ -152,8 +174,9 @@ def grade_submission(context: LabContext, student: str, stamp: str) -> Result:
                 path = _submission_file(context, student, name)
             except FileNotFoundError:
                 found = ", ".join(sorted(p.name for p in folder.glob("*.ipynb"))) or "no notebooks"
-                raise SubmissionError(f"{name}.ipynb is missing from the submission (found: {found})",
-                                      FailureKind.MISSING_NOTEBOOK) from None
+                raise SubmissionError(
+                    f"{name}.ipynb is missing from the submission (found: {found})", FailureKind.MISSING_NOTEBOOK
+                ) from None
             _grade_notebook(context, student, name, path, result)
     except SubmissionError as err:
         result.fail(printable(str(err)), err.failure)
@@ -165,7 +188,7 @@ def grade_submission(context: LabContext, student: str, stamp: str) -> Result:
     result.seconds = round(recorded - start, 3)
     try:
         record_result(course, result, timestamp=timestamp)
-    except Exception as err:   # the gradebook refused this row: the result says so, the batch goes on
+    except Exception as err:  # the gradebook refused this row: the result says so, the batch goes on
         result.fail(internal_error(course, result, "recording the grade", err), FailureKind.INTERNAL_ERROR)
     _add_timing(result, "record", time.perf_counter() - recorded)
     save_result(course.autograded, result)
@@ -186,8 +209,14 @@ def internal_error(course: Course, result: Result, stage: str, err: BaseExceptio
         path.write_text(f"internal error while {stage} {result.student}/{result.lab}\n{trace}")
     except OSError:
         where = None
-    log.error("internal error while %s %s/%s: this is a bug of the grader, please report it with %s and the "
-              "submission\n%s", stage, result.student, result.lab, where or "this traceback", trace)
+    log.error(
+        "internal error while %s %s/%s: this is a bug of the grader, please report it with %s and the submission\n%s",
+        stage,
+        result.student,
+        result.lab,
+        where or "this traceback",
+        trace,
+    )
     return printable(f"internal error while {stage}: {type(err).__name__}: {str(err)[:300]} (report it with {where})")
 
 
@@ -210,9 +239,11 @@ def submission_timestamp(course: Course, student: str, lab: str):
         raise SubmissionError(f"timestamp.txt: {err}", FailureKind.BAD_TIMESTAMP) from None
     except (UnicodeDecodeError, ValueError, OverflowError, TypeError):
         shown = read_regular_file(path, limit=1024)[:60].decode("utf-8", "replace")
-        raise SubmissionError(f"timestamp.txt holds {shown!r}, not a date and time (nbgrader writes it at collection, "
-                              "e.g. 2026-12-02 14:05:00.000000 UTC): collect the submission again",
-                              FailureKind.BAD_TIMESTAMP) from None
+        raise SubmissionError(
+            f"timestamp.txt holds {shown!r}, not a date and time (nbgrader writes it at collection, "
+            "e.g. 2026-12-02 14:05:00.000000 UTC): collect the submission again",
+            FailureKind.BAD_TIMESTAMP,
+        ) from None
 
 
 def _add_timing(result: Result, stage: str, seconds: float) -> None:
@@ -231,19 +262,30 @@ def _grade_notebook(context: LabContext, student: str, name: str, path: Path, re
     sources = [cell.source for cell in code_cells]
     # Restored from the gradebook by OverwriteCells: the instructor's code, not the student's.
     trusted = frozenset(i for i, cell in enumerate(code_cells) if is_locked_cell(cell) or is_test_cell(cell))
-    assert context.executor is not None   # grade_lab sets it before any submission is graded
+    assert context.executor is not None  # grade_lab sets it before any submission is graded
     execution = context.executor.execute(nb, f"{student}/{context.lab}/{name}")
     judged = time.perf_counter()
-    for stage, seconds in (("wait", execution.wait_seconds), ("run", execution.wall_seconds),
-                           ("cells", cell_seconds(execution.notebook)), ("start", execution.start_seconds)):
+    for stage, seconds in (
+        ("wait", execution.wait_seconds),
+        ("run", execution.wall_seconds),
+        ("cells", cell_seconds(execution.notebook)),
+        ("start", execution.start_seconds),
+    ):
         _add_timing(result, stage, seconds)
     result.sandboxed = result.sandboxed and execution.sandboxed
     result.warnings.extend(w for w in execution.warnings if w not in result.warnings)
     stopped = execution.reason if execution.status != "completed" else None
-    scores = judge_notebook(name, execution.notebook, context.references, context.max_scores[name],
-                            sources=sources, trusted_sources=trusted, cell_errors=execution.cell_errors,
-                            stopped=stopped,
-                            labels_for=context.held_out_labels)
+    scores = judge_notebook(
+        name,
+        execution.notebook,
+        context.references,
+        context.max_scores[name],
+        sources=sources,
+        trusted_sources=trusted,
+        cell_errors=execution.cell_errors,
+        stopped=stopped,
+        labels_for=context.held_out_labels,
+    )
     result.cells.extend(scores)
     write_autograded_notebook(context.course, student, context.lab, name, execution.notebook, scores)
     _add_timing(result, "judge", time.perf_counter() - judged)
@@ -264,9 +306,9 @@ def write_autograded_notebook(course: Course, student: str, lab: str, name: str,
             cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n"))
     target = course.autograded / student / lab / f"{name}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):   # left by a batch that was killed
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a batch that was killed
         stale.unlink(missing_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")   # whole or absent, even if killed
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # whole or absent, even if killed
     nbformat.write(executed, temporary)
     os.replace(temporary, target)
     return target

@@ -27,7 +27,7 @@ NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 def spreadsheet_safe(value) -> str:
     """The cell as text no spreadsheet executes: numbers as they are, formula-like text quoted."""
     text = str(value)
-    if text.startswith(FORMULA_STARTS) and not NUMBER.fullmatch(text):   # -1.5 is a number, not a formula
+    if text.startswith(FORMULA_STARTS) and not NUMBER.fullmatch(text):  # -1.5 is a number, not a formula
         return "'" + text
     return text
 
@@ -39,7 +39,7 @@ def export_csv(course: Course, target: Path, labs: list[str] | None = None) -> i
     students = sorted(set(students) | {p.name for p in course.autograded.glob("*") if p.is_dir()})
     rows = 0
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")   # a killed export leaves the old file
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # a killed export leaves the old file
     with temporary.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
@@ -54,8 +54,18 @@ def export_csv(course: Course, target: Path, labs: list[str] | None = None) -> i
                 else:
                     # A failed run has no score: an empty cell, never a 0 that looks earned.
                     score = f"{result.score:g}" if result.status == "graded" else ""
-                    row([student, lab, result.status_text, result.failure_kind or "", score, f"{result.max_score:g}",
-                         result.sandboxed, result.seconds])
+                    row(
+                        [
+                            student,
+                            lab,
+                            result.status_text,
+                            result.failure_kind or "",
+                            score,
+                            f"{result.max_score:g}",
+                            result.sandboxed,
+                            result.seconds,
+                        ]
+                    )
                 rows += 1
     os.replace(temporary, target)
     return rows

@@ -46,21 +46,25 @@ from .markup import attr, esc, render_markdown
 from .results import CellScore, Result, load_result, result_path
 
 # No script of any kind, nothing fetched: inline styles, and images only from data: URIs.
-CSP = ("default-src 'none'; script-src 'none'; object-src 'none'; style-src 'unsafe-inline'; "
-       "img-src data:; font-src 'none'; connect-src 'none'; media-src 'none'; frame-src 'none'; "
-       "worker-src 'none'; manifest-src 'none'; base-uri 'none'; form-action 'none'")
+CSP = (
+    "default-src 'none'; script-src 'none'; object-src 'none'; style-src 'unsafe-inline'; "
+    "img-src data:; font-src 'none'; connect-src 'none'; media-src 'none'; frame-src 'none'; "
+    "worker-src 'none'; manifest-src 'none'; base-uri 'none'; form-action 'none'"
+)
 # A test cell that raised is named by its exception's type alone: the exception's text is written by
 # student code under grading (it can carry the kernel's input history), and so is a class's name.
 RAISED = re.compile(r"(the test cell raised )(.*)\Z", re.S)
-SHOWN_EXCEPTIONS = {name for name, value in vars(builtins).items()
-                    if isinstance(value, type) and issubclass(value, BaseException)} | {"OutOfMemoryError"}
-COMPACT_CHARS = 20_000   # of each cell's source, on a page that would be over the size cap in full
+SHOWN_EXCEPTIONS = {
+    name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
+} | {"OutOfMemoryError"}
+COMPACT_CHARS = 20_000  # of each cell's source, on a page that would be over the size cap in full
 
 log = logging.getLogger(__name__)
 
 
-def write_feedback(course: Course, lab: str, students: list[str],
-                   on_problem: Callable[[str, str], None] | None = None) -> list[Path]:
+def write_feedback(
+    course: Course, lab: str, students: list[str], on_problem: Callable[[str, str], None] | None = None
+) -> list[Path]:
     """Write feedback/<student>/<lab>/<notebook>.html for every graded student; returns the pages.
 
     Each page stands alone: a student whose result or autograded notebook cannot be read gets
@@ -78,9 +82,12 @@ def write_feedback(course: Course, lab: str, students: list[str],
                 if os.path.lexists(result_path(course.autograded, student, lab)):
                     report(student, "no page: its result.json is damaged; `autograder grade --force` grades it again")
                 continue
-            notebooks = sorted({c.notebook for c in result.cells} or _submitted_notebooks(course, student, lab)
-                               or {path.stem for path in course.source_notebooks(lab)})   # a failed run too
-        except Exception as err:   # a damaged folder of one student
+            notebooks = sorted(
+                {c.notebook for c in result.cells}
+                or _submitted_notebooks(course, student, lab)
+                or {path.stem for path in course.source_notebooks(lab)}
+            )  # a failed run too
+        except Exception as err:  # a damaged folder of one student
             report(student, f"no page: the result cannot be read ({type(err).__name__}: {str(err)[:200]})")
             continue
         for notebook in notebooks:
@@ -89,7 +96,7 @@ def write_feedback(course: Course, lab: str, students: list[str],
                 written.append(page)
                 if problem:
                     report(student, f"{notebook}: {problem}")
-            except Exception as err:   # a bug of ours: this page only, said with what to report
+            except Exception as err:  # a bug of ours: this page only, said with what to report
                 log.exception("feedback for %s/%s/%s", student, lab, notebook)
                 report(student, f"{notebook}: no page (internal error: {type(err).__name__}: {str(err)[:200]})")
     return written
@@ -106,7 +113,7 @@ def _write_one(course: Course, result: Result, notebook: str, cap: int) -> tuple
     hidden = _hidden_lines(nb, clear)
     cells = {c.grade_id: _redacted(c, hidden) for c in result.cells if c.notebook == notebook}
     page = ""
-    for detail in ("full", "compact", "verdicts") if problem is None else ("unreadable",):   # the most that fits
+    for detail in ("full", "compact", "verdicts") if problem is None else ("unreadable",):  # the most that fits
         page = render_page(result, notebook, nb, cells, clear, detail=detail)
         if len(page.encode("utf-8", "replace")) <= cap:
             break
@@ -123,51 +130,61 @@ def _read_autograded(path: Path):
         return nbformat.v4.new_notebook(), None
     try:
         nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
-        json.dumps(nb, ensure_ascii=False).encode("utf-8")   # a lone surrogate cannot be shown either
+        json.dumps(nb, ensure_ascii=False).encode("utf-8")  # a lone surrogate cannot be shown either
         return nb, None
-    except Exception as err:   # nbformat and json raise many kinds for damaged files
+    except Exception as err:  # nbformat and json raise many kinds for damaged files
         first = (str(err).splitlines() or [type(err).__name__])[0][:200]
-        return nbformat.v4.new_notebook(), (f"the autograded notebook cannot be read ({first}): the page shows the "
-                                            "verdicts only; `autograder grade --force` writes it again")
+        return nbformat.v4.new_notebook(), (
+            f"the autograded notebook cannot be read ({first}): the page shows the "
+            "verdicts only; `autograder grade --force` writes it again"
+        )
 
 
 def _write_atomically(target: Path, data: bytes) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):   # left by a run that was killed
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a run that was killed
         stale.unlink(missing_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     temporary.write_bytes(data)
     os.replace(temporary, target)
 
 
-def render_page(result: Result, notebook: str, nb, cells: dict[str, CellScore], clear: ClearHiddenTests,
-                detail: str = "full") -> str:
+def render_page(
+    result: Result, notebook: str, nb, cells: dict[str, CellScore], clear: ClearHiddenTests, detail: str = "full"
+) -> str:
     """The whole HTML page: summary, then every cell's source (test cells with their verdicts).
 
     detail: "full"; "compact" (no images, each cell's source cut at COMPACT_CHARS), for a page
     over the size cap; "verdicts" (the test cells' verdicts alone), or "unreadable" (the same, for
     an autograded notebook that could not be read)."""
     title = f"Feedback: {result.lab} / {notebook}"
-    body = [_summary(result, notebook, cells), '<main>\n<h2>Your notebook</h2>']
-    notice = {"full": "", "compact": "Long cells are cut and images left out to keep this page small.",
-              "verdicts": "Only the verdicts are shown: your notebook is too large for this page.",
-              "unreadable": "Your notebook could not be shown here: only the verdicts are."}[detail]
+    body = [_summary(result, notebook, cells), "<main>\n<h2>Your notebook</h2>"]
+    notice = {
+        "full": "",
+        "compact": "Long cells are cut and images left out to keep this page small.",
+        "verdicts": "Only the verdicts are shown: your notebook is too large for this page.",
+        "unreadable": "Your notebook could not be shown here: only the verdicts are.",
+    }[detail]
     if notice:
         body.append(f'<p class="notice">{esc(notice)}</p>')
     if detail in ("verdicts", "unreadable"):
-        body += [f'<section class="cell test" id="{_anchor(grade_id)}">\n<p class="label">test cell '
-                 f'<code>{esc(grade_id)}</code></p>\n{_verdict(score)}\n</section>'
-                 for grade_id, score in cells.items()]
+        body += [
+            f'<section class="cell test" id="{_anchor(grade_id)}">\n<p class="label">test cell '
+            f"<code>{esc(grade_id)}</code></p>\n{_verdict(score)}\n</section>"
+            for grade_id, score in cells.items()
+        ]
     else:
         for index, cell in enumerate(nb.cells):
             body.append(_cell(cell, index, cells, clear, compact=detail == "compact"))
     body.append("</main>")
-    return (f'<!DOCTYPE html>\n<html lang="en">\n<head>\n'
-            f'<meta http-equiv="Content-Security-Policy" content="{attr(CSP)}">\n'
-            f'<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            f'<meta name="referrer" content="no-referrer">\n'
-            f"<title>{esc(title)} ({esc(result.student)})</title>\n<style>\n{STYLE}{_pygments_css()}</style>\n"
-            f"</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{attr(CSP)}">\n'
+        f'<meta charset="utf-8">\n<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        f'<meta name="referrer" content="no-referrer">\n'
+        f"<title>{esc(title)} ({esc(result.student)})</title>\n<style>\n{STYLE}{_pygments_css()}</style>\n"
+        f"</head>\n<body>\n" + "\n".join(body) + "\n</body>\n</html>\n"
+    )
 
 
 def _hidden_lines(nb, clear: ClearHiddenTests) -> list[str]:
@@ -189,11 +206,13 @@ def _hidden_lines(nb, clear: ClearHiddenTests) -> list[str]:
 def _redacted(cell: CellScore, hidden: list[str]) -> CellScore:
     """A test cell's scores with every check message cleaned of what student code wrote: an
     exception's text reduced to its type, and (a second net) any hidden-test line cut out."""
+
     def clean(message: str) -> str:
         message = RAISED.sub(lambda m: m[1] + _exception_name(m[2]), message or "")
         for line in hidden:
             message = message.replace(line, "[hidden test]")
         return message
+
     return replace(cell, checks=[replace(c, message=clean(c.message)) for c in cell.checks])
 
 
@@ -204,25 +223,33 @@ def _exception_name(raised: str) -> str:
 
 # ---- summary and verdicts -------------------------------------------------------------------------
 
+
 def _summary(result: Result, notebook: str, cells: dict[str, CellScore]) -> str:
     failed = result.status != "graded"
-    rows = [("Lab", result.lab), ("Notebook", notebook), ("Student", result.student),
-            ("Status", result.status_text)]
-    facts = "".join(f'<tr><th scope="row">{esc(k)}</th><td{" class=failed" if k == "Status" and failed else ""}>'
-                    f"{esc(v)}</td></tr>\n" for k, v in rows)
+    rows = [("Lab", result.lab), ("Notebook", notebook), ("Student", result.student), ("Status", result.status_text)]
+    facts = "".join(
+        f'<tr><th scope="row">{esc(k)}</th><td{" class=failed" if k == "Status" and failed else ""}>'
+        f"{esc(v)}</td></tr>\n"
+        for k, v in rows
+    )
     score = "not scored (the run failed)" if failed else f"{result.score:g} / {result.max_score:g}"
     facts += f'<tr><th scope="row">Score</th><td class="score">{esc(score)}</td></tr>\n'
-    parts = [f'<header>\n<h1>Feedback: {esc(result.lab)} / {esc(notebook)}</h1>\n'
-             f'<table class="facts">\n<tbody>\n{facts}</tbody>\n</table>']
+    parts = [
+        f"<header>\n<h1>Feedback: {esc(result.lab)} / {esc(notebook)}</h1>\n"
+        f'<table class="facts">\n<tbody>\n{facts}</tbody>\n</table>'
+    ]
     if cells:
         score_rows = "".join(
             f'<tr><td><a href="#{_anchor(grade_id)}">{esc(grade_id)}</a></td>'
             f'<td class="num">{cell.score:g} / {cell.max_score:g}</td>'
             f'<td class="num">{sum(bool(c.passed) for c in cell.checks)} / {len(cell.checks)}</td></tr>\n'
-            for grade_id, cell in cells.items())
-        parts.append('<h2>Scores</h2>\n<table class="scores">\n<thead><tr><th scope="col">test cell</th>'
-                     '<th scope="col">points</th><th scope="col">checks passed</th></tr></thead>\n'
-                     f"<tbody>\n{score_rows}</tbody>\n</table>")
+            for grade_id, cell in cells.items()
+        )
+        parts.append(
+            '<h2>Scores</h2>\n<table class="scores">\n<thead><tr><th scope="col">test cell</th>'
+            '<th scope="col">points</th><th scope="col">checks passed</th></tr></thead>\n'
+            f"<tbody>\n{score_rows}</tbody>\n</table>"
+        )
     parts.append("</header>")
     return "\n".join(parts)
 
@@ -231,21 +258,25 @@ def _verdict(score: CellScore) -> str:
     rows = "".join(
         f'<tr class="{"pass" if c.passed else "fail"}"><td><code>{esc(c.name)}</code></td>'
         f'<td class="mark">{"PASS" if c.passed else "FAIL"}</td>'
-        f'<td>{"" if not c.message else "<pre>" + esc(c.message) + "</pre>"}</td></tr>\n'
-        for c in score.checks)
-    return (f'<div class="verdict">\n<p class="points">{score.score:g} / {score.max_score:g} points</p>\n'
-            '<table class="checks">\n<thead><tr><th scope="col">check</th><th scope="col">result</th>'
-            f'<th scope="col">message</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n</div>')
+        f"<td>{'' if not c.message else '<pre>' + esc(c.message) + '</pre>'}</td></tr>\n"
+        for c in score.checks
+    )
+    return (
+        f'<div class="verdict">\n<p class="points">{score.score:g} / {score.max_score:g} points</p>\n'
+        '<table class="checks">\n<thead><tr><th scope="col">check</th><th scope="col">result</th>'
+        f'<th scope="col">message</th></tr></thead>\n<tbody>\n{rows}</tbody>\n</table>\n</div>'
+    )
 
 
 # ---- cells ---------------------------------------------------------------------------------------
+
 
 def _cell(cell, index: int, scores: dict[str, CellScore], clear: ClearHiddenTests, compact: bool = False) -> str:
     kind = cell.get("cell_type")
     if kind == "markdown":
         text, attachments = _shortened(cell.get("source", ""), compact), None if compact else cell.get("attachments")
         return f'<section class="cell markdown">\n{render_markdown(text, attachments)}</section>'
-    if kind != "code":   # raw cells: shown as text, never passed through as HTML
+    if kind != "code":  # raw cells: shown as text, never passed through as HTML
         return f'<section class="cell raw"><pre>{esc(_shortened(cell.get("source", ""), compact))}</pre></section>'
     source = _shortened(_without_hidden_tests(cell, index, clear), compact)
     code = highlight(source, PythonLexer(), HtmlFormatter(cssclass="highlight")) if source.strip() else ""
@@ -254,8 +285,10 @@ def _cell(cell, index: int, scores: dict[str, CellScore], clear: ClearHiddenTest
     grade_id = str(nbgrader_meta(cell).get("grade_id", ""))
     score = scores.get(grade_id)
     verdict = _verdict(score) if score else '<p class="points">not graded</p>'
-    return (f'<section class="cell test" id="{_anchor(grade_id)}">\n<p class="label">test cell '
-            f"<code>{esc(grade_id)}</code></p>\n{code}{verdict}\n</section>")
+    return (
+        f'<section class="cell test" id="{_anchor(grade_id)}">\n<p class="label">test cell '
+        f"<code>{esc(grade_id)}</code></p>\n{code}{verdict}\n</section>"
+    )
 
 
 def _shortened(text: str, compact: bool) -> str:
@@ -268,8 +301,15 @@ def _without_hidden_tests(cell, index: int, clear: ClearHiddenTests) -> str:
     """The cell's source less its hidden-test regions (nbgrader's ClearHiddenTests). A region
     it cannot delimit (nested or unterminated markers, which only a student's own cell can
     hold) hides the whole source rather than guessing."""
-    copy = nbformat.from_dict({"cell_type": "code", "source": cell.get("source", ""),
-                               "metadata": cell.get("metadata", {}), "outputs": [], "execution_count": None})
+    copy = nbformat.from_dict(
+        {
+            "cell_type": "code",
+            "source": cell.get("source", ""),
+            "metadata": cell.get("metadata", {}),
+            "outputs": [],
+            "execution_count": None,
+        }
+    )
     try:
         clear._remove_hidden_test_region(copy)
     except RuntimeError:
@@ -289,7 +329,7 @@ _PYGMENTS_CSS: list[str] = []
 def _pygments_css() -> str:
     if not _PYGMENTS_CSS:
         css = HtmlFormatter(style="default").get_style_defs(".highlight")
-        _PYGMENTS_CSS.append(re.sub(r"\s*/\*.*?\*/", "", css) + "\n")   # token names ("Generic.Traceback") unsaid
+        _PYGMENTS_CSS.append(re.sub(r"\s*/\*.*?\*/", "", css) + "\n")  # token names ("Generic.Traceback") unsaid
     return _PYGMENTS_CSS[0]
 
 

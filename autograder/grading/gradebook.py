@@ -29,7 +29,7 @@ def max_scores(course: Course, lab: str) -> dict[str, dict[str, float]]:
         return {nb.name: {cell.name: float(cell.max_score) for cell in nb.grade_cells} for nb in assignment.notebooks}
 
 
-_WRITER = threading.Lock()   # one writer at a time, whatever the number of grading threads
+_WRITER = threading.Lock()  # one writer at a time, whatever the number of grading threads
 
 
 def record_result(course: Course, result: Result, timestamp: datetime | None = None) -> None:

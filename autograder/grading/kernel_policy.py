@@ -25,13 +25,17 @@ from ..settings import Grading
 def job_spec(course: Course, lab: str, settings: Grading) -> JobSpec:
     """How this lab's kernels start: the same for every submission and slot."""
     modules = dict.fromkeys([*source_imports(course.source_notebooks(lab)), *settings.warm_up_modules])
-    return JobSpec(limits=limits_from(settings), env=kernel_environment(settings),
-                   read_only=tuple((str(host), inside) for host, inside in read_only_binds(course)),
-                   sandbox=True if settings.require_sandbox else None, warm_up_modules=tuple(modules))
+    return JobSpec(
+        limits=limits_from(settings),
+        env=kernel_environment(settings),
+        read_only=tuple((str(host), inside) for host, inside in read_only_binds(course)),
+        sandbox=True if settings.require_sandbox else None,
+        warm_up_modules=tuple(modules),
+    )
 
 
 CHECKS_PACKAGE = Path(__file__).resolve().parent.parent / "checks"
-SANDBOX_LIBRARY = "/opt/autograder-lib"   # PYTHONPATH inside: holds autograder/checks only
+SANDBOX_LIBRARY = "/opt/autograder-lib"  # PYTHONPATH inside: holds autograder/checks only
 SANDBOX_DATA = "/course-data"
 
 
@@ -57,20 +61,31 @@ def source_imports(notebooks: list[Path]) -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def make_executor(spec: JobSpec, settings: Grading, *, jobs: int | None = None, workers: int | None = None,
-                  executor: str | None = None) -> Executor:
+def make_executor(
+    spec: JobSpec,
+    settings: Grading,
+    *,
+    jobs: int | None = None,
+    workers: int | None = None,
+    executor: str | None = None,
+) -> Executor:
     """The executor the settings (or the CLI) ask for, sized for `jobs` submissions."""
     kind = executor or settings.executor
     if kind == "ray":
         from ..executors.ray_cluster import RayExecutor
 
-        return RayExecutor(spec, address=settings.ray_address or None,
-                           gpus_per_job=settings.ray_gpus_per_job, jobs_per_gpu=settings.jobs_per_gpu,
-                           max_concurrent=workers or settings.workers or None)
+        return RayExecutor(
+            spec,
+            address=settings.ray_address or None,
+            gpus_per_job=settings.ray_gpus_per_job,
+            jobs_per_gpu=settings.jobs_per_gpu,
+            max_concurrent=workers or settings.workers or None,
+        )
     if kind != "local":
         raise CourseError(f"unknown executor {kind!r} (local or ray)")
-    slots = SlotPool.for_machine(gpus=grading_gpus(settings.gpus), jobs_per_gpu=settings.jobs_per_gpu,
-                                 cpu_jobs=cpu_jobs(settings, workers))
+    slots = SlotPool.for_machine(
+        gpus=grading_gpus(settings.gpus), jobs_per_gpu=settings.jobs_per_gpu, cpu_jobs=cpu_jobs(settings, workers)
+    )
     return LocalExecutor(spec, slots, jobs=jobs, prepare_ahead=settings.prepared_per_slot)
 
 
@@ -93,20 +108,28 @@ def grading_gpus(setting: str) -> list[int]:
         raise CourseError(f"c.Grading.gpus = {setting!r}: expected 'auto', 'none' or numbers like '0,2'") from None
     missing = sorted(set(wanted) - set(visible_gpus()))
     if missing:
-        raise CourseError(f"c.Grading.gpus names GPU(s) {missing} that this machine does not have "
-                          f"(visible: {visible_gpus() or 'none'})")
+        raise CourseError(
+            f"c.Grading.gpus names GPU(s) {missing} that this machine does not have "
+            f"(visible: {visible_gpus() or 'none'})"
+        )
     return wanted
 
 
 def limits_from(settings: Grading) -> Limits:
     """A CPU job's limits, every field from c.Grading: the one place settings become limits (a GPU
     slot drops RLIMIT_AS: JobSpec.limits_for)."""
-    return Limits(cell_timeout=settings.cell_timeout, notebook_timeout=settings.notebook_timeout,
-                  cpu_seconds=settings.cpu_seconds,
-                  memory_bytes=int(settings.memory_gib * 2**30) if settings.memory_gib else None,
-                  file_size_bytes=settings.file_size_mib * 2**20, tmpfs_bytes=settings.tmpfs_mib * 2**20,
-                  max_processes=settings.max_processes, max_output_bytes=settings.max_output_mib * 2**20,
-                  job_folder_bytes=settings.job_folder_mib * 2**20, job_folder_inodes=settings.job_folder_inodes)
+    return Limits(
+        cell_timeout=settings.cell_timeout,
+        notebook_timeout=settings.notebook_timeout,
+        cpu_seconds=settings.cpu_seconds,
+        memory_bytes=int(settings.memory_gib * 2**30) if settings.memory_gib else None,
+        file_size_bytes=settings.file_size_mib * 2**20,
+        tmpfs_bytes=settings.tmpfs_mib * 2**20,
+        max_processes=settings.max_processes,
+        max_output_bytes=settings.max_output_mib * 2**20,
+        job_folder_bytes=settings.job_folder_mib * 2**20,
+        job_folder_inodes=settings.job_folder_inodes,
+    )
 
 
 def kernel_environment(settings: Grading) -> dict[str, str]:
@@ -116,8 +139,11 @@ def kernel_environment(settings: Grading) -> dict[str, str]:
         "PYTHONPATH": SANDBOX_LIBRARY,
         "AUTOGRADER_DATA": SANDBOX_DATA,
         "PYTHONHASHSEED": "0",
-        "USER": "student", "LOGNAME": "student",   # no /etc/passwd inside: getpass (torch.compile) reads these
-        "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "OPENBLAS_NUM_THREADS": threads,
+        "USER": "student",
+        "LOGNAME": "student",  # no /etc/passwd inside: getpass (torch.compile) reads these
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        "OPENBLAS_NUM_THREADS": threads,
         "MPLBACKEND": "module://matplotlib_inline.backend_inline",
         "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
     }
@@ -128,6 +154,9 @@ def read_only_binds(course: Course) -> list[tuple[Path, str]]:
     staged data set except data/labels/, the held-out labels the coordinator keeps."""
     binds = [(CHECKS_PACKAGE, f"{SANDBOX_LIBRARY}/autograder/checks")]
     if course.data.is_dir():
-        binds += [(p, f"{SANDBOX_DATA}/{p.name}") for p in sorted(course.data.iterdir())
-                  if p.is_dir() and p.name != LABELS_FOLDER]
+        binds += [
+            (p, f"{SANDBOX_DATA}/{p.name}")
+            for p in sorted(course.data.iterdir())
+            if p.is_dir() and p.name != LABELS_FOLDER
+        ]
     return binds

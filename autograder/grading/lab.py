@@ -31,7 +31,7 @@ class LabContext:
     max_scores: dict[str, dict[str, float]]
     settings: Grading
     executor: Executor | None = None
-    labels: dict = field(default_factory=dict)   # data set → held-out labels, loaded once (check_course_data)
+    labels: dict = field(default_factory=dict)  # data set → held-out labels, loaded once (check_course_data)
 
     @classmethod
     def load(cls, course: Course, lab: str) -> LabContext:
@@ -39,8 +39,9 @@ class LabContext:
         file = course.references_file(lab)
         scores = max_scores(course, lab)
         if not file.is_file() or not scores:
-            raise CourseError(f"lab {lab!r} is not built here (no references or gradebook entry): "
-                              f"run `autograder build {lab}` first")
+            raise CourseError(
+                f"lab {lab!r} is not built here (no references or gradebook entry): run `autograder build {lab}` first"
+            )
         context = cls(course, lab, load_references(file), file, scores, course.grading)
         context.check_course_data()
         return context
@@ -55,23 +56,34 @@ class LabContext:
         labels an accuracy check is judged with. Otherwise each student would get a silent 0 in turn."""
         from ..data import REGISTRY, read_manifest
 
-        text = "\n".join(cell.source for path in self.course.source_notebooks(self.lab)
-                         for cell in nbformat.read(path, as_version=4).cells if cell.cell_type == "code")
+        text = "\n".join(
+            cell.source
+            for path in self.course.source_notebooks(self.lab)
+            for cell in nbformat.read(path, as_version=4).cells
+            if cell.cell_type == "code"
+        )
         staged = read_manifest(self.course.data)
-        for dataset in REGISTRY:   # a required data set the source names (optional ones, like MNIST, it may skip)
-            if dataset.required and (f'"{dataset.key}"' in text or f"'{dataset.key}'" in text) and (
-                    dataset.key not in staged or not (self.course.data / dataset.key).is_dir()):
-                raise CourseError(f"lab {self.lab!r} reads the data set {dataset.key!r} ({dataset.title}), which is "
-                                  f"not staged in {self.course.data}: run `autograder data` first")
+        for dataset in REGISTRY:  # a required data set the source names (optional ones, like MNIST, it may skip)
+            if (
+                dataset.required
+                and (f'"{dataset.key}"' in text or f"'{dataset.key}'" in text)
+                and (dataset.key not in staged or not (self.course.data / dataset.key).is_dir())
+            ):
+                raise CourseError(
+                    f"lab {self.lab!r} reads the data set {dataset.key!r} ({dataset.title}), which is "
+                    f"not staged in {self.course.data}: run `autograder data` first"
+                )
         for reference in self.references.values():
             if reference.observation.kind == "accuracy":
-                name = reference.observation.params["dataset"]   # every accuracy check records its data set
+                name = reference.observation.params["dataset"]  # every accuracy check records its data set
                 if name not in self.labels:
-                    try:   # missing: CourseError names the fix
+                    try:  # missing: CourseError names the fix
                         self.labels[name] = self.course.held_out_labels(name)
                     except (OSError, ValueError) as err:
-                        raise CourseError(f"the held-out labels of {name!r} cannot be read ({err}): run "
-                                          "`autograder data` to stage them again") from None
+                        raise CourseError(
+                            f"the held-out labels of {name!r} cannot be read ({err}): run "
+                            "`autograder data` to stage them again"
+                        ) from None
 
     def held_out_labels(self, dataset: str):
         """The labels loaded by check_course_data (once per batch, not once per student)."""

@@ -24,6 +24,7 @@ LINK_SCHEMES = ("http://", "https://", "mailto:")
 
 # ---- markdown --------------------------------------------------------------------------------------
 
+
 class _SafeRenderer(mistune.HTMLRenderer):
     """mistune's HTML with raw HTML escaped, only harmless links and images, math as MathML."""
 
@@ -39,7 +40,7 @@ class _SafeRenderer(mistune.HTMLRenderer):
 
     def image(self, text: str, url: str, title: str | None = None) -> str:
         source = _image_data_uri(url.strip(), self.attachments)
-        alt = attr(html.unescape(mistune.util.striptags(text)))   # text: the alt's markdown, rendered
+        alt = attr(html.unescape(mistune.util.striptags(text)))  # text: the alt's markdown, rendered
         if source is None:
             return f'<span class="dropped-image">[image: {alt}]</span>'
         return f'<img src="{attr(source)}" alt="{alt}">'
@@ -52,18 +53,19 @@ class _SafeRenderer(mistune.HTMLRenderer):
 
 
 def render_markdown(source: str, attachments: dict | None = None) -> str:
-    markdown = mistune.create_markdown(renderer=_SafeRenderer(attachments), escape=True,
-                                       plugins=["table", "strikethrough", "math"])
+    markdown = mistune.create_markdown(
+        renderer=_SafeRenderer(attachments), escape=True, plugins=["table", "strikethrough", "math"]
+    )
     mistune.plugins.math.math_in_list(markdown)
     mistune.plugins.math.math_in_quote(markdown)
     html = markdown(source)
-    assert isinstance(html, str)   # a renderer given: mistune renders text, not its token list
+    assert isinstance(html, str)  # a renderer given: mistune renders text, not its token list
     return html
 
 
 def _image_data_uri(url: str, attachments: dict) -> str | None:
     if url.startswith("attachment:"):
-        bundle = attachments.get(url[len("attachment:"):]) or {}
+        bundle = attachments.get(url[len("attachment:") :]) or {}
         for mime in IMAGE_TYPES:
             data = bundle.get(mime)
             if isinstance(data, str) and _is_base64(data):
@@ -84,14 +86,74 @@ def _is_base64(data: str) -> bool:
 # ---- math ------------------------------------------------------------------------------------------
 
 # MathML that latex2mathml produces and Chromium renders; anything else makes the formula plain text.
-MATH_ELEMENTS = {"math", "mrow", "mi", "mn", "mo", "ms", "mtext", "mspace", "msub", "msup", "msubsup", "mfrac",
-                 "msqrt", "mroot", "munder", "mover", "munderover", "mtable", "mtr", "mtd", "mstyle", "mpadded",
-                 "mphantom", "menclose", "merror", "mmultiscripts", "mprescripts", "none", "semantics"}
-MATH_ATTRIBUTES = {"display", "mathvariant", "mathsize", "displaystyle", "scriptlevel", "rowspacing",
-                   "columnspacing", "columnalign", "rowalign", "columnlines", "rowlines", "stretchy", "fence",
-                   "separator", "lspace", "rspace", "width", "height", "depth", "voffset", "minsize", "maxsize",
-                   "accent", "accentunder", "movablelimits", "linethickness", "notation", "form", "largeop",
-                   "symmetric", "frame", "framespacing", "align", "mathcolor", "mathbackground"}
+MATH_ELEMENTS = {
+    "math",
+    "mrow",
+    "mi",
+    "mn",
+    "mo",
+    "ms",
+    "mtext",
+    "mspace",
+    "msub",
+    "msup",
+    "msubsup",
+    "mfrac",
+    "msqrt",
+    "mroot",
+    "munder",
+    "mover",
+    "munderover",
+    "mtable",
+    "mtr",
+    "mtd",
+    "mstyle",
+    "mpadded",
+    "mphantom",
+    "menclose",
+    "merror",
+    "mmultiscripts",
+    "mprescripts",
+    "none",
+    "semantics",
+}
+MATH_ATTRIBUTES = {
+    "display",
+    "mathvariant",
+    "mathsize",
+    "displaystyle",
+    "scriptlevel",
+    "rowspacing",
+    "columnspacing",
+    "columnalign",
+    "rowalign",
+    "columnlines",
+    "rowlines",
+    "stretchy",
+    "fence",
+    "separator",
+    "lspace",
+    "rspace",
+    "width",
+    "height",
+    "depth",
+    "voffset",
+    "minsize",
+    "maxsize",
+    "accent",
+    "accentunder",
+    "movablelimits",
+    "linethickness",
+    "notation",
+    "form",
+    "largeop",
+    "symmetric",
+    "frame",
+    "framespacing",
+    "align",
+    "mathcolor",
+    "mathbackground",
+}
 SAFE_ATTRIBUTE_VALUE = re.compile(r"[A-Za-z0-9 .#%+-]*")
 
 
@@ -100,8 +162,8 @@ def math_html(tex: str, display: bool) -> str:
     string output passes \\text{...} through unescaped); TeX it cannot convert stays as text."""
     try:
         element = convert_to_element(tex, display="block" if display else "inline")
-        return '<math xmlns="http://www.w3.org/1998/Math/MathML"' + _math_node(element)[len("<math"):]
-    except Exception:   # latex2mathml raises many kinds on bad TeX; the student still sees their formula
+        return '<math xmlns="http://www.w3.org/1998/Math/MathML"' + _math_node(element)[len("<math") :]
+    except Exception:  # latex2mathml raises many kinds on bad TeX; the student still sees their formula
         delimiter = "$$" if display else "$"
         return f'<code class="tex">{esc(delimiter + tex + delimiter)}</code>'
 
@@ -110,14 +172,19 @@ def _math_node(element) -> str:
     tag = element.tag
     if tag not in MATH_ELEMENTS:
         raise ValueError(f"unexpected MathML element {tag!r}")
-    attributes = "".join(f' {name}="{attr(value)}"' for name, value in element.attrib.items()
-                         if name in MATH_ATTRIBUTES and SAFE_ATTRIBUTE_VALUE.fullmatch(str(value)))
+    attributes = "".join(
+        f' {name}="{attr(value)}"'
+        for name, value in element.attrib.items()
+        if name in MATH_ATTRIBUTES and SAFE_ATTRIBUTE_VALUE.fullmatch(str(value))
+    )
     inner = esc(html.unescape(element.text or "")) + "".join(
-        _math_node(child) + esc(html.unescape(child.tail or "")) for child in element)
+        _math_node(child) + esc(html.unescape(child.tail or "")) for child in element
+    )
     return f"<{tag}{attributes}>{inner}</{tag}>"
 
 
 # ---- helpers -------------------------------------------------------------------------------------
+
 
 def esc(text) -> str:
     """Text content (quotes need no escaping outside attributes)."""

@@ -42,13 +42,17 @@ import shlex
 from nbconvert.exporters import Exporter
 from nbgrader.converters.base import NbGraderException
 
-AUTOGRADE_REFUSAL = ("nbgrader's autograde is turned off in this course: it runs student code unsandboxed, in "
-                     "the grader's own kernel (a student can patch the comparisons or overwrite gradebook.db), "
-                     "and would overwrite the scores of the course's sandboxed grader. Nothing was changed. "
-                     "Grade with the course's grader instead, in the course folder {root}:")
-FEEDBACK_REFUSAL = ("nbgrader's generate_feedback is turned off in this course: its pages show the hidden tests "
-                    "and would replace the feedback written by the course's grader. Nothing was changed. "
-                    "Write feedback with the course's grader instead, in the course folder {root}:")
+AUTOGRADE_REFUSAL = (
+    "nbgrader's autograde is turned off in this course: it runs student code unsandboxed, in "
+    "the grader's own kernel (a student can patch the comparisons or overwrite gradebook.db), "
+    "and would overwrite the scores of the course's sandboxed grader. Nothing was changed. "
+    "Grade with the course's grader instead, in the course folder {root}:"
+)
+FEEDBACK_REFUSAL = (
+    "nbgrader's generate_feedback is turned off in this course: its pages show the hidden tests "
+    "and would replace the feedback written by the course's grader. Nothing was changed. "
+    "Write feedback with the course's grader instead, in the course folder {root}:"
+)
 
 
 def submissions(converter) -> list[tuple[str, str]]:
@@ -60,7 +64,7 @@ def submissions(converter) -> list[tuple[str, str]]:
             match = re.match(pattern, folder)
             if match:
                 found.append((match["assignment_id"], match["student_id"]))
-    except Exception:   # the message must come whatever nbgrader's internals look like
+    except Exception:  # the message must come whatever nbgrader's internals look like
         pass
     return found
 
@@ -94,8 +98,12 @@ class _Refusal(Exporter):
         converter = kw.get("parent")
         if converter is None or getattr(converter, "coursedir", None) is None:
             raise NbGraderException(f"nbgrader's own engine is turned off in this course: use `autograder {self.verb}`")
-        message = "\n".join([self.template.format(root=converter.coursedir.root),
-                             *("    " + line for line in commands(converter, self.verb))])
+        message = "\n".join(
+            [
+                self.template.format(root=converter.coursedir.root),
+                *("    " + line for line in commands(converter, self.verb)),
+            ]
+        )
         converter.log.error(message)
         raise NbGraderException(message)
 

@@ -44,27 +44,32 @@ class CellScore:
 
     @classmethod
     def from_dict(cls, data: dict) -> CellScore:
-        return cls(str(data["notebook"]), str(data["grade_id"]), float(data["score"]), float(data["max_score"]),
-                   [CheckVerdict(**check) for check in data.get("checks", [])])
+        return cls(
+            str(data["notebook"]),
+            str(data["grade_id"]),
+            float(data["score"]),
+            float(data["max_score"]),
+            [CheckVerdict(**check) for check in data.get("checks", [])],
+        )
 
 
 @dataclass
 class Result:
     student: str
     lab: str
-    status: str                  # "graded" or "failed"
-    reason: str | None = None    # why it failed, for people (or a warning, such as "unsandboxed")
+    status: str  # "graded" or "failed"
+    reason: str | None = None  # why it failed, for people (or a warning, such as "unsandboxed")
     score: float = 0.0
     max_score: float = 0.0
     sandboxed: bool = True
-    cells: list[CellScore] = field(default_factory=list)   # every test cell judged
-    fingerprint: str = ""        # hash of the submission files and the references it was judged with
+    cells: list[CellScore] = field(default_factory=list)  # every test cell judged
+    fingerprint: str = ""  # hash of the submission files and the references it was judged with
     seconds: float = 0.0
-    warnings: list[str] = field(default_factory=list)   # what the run went on despite (no GPU memory limit...)
-    timings: dict[str, float] = field(default_factory=dict)   # seconds per stage (see batch.grade_submission)
-    failure: FailureKind | None = None   # why it failed, for programs: set where it failed, never parsed
+    warnings: list[str] = field(default_factory=list)  # what the run went on despite (no GPU memory limit...)
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per stage (see batch.grade_submission)
+    failure: FailureKind | None = None  # why it failed, for programs: set where it failed, never parsed
 
-    def __post_init__(self):   # from result.json: plain values become the types
+    def __post_init__(self):  # from result.json: plain values become the types
         self.cells = [c if isinstance(c, CellScore) else CellScore.from_dict(c) for c in self.cells]
         if self.failure is not None and not isinstance(self.failure, FailureKind):
             self.failure = FailureKind(self.failure)
@@ -104,7 +109,7 @@ def save_result(autograded: Path, result: Result) -> Path:
     path = result_path(autograded, result.student, result.lab)
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(asdict(result), indent=1) + "\n")   # FailureKind is a str
+    temporary.write_text(json.dumps(asdict(result), indent=1) + "\n")  # FailureKind is a str
     os.replace(temporary, path)
     return path
 
@@ -115,7 +120,7 @@ def load_result(autograded: Path, student: str, lab: str) -> Result | None:
         if path.is_symlink() or not path.is_file():
             return None
         return Result(**json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError, RecursionError):   # ValueError: bad JSON or UTF-8
+    except (OSError, ValueError, TypeError, RecursionError):  # ValueError: bad JSON or UTF-8
         return None  # a damaged result is regraded, not trusted
 
 

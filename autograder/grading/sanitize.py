@@ -56,40 +56,48 @@ def read_submission(path: Path, limit: int = MAX_SUBMISSION_BYTES):
     except UnsafeSubmission as err:
         raise SubmissionError(str(err), err.failure) from None
     except UnicodeDecodeError as err:
-        raise SubmissionError(f"{path.name} is not a text file (not UTF-8: byte {err.start})",
-                              FailureKind.NOT_TEXT) from None
+        raise SubmissionError(
+            f"{path.name} is not a text file (not UTF-8: byte {err.start})", FailureKind.NOT_TEXT
+        ) from None
     try:
         raw = json.loads(text, parse_constant=_not_json)
     except json.JSONDecodeError as err:
-        raise SubmissionError(f"{path.name} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})",
-                              FailureKind.NOT_JSON) from None
-    except ValueError as err:   # NaN/Infinity (not JSON), or an integer of thousands of digits
+        raise SubmissionError(
+            f"{path.name} is not valid JSON (line {err.lineno}, column {err.colno}: {err.msg})", FailureKind.NOT_JSON
+        ) from None
+    except ValueError as err:  # NaN/Infinity (not JSON), or an integer of thousands of digits
         raise SubmissionError(f"{path.name} is not valid JSON: {str(err)[:200]}", FailureKind.NOT_JSON) from None
     except RecursionError:
-        raise SubmissionError(f"{path.name} is not a valid notebook: nested deeper than {MAX_DEPTH} levels",
-                              FailureKind.NOT_A_NOTEBOOK) from None
+        raise SubmissionError(
+            f"{path.name} is not a valid notebook: nested deeper than {MAX_DEPTH} levels", FailureKind.NOT_A_NOTEBOOK
+        ) from None
     problem = structure_problem(raw)
     if problem:
         raise SubmissionError(f"{path.name} is not a valid notebook: {problem}", FailureKind.NOT_A_NOTEBOOK)
-    if "nbformat" not in raw:   # nbformat would read it as version 1 and fail on its own internals
-        raise SubmissionError(f"{path.name} is not a valid notebook: it has no \"nbformat\" version",
-                              FailureKind.NOT_A_NOTEBOOK)
+    if "nbformat" not in raw:  # nbformat would read it as version 1 and fail on its own internals
+        raise SubmissionError(
+            f'{path.name} is not a valid notebook: it has no "nbformat" version', FailureKind.NOT_A_NOTEBOOK
+        )
     try:
-        major, minor = nbformat.reader.get_version(raw)   # what nbformat.reads does, on the parsed JSON
-    except Exception:   # nbformat's own message names internals ("'int' object has no attribute get")
+        major, minor = nbformat.reader.get_version(raw)  # what nbformat.reads does, on the parsed JSON
+    except Exception:  # nbformat's own message names internals ("'int' object has no attribute get")
         major = minor = None
     if type(major) is not int or major not in nbformat.versions:
-        raise SubmissionError(f"{path.name} is not a valid notebook: nbformat {str(major)[:20]!r} is not a "
-                              "format Jupyter reads (4 is)", FailureKind.NOT_A_NOTEBOOK)
-    if major == 4:   # the schema's own words and where, before conversion code meets the wrong types
+        raise SubmissionError(
+            f"{path.name} is not a valid notebook: nbformat {str(major)[:20]!r} is not a format Jupyter reads (4 is)",
+            FailureKind.NOT_A_NOTEBOOK,
+        )
+    if major == 4:  # the schema's own words and where, before conversion code meets the wrong types
         _check_schema(path, raw)
     try:
         nb = nbformat.convert(nbformat.versions[major].to_notebook_json(raw, minor=minor), 4)
         nbformat.validate(nb)
     except Exception as err:  # nbformat raises several types for old notebooks of the wrong shape
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise SubmissionError(f"{path.name} is JSON but not a valid notebook (nbformat {major}: "
-                              f"{type(err).__name__}: {first[:200]})", FailureKind.NOT_A_NOTEBOOK) from None
+        raise SubmissionError(
+            f"{path.name} is JSON but not a valid notebook (nbformat {major}: {type(err).__name__}: {first[:200]})",
+            FailureKind.NOT_A_NOTEBOOK,
+        ) from None
     return nb
 
 
@@ -100,25 +108,31 @@ def _check_schema(path: Path, raw: dict) -> None:
     try:
         validator = nbformat.validator.get_validator(version=4, version_minor=minor if type(minor) is int else None)
         error = next(iter(validator.iter_errors(raw)), None)
-    except Exception as err:   # a validator meeting values it never expected
-        raise SubmissionError(f"{path.name} is JSON but not a valid notebook ({type(err).__name__})",
-                              FailureKind.NOT_A_NOTEBOOK) from None
+    except Exception as err:  # a validator meeting values it never expected
+        raise SubmissionError(
+            f"{path.name} is JSON but not a valid notebook ({type(err).__name__})", FailureKind.NOT_A_NOTEBOOK
+        ) from None
     if error is not None:
         message = str(getattr(error, "message", error)).splitlines()[0]
         where = "/".join(str(part) for part in getattr(error, "absolute_path", ()) or ())
-        message = re.sub(r"^data\.?", "", message).strip() or message   # fastjsonschema's "data.cells[0] must be"
+        message = re.sub(r"^data\.?", "", message).strip() or message  # fastjsonschema's "data.cells[0] must be"
         if message.startswith("must"):
             message = "the notebook " + message
         cell = re.match(r"cells\[(\d+)\] must be valid exactly by one definition", message)
         if cell and isinstance(raw.get("cells"), list):
             message = f"cell {cell[1]}: {_cell_problem(raw['cells'][int(cell[1])])}"
-        raise SubmissionError(f"{path.name} is JSON but not a valid notebook: "
-                              f"{'at ' + where[:80] + ': ' if where else ''}{message[:200]}",
-                              FailureKind.NOT_A_NOTEBOOK)
+        raise SubmissionError(
+            f"{path.name} is JSON but not a valid notebook: "
+            f"{'at ' + where[:80] + ': ' if where else ''}{message[:200]}",
+            FailureKind.NOT_A_NOTEBOOK,
+        )
 
 
-CELL_KEYS = {"code": ("cell_type", "metadata", "source", "outputs", "execution_count"),
-             "markdown": ("cell_type", "metadata", "source"), "raw": ("cell_type", "metadata", "source")}
+CELL_KEYS = {
+    "code": ("cell_type", "metadata", "source", "outputs", "execution_count"),
+    "markdown": ("cell_type", "metadata", "source"),
+    "raw": ("cell_type", "metadata", "source"),
+}
 
 
 def _cell_problem(cell) -> str:
@@ -189,10 +203,12 @@ def sanitize(course: Course, lab: str, path: Path, limit: int = MAX_SUBMISSION_B
         try:
             nb, resources = preprocessor.preprocess(nb, resources)
         except Exception as err:  # nbgrader raises plain exceptions for tampered metadata
-            raise SubmissionError(f"{path.name} could not be sanitized ({preprocessor_class.__name__}): "
-                                  f"{str(err).splitlines()[0] if str(err) else type(err).__name__}",
-                                  FailureKind.NOT_SANITIZABLE) from None
+            raise SubmissionError(
+                f"{path.name} could not be sanitized ({preprocessor_class.__name__}): "
+                f"{str(err).splitlines()[0] if str(err) else type(err).__name__}",
+                FailureKind.NOT_SANITIZABLE,
+            ) from None
     for cell in nb.cells:
-        if is_test_cell(cell):   # the build stored them without; a gradebook made otherwise still computes none
+        if is_test_cell(cell):  # the build stored them without; a gradebook made otherwise still computes none
             cell.source = strip_expected_arguments(cell.source)
     return nb

@@ -13,6 +13,7 @@ observation that does not follow its schema fails that check alone, with the rea
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -28,10 +29,18 @@ from ..references import Reference
 from .results import CellScore, CheckVerdict
 
 
-def judge_notebook(notebook: str, executed, references: dict[str, Reference], max_scores: dict[str, float],
-                   *, sources: list[str], cell_errors: dict[int, str], stopped: str | None,
-                   labels_for: Callable[[str], np.ndarray] | None = None,
-                   trusted_sources: frozenset[int] = frozenset()) -> list[CellScore]:
+def judge_notebook(
+    notebook: str,
+    executed,
+    references: dict[str, Reference],
+    max_scores: dict[str, float],
+    *,
+    sources: list[str],
+    cell_errors: dict[int, str],
+    stopped: str | None,
+    labels_for: Callable[[str], np.ndarray] | None = None,
+    trusted_sources: frozenset[int] = frozenset(),
+) -> list[CellScore]:
     """Scores of every test cell of one notebook.
 
     executed:    the executed, sanitized notebook (outputs hold the observations).
@@ -53,26 +62,28 @@ def judge_notebook(notebook: str, executed, references: dict[str, Reference], ma
         index, cell = cells.get(grade_id, (None, None))
         observed, rejected = observations_in_outputs(cell.get("outputs", [])) if cell is not None else ([], [])
         latest: dict[str, Observation] = {obs.name: obs for obs in observed}
-        verdicts = [_verdict(ref, latest.get(ref.name), sources, trusted_sources, labels_for,
-                             lambda r: _why_missing(r, index, cell_errors, stopped, rejected))   # noqa: B023  (called at once)
-                    for ref in refs]
+        why_missing = partial(_why_missing, index=index, cell_errors=cell_errors, stopped=stopped, rejected=rejected)
+        verdicts = [
+            _verdict(ref, latest.get(ref.name), sources, trusted_sources, labels_for, why_missing) for ref in refs
+        ]
         max_score = float(max_scores.get(grade_id, 0.0))
         total = sum(v.weight for v in verdicts if v.hidden)
         earned = sum(v.weight for v in verdicts if v.hidden and v.passed)
         if any(not v.passed for v, r in zip(verdicts, refs, strict=True) if r.observation.kind == "by_hand"):
-            earned = 0.0   # autograd in a by-hand exercise: the cell's checks do not count
+            earned = 0.0  # autograd in a by-hand exercise: the cell's checks do not count
         score = round(max_score * earned / total, 6) if total else 0.0
         scores.append(CellScore(notebook, grade_id, score, max_score, verdicts))
     return scores
 
 
-def _verdict(ref: Reference, got: Observation | None, sources, trusted_sources, labels_for,
-             why_missing) -> CheckVerdict:
+def _verdict(
+    ref: Reference, got: Observation | None, sources, trusted_sources, labels_for, why_missing
+) -> CheckVerdict:
     """One check's verdict. Whatever the kernel sent is data: a value of the wrong form fails
     this check with the reason and never stops the judging of the others."""
     try:
         if ref.observation.kind == "by_hand" and got is not None:
-            got = _read_by_hand(ref, sources, trusted_sources)   # the file decides, not the kernel
+            got = _read_by_hand(ref, sources, trusted_sources)  # the file decides, not the kernel
         if ref.observation.kind == "accuracy" and got is not None:
             got = _score_accuracy(ref, got, labels_for)
         if got is None:
@@ -80,8 +91,13 @@ def _verdict(ref: Reference, got: Observation | None, sources, trusted_sources, 
         outcome = compare(ref.observation, got, reveal=not ref.hidden)
     except (MalformedObservation, TypeError, ValueError, KeyError, IndexError) as err:
         # decode() validates each kind's schema; this catches what slips through, for this check alone
-        return CheckVerdict(ref.name, False, f"check {ref.name!r} failed: its observation was malformed "
-                            f"({type(err).__name__}: {err})", ref.weight, ref.hidden)
+        return CheckVerdict(
+            ref.name,
+            False,
+            f"check {ref.name!r} failed: its observation was malformed ({type(err).__name__}: {err})",
+            ref.weight,
+            ref.hidden,
+        )
     return CheckVerdict(ref.name, outcome.passed, outcome.message, ref.weight, ref.hidden)
 
 

@@ -12,14 +12,15 @@ from .vocabulary import KIND_WORDS
 @dataclass
 class Binding:
     """One place that binds a module-level name."""
+
     name: str
     cell: int
     line: int
-    kind: str                       # a key of KIND_WORDS
-    node: ast.AST                   # the def/class/import alias/statement
-    value: ast.AST | None = None    # what the name is bound to, where the rule can see it
-    top_level: bool = False         # a statement directly in the cell (not in a block)
-    target: str = ""                # imports: the dotted name bound ("" for the other kinds)
+    kind: str  # a key of KIND_WORDS
+    node: ast.AST  # the def/class/import alias/statement
+    value: ast.AST | None = None  # what the name is bound to, where the rule can see it
+    top_level: bool = False  # a statement directly in the cell (not in a block)
+    target: str = ""  # imports: the dotted name bound ("" for the other kinds)
 
     def place(self) -> str:
         return f"{KIND_WORDS[self.kind]} at cell {self.cell + 1}, line {self.line}"
@@ -129,8 +130,15 @@ def _module_bindings(tree: ast.Module, cell: int) -> list[Binding]:
                 for alias in stmt.names:
                     if alias.name != "*":
                         module = "." * stmt.level + (stmt.module or "")
-                        add(alias.asname or alias.name, stmt.lineno, "import", alias, None, top,
-                            f"{module}.{alias.name}")
+                        add(
+                            alias.asname or alias.name,
+                            stmt.lineno,
+                            "import",
+                            alias,
+                            None,
+                            top,
+                            f"{module}.{alias.name}",
+                        )
             elif isinstance(stmt, ast.Delete):
                 for target in stmt.targets:
                     for name in _target_names(target):

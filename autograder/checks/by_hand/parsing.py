@@ -65,7 +65,7 @@ def _parsed_cell(source: str) -> ast.Module | SyntaxError:
         transformed = TransformerManager().transform_cell(source)
     except SyntaxError as err:
         return err
-    except Exception as err:   # IPython's transformers can fail on odd input: not readable either
+    except Exception as err:  # IPython's transformers can fail on odd input: not readable either
         return SyntaxError(f"IPython cannot transform it ({type(err).__name__}: {err})")
     try:
         return _AllowedMagics().visit(parse_python(transformed))
@@ -83,8 +83,13 @@ class _AllowedMagics(ast.NodeTransformer):
 
 def _magic(node) -> tuple[str, str | None] | None:
     """`get_ipython().run_line_magic('name', ...)` → ("run_line_magic", "name"), and so on."""
-    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and isinstance(node.func.value, ast.Call)
-            and isinstance(node.func.value.func, ast.Name) and node.func.value.func.id == "get_ipython"):
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Call)
+        and isinstance(node.func.value.func, ast.Name)
+        and node.func.value.func.id == "get_ipython"
+    ):
         first = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
         return node.func.attr, first if isinstance(first, str) else None
     return None

@@ -28,8 +28,9 @@ class _Reach(_Reading):
 
     def reach_problems(self, function: str) -> list[str]:
         """The graded function, what it reaches, and what its test cell calls to make its inputs."""
-        queue = [(function, function)] + [(name, f"{name} (called in the test cell of {function})")
-                                          for name in self._test_cell_roots(function)]
+        queue = [(function, function)] + [
+            (name, f"{name} (called in the test cell of {function})") for name in self._test_cell_roots(function)
+        ]
         seen: set[str] = set()
         problems: list[str] = []
         while queue:
@@ -56,8 +57,12 @@ class _Reach(_Reading):
             if not any(self._by_hand_argument(node) == function for node in ast.walk(tree)):
                 continue
             for node in ast.walk(tree):
-                if (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and node.id != function
-                        and any(b.kind == "def" for b in self.bindings.get(node.id, []))):
+                if (
+                    isinstance(node, ast.Name)
+                    and isinstance(node.ctx, ast.Load)
+                    and node.id != function
+                    and any(b.kind == "def" for b in self.bindings.get(node.id, []))
+                ):
                     roots.append(node.id)
         return list(dict.fromkeys(roots))
 
@@ -71,21 +76,24 @@ class _Reach(_Reading):
             return None, [f"{name} is bound more than once ({places}): the grader cannot tell which one runs"]
         binding = bindings[0]
         if binding.kind != "def":
-            return None, [f"{name} is bound by {binding.place()}, not by a plain def: "
-                          "the grader cannot read its code"]
+            return None, [f"{name} is bound by {binding.place()}, not by a plain def: the grader cannot read its code"]
         node = binding.node
-        assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))   # what a "def" binding holds
+        assert isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))  # what a "def" binding holds
         if not binding.top_level:
-            return None, [f"{name} is defined inside a block or a function (cell {binding.cell + 1}, line "
-                          f"{binding.line}), not by a def at the top of a cell: the grader cannot tell whether "
-                          "or when it runs"]
+            return None, [
+                f"{name} is defined inside a block or a function (cell {binding.cell + 1}, line "
+                f"{binding.line}), not by a def at the top of a cell: the grader cannot tell whether "
+                "or when it runs"
+            ]
         problems = []
         if isinstance(node, ast.AsyncFunctionDef):
             problems.append(f"line {node.lineno}: is async, which the grader cannot follow")
         for decorator in node.decorator_list:
-            problems.append(f"line {decorator.lineno}: has a decorator (@{_describe(decorator)}), which can "
-                            f"replace the function with anything: {CANNOT}")
-        if problems or not isinstance(node, ast.FunctionDef):   # an async def has its problem above
+            problems.append(
+                f"line {decorator.lineno}: has a decorator (@{_describe(decorator)}), which can "
+                f"replace the function with anything: {CANNOT}"
+            )
+        if problems or not isinstance(node, ast.FunctionDef):  # an async def has its problem above
             return None, problems
         return node, problems
 
@@ -125,8 +133,11 @@ class _Reach(_Reading):
         name, called = node.id, id(node) in self.callees
         if name in local:
             if called:
-                yield node.lineno, (f"calls {name}, a local variable or parameter: the grader cannot tell "
-                                    "which function that is"), None
+                yield (
+                    node.lineno,
+                    (f"calls {name}, a local variable or parameter: the grader cannot tell which function that is"),
+                    None,
+                )
             return
         bindings = self.bindings.get(name, [])
         if not bindings:
@@ -137,8 +148,11 @@ class _Reach(_Reading):
             elif hasattr(builtins, name):
                 yield node.lineno, f"uses {name}, a builtin the by-hand rule does not allow: {CANNOT}", None
             else:
-                yield node.lineno, (f"uses {name}, which is not defined anywhere in the notebook: the grader "
-                                    "cannot tell what it is"), None
+                yield (
+                    node.lineno,
+                    (f"uses {name}, which is not defined anywhere in the notebook: the grader cannot tell what it is"),
+                    None,
+                )
             return
         kinds = {b.kind for b in bindings}
         if kinds == {"import"}:
@@ -152,27 +166,48 @@ class _Reach(_Reading):
                 reason = "" if _autograd_target(target) else ", which computes a gradient for you"
                 yield node.lineno, f"uses {target} (imported as {name}){reason}", None
             elif _import_problem(target):
-                yield node.lineno, (f"uses {name}, imported as {target}, which the by-hand rule does not allow: "
-                                    f"{CANNOT}"), None
+                yield (
+                    node.lineno,
+                    (f"uses {name}, imported as {target}, which the by-hand rule does not allow: {CANNOT}"),
+                    None,
+                )
             return
         if len(bindings) > 1:
             places = "; ".join(b.place() for b in bindings)
             which = "one runs" if called else "value it has"
-            yield node.lineno, (f"{'calls' if called else 'uses'} {name}, which is bound more than once "
-                                f"({places}): the grader cannot tell which {which}"), None
+            yield (
+                node.lineno,
+                (
+                    f"{'calls' if called else 'uses'} {name}, which is bound more than once "
+                    f"({places}): the grader cannot tell which {which}"
+                ),
+                None,
+            )
             return
         binding = bindings[0]
         if binding.kind == "def":
             yield node.lineno, None, name
         elif binding.kind == "class":
-            yield node.lineno, (f"uses class {name}, defined in the notebook: the grader cannot follow what its "
-                                "methods do"), None
+            yield (
+                node.lineno,
+                (f"uses class {name}, defined in the notebook: the grader cannot follow what its methods do"),
+                None,
+            )
         elif called:
-            yield node.lineno, (f"calls {name}, a value bound by {binding.place()}, not a function defined with "
-                                "def: the grader cannot tell which function that is"), None
+            yield (
+                node.lineno,
+                (
+                    f"calls {name}, a value bound by {binding.place()}, not a function defined with "
+                    "def: the grader cannot tell which function that is"
+                ),
+                None,
+            )
         elif binding.kind not in ("assign", "annassign"):
             yield node.lineno, f"uses {name}, bound by {binding.place()}: {CANNOT}", None
-        else:   # module-level data, assigned once and never called: its value may not reach autograd
+        else:  # module-level data, assigned once and never called: its value may not reach autograd
             for cell, line, problem in self._weak(binding.value, set(), set()):
-                yield node.lineno, (f"uses {name}, whose value reaches autograd ({problem}, cell {cell + 1}, "
-                                    f"line {line})"), None
+                yield (
+                    node.lineno,
+                    (f"uses {name}, whose value reaches autograd ({problem}, cell {cell + 1}, line {line})"),
+                    None,
+                )

@@ -21,13 +21,14 @@ class _Reading:
         last = {source: index for index, source in enumerate(sources)}
         for index, source in enumerate(sources):
             if last[source] != index:
-                continue   # the same code again later (a cell run twice): reading it once means the same
+                continue  # the same code again later (a cell run twice): reading it once means the same
             try:
                 self.trees[index] = _read_cell(source or "")
             except SyntaxError as err:
                 where = f" (line {err.lineno})" if err.lineno else ""
-                self.parse_errors.append(f"cell {index + 1} does not parse: {err.msg}{where}: "
-                                         "the grader cannot read what it does")
+                self.parse_errors.append(
+                    f"cell {index + 1} does not parse: {err.msg}{where}: the grader cannot read what it does"
+                )
         self.cell_of: dict[int, int] = {}
         self.parent: dict[int, ast.AST] = {}
         self.callees: set[int] = set()
@@ -45,8 +46,11 @@ class _Reading:
     @staticmethod
     def _by_hand_argument(node) -> str | None:
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "by_hand":
-            argument = node.args[1] if len(node.args) > 1 else next(
-                (k.value for k in node.keywords if k.arg == "function"), None)
+            argument = (
+                node.args[1]
+                if len(node.args) > 1
+                else next((k.value for k in node.keywords if k.arg == "function"), None)
+            )
             if isinstance(argument, ast.Name):
                 return argument.id
         return None

@@ -62,8 +62,12 @@ class _Refusals(_Reading):
         handled: set[int] = set()
         for node in ast.walk(tree):
             magic = _magic(node)
-            if magic and isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
-                    and isinstance(node.func.value, ast.Call):   # the shape _magic read
+            if (
+                magic
+                and isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and isinstance(node.func.value, ast.Call)
+            ):  # the shape _magic read
                 handled.add(id(node.func.value.func))
                 yield node.lineno, _magic_problem(*magic)
         for node in ast.walk(tree):
@@ -81,8 +85,13 @@ class _Refusals(_Reading):
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 yield from self._imports(node)
             elif isinstance(node, ast.ClassDef):
-                yield node.lineno, (f"defines class {node.name}: the grader cannot follow what its methods do "
-                                    "when its objects reach the graded functions")
+                yield (
+                    node.lineno,
+                    (
+                        f"defines class {node.name}: the grader cannot follow what its methods do "
+                        "when its objects reach the graded functions"
+                    ),
+                )
             elif isinstance(node, ast.Call):
                 arguments = len(node.args) + len(node.keywords)
                 if isinstance(node.func, ast.Name) and node.func.id == "type" and arguments != 1:
@@ -122,13 +131,21 @@ class _Refusals(_Reading):
         if attr in AUTOGRAD_NAMESPACES and not _in_namespace(node):
             yield from self._autograd_value(node)
         elif attr in AUTOGRAD_CALLABLES and not _in_namespace(node) and id(node) not in self.callees:
-            yield node.lineno, (f"keeps .{attr} as a value: an autograd function passed around can reach the "
-                                "graded functions, and the grader cannot tell where it ends up")
+            yield (
+                node.lineno,
+                (
+                    f"keeps .{attr} as a value: an autograd function passed around can reach the "
+                    "graded functions, and the grader cannot tell where it ends up"
+                ),
+            )
 
     def _autograd_names(self) -> set[str]:
         if not hasattr(self, "_autograd_bound"):
-            self._autograd_bound = {name for name, bindings in self.bindings.items()
-                                    if any(b.kind == "import" and _autograd_target(b.target) for b in bindings)}
+            self._autograd_bound = {
+                name
+                for name, bindings in self.bindings.items()
+                if any(b.kind == "import" and _autograd_target(b.target) for b in bindings)
+            }
         return self._autograd_bound
 
     def _autograd_value(self, root):
@@ -146,13 +163,23 @@ class _Refusals(_Reading):
             transforms = root.attr in ("func", "functorch")
         where = _describe(top)
         if id(top) not in self.callees or member is None:
-            yield root.lineno, (f"keeps {where} as a value: an autograd function passed around can reach the graded "
-                                "functions, and the grader cannot tell where it ends up")
+            yield (
+                root.lineno,
+                (
+                    f"keeps {where} as a value: an autograd function passed around can reach the graded "
+                    "functions, and the grader cannot tell where it ends up"
+                ),
+            )
             return
         call = self.parent[id(top)]
         if transforms and member not in FUNC_RETURNS_DATA and id(call) not in self.callees:
-            yield root.lineno, (f"keeps the function {where}(...) returns as a value: an autograd function passed "
-                                "around can reach the graded functions; apply it at once, as in f(...)(x)")
+            yield (
+                root.lineno,
+                (
+                    f"keeps the function {where}(...) returns as a value: an autograd function passed "
+                    "around can reach the graded functions; apply it at once, as in f(...)(x)"
+                ),
+            )
 
     def _imports(self, node):
         if isinstance(node, ast.Import):
@@ -182,8 +209,13 @@ class _Refusals(_Reading):
             if autograd_problem(attr):
                 yield target.lineno, f"assigns {_describe(target)}: {autograd_problem(attr)}"
             elif not (top and value is not None and _is_constant(value) and not attr.startswith("_")):
-                yield target.lineno, (f"assigns {_describe(target)}: an attribute set to anything but a constant can "
-                                      f"change what library code or your functions do, and {CANNOT}")
+                yield (
+                    target.lineno,
+                    (
+                        f"assigns {_describe(target)}: an attribute set to anything but a constant can "
+                        f"change what library code or your functions do, and {CANNOT}"
+                    ),
+                )
 
     # ------------------------------------------------------------------ values that escape
 
@@ -193,9 +225,13 @@ class _Refusals(_Reading):
         they end up (a container, a library callback such as numpy's seterrcall, a cache). A function
         handed to a consumer that calls it there and then and keeps nothing (numeric_gradient, the
         key= of sorted/min/max) is no such value: it runs during that call."""
-        roots: list[tuple[ast.AST, str, int, int]] = []   # (node to verify, description, cell, line)
-        named_lambdas = {id(b.value): b for bindings in self.bindings.values() for b in bindings
-                         if b.kind == "assign" and isinstance(b.value, ast.Lambda)}
+        roots: list[tuple[ast.AST, str, int, int]] = []  # (node to verify, description, cell, line)
+        named_lambdas = {
+            id(b.value): b
+            for bindings in self.bindings.values()
+            for b in bindings
+            if b.kind == "assign" and isinstance(b.value, ast.Lambda)
+        }
         for index, tree in self.trees.items():
             if index in self.trusted:
                 continue
@@ -205,10 +241,16 @@ class _Refusals(_Reading):
                     if not (id(node) in named_lambdas or id(node) in self.callees or self._consumed(node)):
                         roots.append((node, "a lambda", index, node.lineno))
                 elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and (
-                        id(node) not in top or node.decorator_list):
+                    id(node) not in top or node.decorator_list
+                ):
                     roots.append((node, f"the function {node.name}", index, node.lineno))
-                elif (isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load) and id(node) not in self.callees
-                      and not self._consumed(node) and not self._checker_argument(node)):
+                elif (
+                    isinstance(node, ast.Name)
+                    and isinstance(node.ctx, ast.Load)
+                    and id(node) not in self.callees
+                    and not self._consumed(node)
+                    and not self._checker_argument(node)
+                ):
                     for binding in self.bindings.get(node.id, []):
                         if binding.value is not None and (binding.kind == "def" or id(binding.value) in named_lambdas):
                             roots.append((binding.value, f"the function {node.id}", index, node.lineno))
@@ -216,11 +258,13 @@ class _Refusals(_Reading):
         for node, what, index, line in roots:
             for cell, at, problem in self._weak(node, set(), set()):
                 if (cell, at, problem) in reported:
-                    continue   # one sentence per construct, naming the first value that reaches it
+                    continue  # one sentence per construct, naming the first value that reaches it
                 reported.add((cell, at, problem))
-                problems.append(f"cell {cell + 1}, line {at}: {problem}, reachable from {what} (cell {index + 1}, "
-                                f"line {line}), which can be passed around as a value: the grader cannot tell "
-                                "whether the graded functions call it")
+                problems.append(
+                    f"cell {cell + 1}, line {at}: {problem}, reachable from {what} (cell {index + 1}, "
+                    f"line {line}), which can be passed around as a value: the grader cannot tell "
+                    "whether the graded functions call it"
+                )
         return problems
 
     def _consumed(self, node) -> bool:
@@ -229,19 +273,35 @@ class _Refusals(_Reading):
         parent = self.parent.get(id(node))
         if isinstance(parent, ast.keyword):
             call = self.parent.get(id(parent))
-            return (parent.arg == "key" and isinstance(call, ast.Call) and isinstance(call.func, ast.Name)
-                    and call.func.id in KEY_CONSUMERS and call.func.id not in self.bindings)
-        return (isinstance(parent, ast.Call) and node in parent.args and isinstance(parent.func, ast.Name)
-                and self._module_name(parent.func) in CONSUMERS)
+            return (
+                parent.arg == "key"
+                and isinstance(call, ast.Call)
+                and isinstance(call.func, ast.Name)
+                and call.func.id in KEY_CONSUMERS
+                and call.func.id not in self.bindings
+            )
+        return (
+            isinstance(parent, ast.Call)
+            and node in parent.args
+            and isinstance(parent.func, ast.Name)
+            and self._module_name(parent.func) in CONSUMERS
+        )
 
     def _checker_argument(self, node: ast.Name) -> bool:
         """`check.by_hand(name, f)` only reads f's name, when `check` is the notebook's Checker()."""
         call = self.parent.get(id(node))
-        if (self._by_hand_argument(call) != node.id or not isinstance(call, ast.Call)
-                or not isinstance(call.func, ast.Attribute) or not isinstance(call.func.value, ast.Name)):
+        if (
+            self._by_hand_argument(call) != node.id
+            or not isinstance(call, ast.Call)
+            or not isinstance(call.func, ast.Attribute)
+            or not isinstance(call.func.value, ast.Name)
+        ):
             return False
         bindings = self.bindings.get(call.func.value.id, [])
         return bool(bindings) and all(
-            b.kind == "assign" and isinstance(b.value, ast.Call) and isinstance(b.value.func, ast.Name)
+            b.kind == "assign"
+            and isinstance(b.value, ast.Call)
+            and isinstance(b.value.func, ast.Name)
             and (self._module_name(b.value.func) or "").startswith("autograder.checks")
-            for b in bindings)
+            for b in bindings
+        )

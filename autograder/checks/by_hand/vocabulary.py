@@ -20,18 +20,83 @@ ALLOWED_LINE_MAGICS = frozenset({"matplotlib"})
 ALLOWED_MODULES = ("torch", "numpy", "math", "matplotlib", "os", "pathlib", "autograder.checks")
 
 #: What of `os` a cell may use: reading the environment and paths, never running programs.
-OS_ALLOWED = frozenset({"path", "environ", "getenv", "listdir", "getcwd", "sep", "linesep", "pathsep", "name",
-                        "cpu_count", "makedirs", "scandir", "walk", "fspath", "devnull"})
+OS_ALLOWED = frozenset(
+    {
+        "path",
+        "environ",
+        "getenv",
+        "listdir",
+        "getcwd",
+        "sep",
+        "linesep",
+        "pathsep",
+        "name",
+        "cpu_count",
+        "makedirs",
+        "scandir",
+        "walk",
+        "fspath",
+        "devnull",
+    }
+)
 
 #: Builtins the graded functions may use: pure ones (and the exceptions they may raise).
-ALLOWED_BUILTINS = frozenset({
-    "abs", "all", "any", "bool", "callable", "chr", "complex", "dict", "divmod", "enumerate", "float", "format",
-    "frozenset", "hash", "id", "int", "isinstance", "issubclass", "iter", "len", "list", "max", "min", "next",
-    "ord", "pow", "print", "range", "repr", "reversed", "round", "set", "slice", "sorted", "str", "sum", "tuple",
-    "zip", "Ellipsis", "NotImplemented",
-    "ArithmeticError", "AssertionError", "Exception", "IndexError", "KeyError", "NotImplementedError",
-    "OverflowError", "RuntimeError", "StopIteration", "TypeError", "ValueError", "ZeroDivisionError",
-})
+ALLOWED_BUILTINS = frozenset(
+    {
+        "abs",
+        "all",
+        "any",
+        "bool",
+        "callable",
+        "chr",
+        "complex",
+        "dict",
+        "divmod",
+        "enumerate",
+        "float",
+        "format",
+        "frozenset",
+        "hash",
+        "id",
+        "int",
+        "isinstance",
+        "issubclass",
+        "iter",
+        "len",
+        "list",
+        "max",
+        "min",
+        "next",
+        "ord",
+        "pow",
+        "print",
+        "range",
+        "repr",
+        "reversed",
+        "round",
+        "set",
+        "slice",
+        "sorted",
+        "str",
+        "sum",
+        "tuple",
+        "zip",
+        "Ellipsis",
+        "NotImplemented",
+        "ArithmeticError",
+        "AssertionError",
+        "Exception",
+        "IndexError",
+        "KeyError",
+        "NotImplementedError",
+        "OverflowError",
+        "RuntimeError",
+        "StopIteration",
+        "TypeError",
+        "ValueError",
+        "ZeroDivisionError",
+    }
+)
 
 #: Builtins that run code from strings or reach objects by name: refused in every editable cell.
 DYNAMIC_BUILTINS = {
@@ -75,8 +140,9 @@ HARMLESS_GRAD_NAMES = frozenset({"no_grad", "is_grad_enabled"})
 FUNC_RETURNS_DATA = frozenset({"jvp", "functional_call", "stack_module_state"})
 
 #: Attributes autograd-callables must not be held by as values (outside the autograd namespaces).
-AUTOGRAD_CALLABLES = frozenset({"backward", "requires_grad_", "register_hook", "retain_grad", "enable_grad",
-                                "set_grad_enabled"})
+AUTOGRAD_CALLABLES = frozenset(
+    {"backward", "requires_grad_", "register_hook", "retain_grad", "enable_grad", "set_grad_enabled"}
+)
 
 #: Functions that call a function argument during the call and keep no reference to it.
 CONSUMERS = frozenset({"autograder.checks.numeric_gradient", "autograder.checks.gradients.numeric_gradient"})
@@ -106,19 +172,48 @@ NOTEBOOK_FORBIDDEN_ATTRIBUTES = {
     "ctypeslib": "uses ctypes (numpy.ctypeslib)",
     "f2py": "compiles and loads Fortran code (numpy.f2py)",
     "switch_backend": "loads a plotting backend by name",
-    **{module: f"reaches the {module} module, which the grader cannot follow" for module in
-       ("sys", "builtins", "importlib", "operator", "types", "ctypes", "inspect", "subprocess", "pickle", "gc",
-        "marshal", "runpy", "code", "codeop", "pkgutil", "imp")},
+    **{
+        module: f"reaches the {module} module, which the grader cannot follow"
+        for module in (
+            "sys",
+            "builtins",
+            "importlib",
+            "operator",
+            "types",
+            "ctypes",
+            "inspect",
+            "subprocess",
+            "pickle",
+            "gc",
+            "marshal",
+            "runpy",
+            "code",
+            "codeop",
+            "pkgutil",
+            "imp",
+        )
+    },
 }
 #: Dunder attributes an editable cell may read: plain strings.
 HARMLESS_DUNDERS = frozenset({"__name__", "__qualname__", "__doc__", "__version__"})
 HARMLESS_DUNDER_NAMES = frozenset({"__name__", "__doc__"})
 
-KIND_WORDS = {"def": "a def", "class": "a class", "assign": "an assignment", "augassign": "an augmented assignment",
-              "annassign": "an annotated assignment", "for": "a for loop", "with": "a with statement",
-              "except": "an except clause", "import": "an import", "del": "a del statement",
-              "global": "a global declaration", "walrus": "an assignment expression (:=)",
-              "match": "a match pattern", "typealias": "a type alias"}
+KIND_WORDS = {
+    "def": "a def",
+    "class": "a class",
+    "assign": "an assignment",
+    "augassign": "an augmented assignment",
+    "annassign": "an annotated assignment",
+    "for": "a for loop",
+    "with": "a with statement",
+    "except": "an except clause",
+    "import": "an import",
+    "del": "a del statement",
+    "global": "a global declaration",
+    "walrus": "an assignment expression (:=)",
+    "match": "a match pattern",
+    "typealias": "a type alias",
+}
 
 CANNOT = "the grader cannot follow it"
 
@@ -169,8 +264,10 @@ def _import_problem(module: str) -> str | None:
     if _autograd_target(module) or any(p in AUTOGRAD_NAMESPACES for p in parts):
         return f"imports {module}"
     if not any(module == m or module.startswith(m + ".") for m in ALLOWED_MODULES):
-        return (f"imports {module}, which is not on the by-hand rule's list of modules "
-                f"({', '.join(ALLOWED_MODULES)}): {CANNOT}")
+        return (
+            f"imports {module}, which is not on the by-hand rule's list of modules "
+            f"({', '.join(ALLOWED_MODULES)}): {CANNOT}"
+        )
     bad = next((p for p in parts[1:] if p.startswith("_") or p in NOTEBOOK_FORBIDDEN_ATTRIBUTES), None)
     if bad is not None:
         return f"imports {module}: {NOTEBOOK_FORBIDDEN_ATTRIBUTES.get(bad, f'{bad} is private, and {CANNOT}')}"
@@ -186,7 +283,11 @@ def _is_constant(node) -> bool:
 
 
 _UNARY: dict[type[ast.unaryop], Callable[[Any], Any]] = {
-    ast.Not: operator.not_, ast.USub: operator.neg, ast.UAdd: operator.pos, ast.Invert: operator.invert}
+    ast.Not: operator.not_,
+    ast.USub: operator.neg,
+    ast.UAdd: operator.pos,
+    ast.Invert: operator.invert,
+}
 
 
 def _constant_truth(node) -> bool | None:
@@ -196,7 +297,7 @@ def _constant_truth(node) -> bool | None:
     if isinstance(node, ast.UnaryOp) and isinstance(node.operand, ast.Constant):
         try:
             return bool(_UNARY[type(node.op)](node.operand.value))
-        except (TypeError, ValueError):   # -"text", ~1.5
+        except (TypeError, ValueError):  # -"text", ~1.5
             return None
     return None
 

@@ -31,5 +31,13 @@ from .naming import LAYOUTS, Refused, check_student_id
 from .report import Collected, CollectReport, Skipped
 from .run import collect_lab
 
-__all__ = ["LAYOUTS", "TEMP_PREFIX", "CollectReport", "Collected", "Refused", "Skipped", "check_student_id",
-           "collect_lab"]
+__all__ = [
+    "LAYOUTS",
+    "TEMP_PREFIX",
+    "CollectReport",
+    "Collected",
+    "Refused",
+    "Skipped",
+    "check_student_id",
+    "collect_lab",
+]

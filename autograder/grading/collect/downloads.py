@@ -42,12 +42,14 @@ class _Downloads:
     candidates: list[_Candidate]
     area_fd: int
 
-    if TYPE_CHECKING:   # _Collection's report and _Folders' copies (only declared here: the MRO keeps theirs)
+    if TYPE_CHECKING:  # _Collection's report and _Folders' copies (only declared here: the MRO keeps theirs)
+
         def skip(self, source: str, reason: str, student: str | None = None) -> None: ...
         def refuse(self, source: str, reason: str, student: str | None) -> None: ...
         def owner(self, raw: str) -> str | None: ...
-        def _store(self, source: IO[bytes], declared: int | None, limit: int,
-                   budget: list[int] | None = None) -> tuple[str, str]: ...
+        def _store(
+            self, source: IO[bytes], declared: int | None, limit: int, budget: list[int] | None = None
+        ) -> tuple[str, str]: ...
 
     # ----------------------------------------------------------------- the download folder
 
@@ -76,11 +78,15 @@ class _Downloads:
         mode = os.fstat(fd).st_mode
         if not stat.S_ISREG(mode):
             os.close(fd)
-            self.skip(where, "a folder: give the LMS's zip file as downloaded, or the notebooks themselves"
-                      if stat.S_ISDIR(mode) else "not a regular file")
+            self.skip(
+                where,
+                "a folder: give the LMS's zip file as downloaded, or the notebooks themselves"
+                if stat.S_ISDIR(mode)
+                else "not a regular file",
+            )
             return
         with os.fdopen(fd, "rb") as file:
-            bulk = name.lower().endswith(".zip") and self.layout == "plain"   # plain: a zip in DIR is a download
+            bulk = name.lower().endswith(".zip") and self.layout == "plain"  # plain: a zip in DIR is a download
             named = None if bulk else self.identify((name,), self.lab)
             if isinstance(named, Named):
                 student = self._checked_student(named, where)
@@ -108,8 +114,11 @@ class _Downloads:
         with archive:
             infos = archive.infolist()
             if len(infos) > self.settings.max_entries:
-                self.skip(where, f"{len(infos)} entries, over the {self.settings.max_entries} a zip may have "
-                                 "(c.Collect.max_entries): nothing in it is collected")
+                self.skip(
+                    where,
+                    f"{len(infos)} entries, over the {self.settings.max_entries} a zip may have "
+                    "(c.Collect.max_entries): nothing in it is collected",
+                )
                 return
             use_dates = self.settings.zip_dates and self.layout != "canvas"
             for info in infos:
@@ -125,15 +134,28 @@ class _Downloads:
                 if not isinstance(named, Named):
                     self.skip(source, named)
                     continue
-                if junk(named.path, hidden=True):   # the student's own hidden files, in an LMS folder
+                if junk(named.path, hidden=True):  # the student's own hidden files, in an LMS folder
                     continue
                 student = self._checked_student(named, source)
                 if student:
-                    self._student_file(student, named, source, functools.partial(_open_entry, archive, info),
-                                       info.file_size, entry_time(info) if use_dates else None)
+                    self._student_file(
+                        student,
+                        named,
+                        source,
+                        functools.partial(_open_entry, archive, info),
+                        info.file_size,
+                        entry_time(info) if use_dates else None,
+                    )
 
-    def _student_file(self, student: str, named: Named, source: str, open_source: Callable, declared: int | None,
-                      time: datetime | None) -> None:
+    def _student_file(
+        self,
+        student: str,
+        named: Named,
+        source: str,
+        open_source: Callable,
+        declared: int | None,
+        time: datetime | None,
+    ) -> None:
         """One item the LMS says is `student`'s: a notebook, the student's own zip, or something else.
         open_source() is a context manager giving its bytes, opened only when they are needed."""
         base = named.path[-1] if named.path else ""

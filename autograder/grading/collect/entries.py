@@ -63,7 +63,7 @@ def entry_time(info: zipfile.ZipInfo) -> datetime | None:
     extra, i = info.extra, 0
     while i + 4 <= len(extra):
         kind, size = struct.unpack_from("<HH", extra, i)
-        data = extra[i + 4:i + 4 + size]
+        data = extra[i + 4 : i + 4 + size]
         if kind == 0x5455 and len(data) >= 5 and data[0] & 1:
             try:
                 return datetime.fromtimestamp(struct.unpack_from("<i", data, 1)[0], UTC)

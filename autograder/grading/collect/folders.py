@@ -77,7 +77,8 @@ class _Folders:
     report: CollectReport
     _count: int
 
-    if TYPE_CHECKING:   # _Collection's report (only declared here: the MRO keeps its own)
+    if TYPE_CHECKING:  # _Collection's report (only declared here: the MRO keeps its own)
+
         def skip(self, source: str, reason: str, student: str | None = None) -> None: ...
 
     # ----------------------------------------------------------------- the folders
@@ -93,13 +94,15 @@ class _Folders:
             try:
                 self.sub_fd = os.open("submitted", _OPEN_DIR, dir_fd=self.root_fd)
             except OSError as err:
-                raise CourseError(f"{self.course.submitted} is a link or not a folder ({err.strerror}): "
-                                  "nothing is collected through it") from None
+                raise CourseError(
+                    f"{self.course.submitted} is a link or not a folder ({err.strerror}): "
+                    "nothing is collected through it"
+                ) from None
             try:
-                fcntl.flock(self.sub_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # released when sub_fd closes
+                fcntl.flock(self.sub_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released when sub_fd closes
             except BlockingIOError:
                 raise CourseError("another `autograder collect` is running in this course; wait for it") from None
-            for name in os.listdir(self.root_fd):   # left by a collection that was killed
+            for name in os.listdir(self.root_fd):  # left by a collection that was killed
                 if name.startswith(TEMP_PREFIX) and stat.S_ISDIR(os.lstat(name, dir_fd=self.root_fd).st_mode):
                     shutil.rmtree(name, dir_fd=self.root_fd)
             self.area = TEMP_PREFIX + secrets.token_hex(6)
@@ -123,8 +126,9 @@ class _Folders:
         self._count += 1
         return f"{prefix}{self._count}"
 
-    def _store(self, source: IO[bytes], declared: int | None, limit: int,
-               budget: list[int] | None = None) -> tuple[str, str]:
+    def _store(
+        self, source: IO[bytes], declared: int | None, limit: int, budget: list[int] | None = None
+    ) -> tuple[str, str]:
         """Copy `source` into a new 0644 file of the temporary folder, reading at most `limit` bytes
         (and what is left of `budget`, a student archive's allowance). Returns (name, sha256)."""
         if declared is not None and declared > limit:
@@ -151,7 +155,7 @@ class _Folders:
                 digest.update(chunk)
                 view = memoryview(chunk)
                 while view:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
         except BaseException:
             os.close(fd)
             os.unlink(name, dir_fd=self.area_fd)

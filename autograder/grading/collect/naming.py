@@ -13,8 +13,9 @@ LAYOUTS = ("plain", "canvas", "moodle")
 #: A student id: what nbgrader, the gradebook, folders and CSV exports can all hold safely.
 CANVAS_RESUBMISSION = re.compile(r"(.+)-\d+\.ipynb")
 
-CANVAS = re.compile(r"(?P<name>.*?)(?P<late>[_-]late)?_(?P<user>\d+)_(?P<attachment>\d+)_(?P<file>.+)",
-                    re.IGNORECASE | re.DOTALL)
+CANVAS = re.compile(
+    r"(?P<name>.*?)(?P<late>[_-]late)?_(?P<user>\d+)_(?P<attachment>\d+)_(?P<file>.+)", re.IGNORECASE | re.DOTALL
+)
 MOODLE = re.compile(r"(?P<name>[^_]*)_(?P<user>\d+)_assignsubmission_(?P<plugin>[a-z]+)_(?P<file>.*)", re.DOTALL)
 PLAIN = re.compile(r"(?P<user>[^_]+)_(?P<file>.+)", re.DOTALL)
 
@@ -26,9 +27,10 @@ class Refused(Exception):
 @dataclass
 class Named:
     """What the LMS's naming says of one item: whose it is and the student's own path in it."""
+
     student: str
     path: tuple[str, ...]
-    order: int | None = None      # the LMS's upload order (Canvas attachment id)
+    order: int | None = None  # the LMS's upload order (Canvas attachment id)
     late: bool = False
 
 
@@ -70,7 +72,10 @@ def _plain(parts: tuple[str, ...], lab: str) -> Named | str:
 
 
 PRESETS: dict[str, Callable[[tuple[str, ...], str], Named | str]] = {
-    "plain": _plain, "canvas": _canvas, "moodle": _moodle}
+    "plain": _plain,
+    "canvas": _canvas,
+    "moodle": _moodle,
+}
 
 
 # ---------------------------------------------------------------------------------- rules
@@ -78,16 +83,24 @@ PRESETS: dict[str, Callable[[tuple[str, ...], str], Named | str]] = {
 
 def check_student_id(raw: str) -> str:
     if not STUDENT_ID.fullmatch(raw) or ".." in raw:
-        raise Refused(f"student id {shown(raw)!r} refused: an id is 1-64 letters, digits, '.', '_' or '-', starts "
-                      "with a letter or digit and has no '..'")
+        raise Refused(
+            f"student id {shown(raw)!r} refused: an id is 1-64 letters, digits, '.', '_' or '-', starts "
+            "with a letter or digit and has no '..'"
+        )
     return raw
 
 
 def check_notebook_name(name: str) -> str:
-    if (len(name) > 128 or not name[:1].isalnum() or not name.endswith(".ipynb")
-            or any(not ch.isprintable() or ch in "/\\" for ch in name)):
-        raise Refused(f"notebook name {shown(name)!r} refused: it must start with a letter or digit, end in .ipynb and "
-                      "have at most 128 printable characters")
+    if (
+        len(name) > 128
+        or not name[:1].isalnum()
+        or not name.endswith(".ipynb")
+        or any(not ch.isprintable() or ch in "/\\" for ch in name)
+    ):
+        raise Refused(
+            f"notebook name {shown(name)!r} refused: it must start with a letter or digit, end in .ipynb and "
+            "have at most 128 printable characters"
+        )
     return name
 
 

@@ -40,7 +40,7 @@ class _Candidate:
     student: str
     notebook: str
     source: str
-    file: str                     # its name in the temporary folder
+    file: str  # its name in the temporary folder
     digest: str
     time: datetime | None
     order: int | datetime | None  # Canvas: its attachment id; the other layouts: the entry's date

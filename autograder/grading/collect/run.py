@@ -27,7 +27,7 @@ class _Collection(_Downloads, _Folders):
         self.max_archive = int(settings.max_archive_mib * 2**20)
         self.report = CollectReport(lab=lab, layout=layout)
         self.candidates: list[_Candidate] = []
-        self.refused: dict[str, list[str]] = {}     # student → sources refused (their download is skipped)
+        self.refused: dict[str, list[str]] = {}  # student → sources refused (their download is skipped)
         self._count = 0
 
     # ----------------------------------------------------------------- the report
@@ -82,13 +82,18 @@ class _Collection(_Downloads, _Folders):
                 ids = [o for o in orders if isinstance(o, int)]
                 dates = [o for o in orders if isinstance(o, datetime)]
                 # One layout orders by one kind (Canvas: attachment ids, the others: dates); any None: no order.
-                newest: int | datetime | None = (max(ids) if len(ids) == len(orders) else
-                                                 max(dates) if len(dates) == len(orders) else None)
+                newest: int | datetime | None = (
+                    max(ids) if len(ids) == len(orders) else max(dates) if len(dates) == len(orders) else None
+                )
                 if newest is None or orders.count(newest) > 1:
                     why = "no date or upload order" if newest is None else "equal dates"
                     for c in choices:
-                        self.refuse(c.source, f"{len(choices)} different files {student}/{notebook} and {why} to "
-                                              "choose between them: none is kept", student)
+                        self.refuse(
+                            c.source,
+                            f"{len(choices)} different files {student}/{notebook} and {why} to "
+                            "choose between them: none is kept",
+                            student,
+                        )
                     continue
                 winner = choices[orders.index(newest)]
                 for c in choices:
@@ -98,9 +103,12 @@ class _Collection(_Downloads, _Folders):
             kept.setdefault(student, []).append(choices[0])
         for student, sources in self.refused.items():
             if student in kept:
-                self.skip(", ".join(c.source for c in kept.pop(student)),
-                          f"not collected: {len(sources)} file(s) of {student}'s download refused (above); a previous "
-                          "submission, if any, is left as it was", student)
+                self.skip(
+                    ", ".join(c.source for c in kept.pop(student)),
+                    f"not collected: {len(sources)} file(s) of {student}'s download refused (above); a previous "
+                    "submission, if any, is left as it was",
+                    student,
+                )
         return kept
 
 
