@@ -29,9 +29,10 @@ Rules (each failure names the importing file, its line and the imported module):
    kind where a run fails.
 3. Outside `autograder/executors/` the execution side is reached only through
    `autograder.executors` and the public names of its `__init__` (`__all__`), never a
-   submodule, so that the executors' files can be split and renamed behind that door. The one
-   exception today is ALLOWED_EXECUTOR_SUBMODULES (kernel_policy's lazy RayExecutor), and the
-   test fails when an exception is no longer used.
+   submodule, so that the executors' files can be split and renamed behind that door. There is
+   no exception today (ALLOWED_EXECUTOR_SUBMODULES is empty; RayExecutor is a public name, and
+   ray_cluster imports ray only when one is made); the test fails when an exception is no
+   longer used.
 4. `autograder.authoring` (the build) imports neither `autograder.grading` nor
    `autograder.executors`; grading imports nothing of authoring except ALLOWED_AUTHORING_NAMES
    (sanitize strips `expected=` arguments with the build's own code, so that grading and the
@@ -67,14 +68,8 @@ OUTCOMES = f"{PACKAGE}.outcomes"
 SHARED_CONTRACTS = (f"{PACKAGE}.cells", f"{PACKAGE}.references", OUTCOMES)
 
 # (importer, imported submodule of the executors) -> why it may skip autograder.executors.
-ALLOWED_EXECUTOR_SUBMODULES = {
-    (
-        f"{GRADING}.kernel_policy",
-        f"{EXECUTORS}.ray_cluster",
-    ): "RayExecutor is the optional `ray` extra, imported only when the settings ask for Ray; "
-    "executors/__init__ does not export it (it could: ray_cluster imports ray only when an "
-    "executor is made)",
-}
+ALLOWED_EXECUTOR_SUBMODULES: dict[tuple[str, str], str] = {}  # none today: the door has no side entrance
+
 # (importer, imported module of the build, name) -> why grading may use it.
 ALLOWED_AUTHORING_NAMES = {
     (

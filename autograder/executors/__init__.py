@@ -24,6 +24,7 @@ reaches it only through the names below (tests/test_import_rules.py pins that).
 from .gpus import visible_gpus
 from .limits import Limits
 from .local import LocalExecutor
+from .ray_cluster import RayExecutor  # imports ray only when one is made (the `ray` extra)
 from .sandbox import SandboxStatus, probe
 from .session import cell_seconds, execute_notebook
 from .slots import Slot, SlotPool
@@ -35,6 +36,7 @@ __all__ = [
     "JobSpec",
     "Limits",
     "LocalExecutor",
+    "RayExecutor",
     "SandboxStatus",
     "Slot",
     "SlotPool",

@@ -18,7 +18,7 @@ from ..checks.accuracy import LABELS_FOLDER
 from ..checks.by_hand import without_magics
 from ..checks.checker import MODE_VARIABLE
 from ..course import Course, CourseError
-from ..executors import Executor, JobSpec, Limits, LocalExecutor, SlotPool, visible_gpus
+from ..executors import Executor, JobSpec, Limits, LocalExecutor, RayExecutor, SlotPool, visible_gpus
 from ..settings import Grading
 
 
@@ -72,8 +72,6 @@ def make_executor(
     """The executor the settings (or the CLI) ask for, sized for `jobs` submissions."""
     kind = executor or settings.executor
     if kind == "ray":
-        from ..executors.ray_cluster import RayExecutor
-
         return RayExecutor(
             spec,
             address=settings.ray_address or None,
