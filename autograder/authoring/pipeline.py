@@ -32,6 +32,7 @@ from nbgrader.converters import GenerateAssignment
 from nbgrader.utils import capture_log
 from traitlets.config import Config
 
+from ..atomic_file import write_atomically
 from ..cells import BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, marker_lines
 from ..checks.checker import PUBLIC_REFERENCES
 from ..checks.compare import LABELLED_EXPECTED_KINDS, compare
@@ -183,7 +184,7 @@ def write_solution(executed, target: Path, *, keep_outputs: bool = False) -> boo
         if old is not None and _without_outputs(old) == _without_outputs(nb):
             return True
     text = nbformat.writes(nb)
-    _replace_file(target, text if text.endswith("\n") else text + "\n")  # as nbformat.write
+    write_atomically(target, text if text.endswith("\n") else text + "\n")  # as nbformat.write
     return False
 
 
@@ -200,7 +201,7 @@ def write_references(
     if old is not None and references_agree(old, new.read_bytes()):
         new.unlink()
         if _read_bytes(file) != old:
-            _replace_file(file, old)
+            write_atomically(file, old)
         return True
     os.replace(new, file)
     return False
@@ -294,17 +295,6 @@ def _without_outputs(nb) -> dict:
 
 def _read_bytes(file: Path) -> bytes | None:
     return file.read_bytes() if file.is_file() else None
-
-
-def _replace_file(file: Path, content: str | bytes) -> None:
-    """Write `content` to `file` through a temporary file beside it (never half a file)."""
-    file.parent.mkdir(parents=True, exist_ok=True)
-    temporary = file.with_name(file.name + ".new")
-    if isinstance(content, str):
-        temporary.write_text(content, encoding="utf-8")
-    else:
-        temporary.write_bytes(content)
-    os.replace(temporary, file)
 
 
 def build_course(course: Course, labs: list[str] | None = None) -> list[BuildReport]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable
@@ -32,6 +31,7 @@ from dataclasses import replace
 from importlib import import_module
 from pathlib import Path
 
+from ..atomic_file import write_atomically
 from .dataset import (
     FASHION_MNIST_SOURCE,
     LABELS,
@@ -202,10 +202,7 @@ def write_manifest(data_root: Path, datasets: dict[str, dict]) -> Path:
         "about": "sha256 of every file `autograder data` staged, per data set; paths relative to data/",
         "datasets": {key: datasets[key] for key in sorted(datasets)},
     }
-    tmp = path.with_name(f".{MANIFEST}.tmp")
-    tmp.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_atomically(path, json.dumps(document, indent=1, sort_keys=True) + "\n")
 
 
 def verify(data_root: Path, key: str, files: dict[str, str]) -> list[str]:

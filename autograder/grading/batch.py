@@ -18,6 +18,7 @@ from pathlib import Path
 
 import nbformat
 
+from ..atomic_file import write_atomically
 from ..cells import is_locked_cell, is_test_cell
 from ..checks.observation import MIME_TYPE
 from ..course import Course
@@ -304,11 +305,6 @@ def write_autograded_notebook(course: Course, student: str, lab: str, name: str,
         if score is not None:
             lines = [f"autograder: {score.score:g} / {score.max_score:g}"] + [v.message for v in score.checks]
             cell.outputs.append(nbformat.v4.new_output("stream", name="stdout", text="\n".join(lines) + "\n"))
+    text = nbformat.writes(executed)  # what nbformat.write would write, whole or not at all
     target = course.autograded / student / lab / f"{name}.ipynb"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a batch that was killed
-        stale.unlink(missing_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # whole or absent, even if killed
-    nbformat.write(executed, temporary)
-    os.replace(temporary, target)
-    return target
+    return write_atomically(target, text if text.endswith("\n") else text + "\n")

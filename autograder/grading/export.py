@@ -10,12 +10,14 @@ rule) is written with a leading ' ; numbers stay numbers.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from pathlib import Path
 
 from nbgrader.api import Gradebook
 
+from ..atomic_file import write_atomically
 from ..course import Course
 from .results import load_result, result_path
 
@@ -38,9 +40,8 @@ def export_csv(course: Course, target: Path, labs: list[str] | None = None) -> i
         students = sorted(s.id for s in gb.students)
     students = sorted(set(students) | {p.name for p in course.autograded.glob("*") if p.is_dir()})
     rows = 0
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")  # a killed export leaves the old file
-    with temporary.open("w", newline="") as handle:
+    # The rows in memory, then one atomic write: a killed export leaves the old file.
+    with io.StringIO(newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
         row = lambda values: writer.writerow([spreadsheet_safe(v) for v in values])  # noqa: E731
@@ -67,5 +68,5 @@ def export_csv(course: Course, target: Path, labs: list[str] | None = None) -> i
                         ]
                     )
                 rows += 1
-    os.replace(temporary, target)
+        write_atomically(target, handle.getvalue())
     return rows

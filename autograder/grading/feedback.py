@@ -40,6 +40,7 @@ from pygments import highlight
 from pygments.formatters import HtmlFormatter
 from pygments.lexers import PythonLexer
 
+from ..atomic_file import write_atomically
 from ..cells import is_test_cell, nbgrader_meta
 from ..course import Course
 from .markup import attr, esc, render_markdown
@@ -120,7 +121,7 @@ def _write_one(course: Course, result: Result, notebook: str, cap: int) -> tuple
         shrunk = f"the page would be over {cap / 2**20:g} MiB (c.Grading.max_feedback_mib)"
         problem = f"{problem}; {shrunk}" if problem else shrunk
     target = course.feedback / result.student / result.lab / f"{notebook}.html"
-    _write_atomically(target, page.encode("utf-8", "replace"))
+    write_atomically(target, page.encode("utf-8", "replace"))
     return target, problem
 
 
@@ -138,15 +139,6 @@ def _read_autograded(path: Path):
             f"the autograded notebook cannot be read ({first}): the page shows the "
             "verdicts only; `autograder grade --force` writes it again"
         )
-
-
-def _write_atomically(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a run that was killed
-        stale.unlink(missing_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    os.replace(temporary, target)
 
 
 def render_page(

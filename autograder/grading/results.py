@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..atomic_file import write_atomically
 from ..outcomes import FailureKind
 
 RESULT_FILE = "result.json"
@@ -107,11 +107,7 @@ def result_path(autograded: Path, student: str, lab: str) -> Path:
 
 def save_result(autograded: Path, result: Result) -> Path:
     path = result_path(autograded, result.student, result.lab)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps(asdict(result), indent=1) + "\n")  # FailureKind is a str
-    os.replace(temporary, path)
-    return path
+    return write_atomically(path, json.dumps(asdict(result), indent=1) + "\n")  # FailureKind is a str
 
 
 def load_result(autograded: Path, student: str, lab: str) -> Result | None:
