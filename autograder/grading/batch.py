@@ -228,18 +228,15 @@ def submission_timestamp(course: Course, student: str, lab: str):
     from nbgrader.utils import parse_utc
 
     try:
-        path = checked_path(course.submitted, student, lab, "timestamp.txt")
+        data = read_regular_file(checked_path(course.submitted, student, lab, "timestamp.txt"), limit=1024)
     except FileNotFoundError:
         return None
     except UnsafeSubmission as err:
         raise SubmissionError(f"timestamp.txt: {err}", FailureKind.BAD_TIMESTAMP) from None
     try:
-        text = read_regular_file(path, limit=1024).decode("utf-8").strip()
-        return parse_utc(text)
-    except UnsafeSubmission as err:
-        raise SubmissionError(f"timestamp.txt: {err}", FailureKind.BAD_TIMESTAMP) from None
+        return parse_utc(data.decode("utf-8").strip())
     except (UnicodeDecodeError, ValueError, OverflowError, TypeError):
-        shown = read_regular_file(path, limit=1024)[:60].decode("utf-8", "replace")
+        shown = data[:60].decode("utf-8", "replace")
         raise SubmissionError(
             f"timestamp.txt holds {shown!r}, not a date and time (nbgrader writes it at collection, "
             "e.g. 2026-12-02 14:05:00.000000 UTC): collect the submission again",

@@ -29,6 +29,7 @@ from ..authoring.reference_code import strip_expected_arguments
 from ..cells import is_test_cell
 from ..course import Course
 from ..outcomes import FailureKind
+from .results import printable
 from .submission_files import MAX_SUBMISSION_BYTES, UnsafeSubmission, read_regular_file
 
 SANITIZE_PREPROCESSORS = (ClearOutput, DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata)
@@ -178,7 +179,7 @@ def structure_problem(raw) -> str | None:
             place = f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]"
             for text in (key, item):
                 if isinstance(text, str) and not _is_unicode(text):
-                    shown = place.lstrip(".")[:120].encode("utf-8", "backslashreplace").decode("utf-8")
+                    shown = printable(place.lstrip(".")[:120])
                     return f"{shown} holds a lone surrogate (not Unicode text)"
             if isinstance(item, (dict, list)):
                 stack.append((item, depth + 1, place))

@@ -74,6 +74,7 @@ class _Folders:
     course: Course
     lab: str
     max_archive: int
+    expected: set[str]   # the lab's notebook names (set by _Collection)
     report: CollectReport
     _count: int
 
@@ -166,7 +167,6 @@ class _Folders:
     # ----------------------------------------------------------------- placing
 
     def place(self, kept: dict[str, list[_Candidate]]) -> None:
-        expected = {p.name for p in self.course.source_notebooks(self.lab)}
         for student, notebooks in sorted(kept.items()):
             try:
                 self._place(student, notebooks)
@@ -176,7 +176,7 @@ class _Folders:
                 continue
             for c in sorted(notebooks, key=lambda c: c.notebook):
                 note = "late (Canvas)" if c.late else ""
-                if c.notebook not in expected:
+                if c.notebook not in self.expected:
                     note = ", ".join(filter(None, (note, f"not a notebook of {self.lab}")))
                 self.report.collected.append(Collected(student, c.notebook, c.source, c.time, note))
 
