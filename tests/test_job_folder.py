@@ -262,18 +262,23 @@ print(json.dumps([folder.bounded, folder.problem, str(folder.path)]))
 """
 
 
-@pytest.mark.skipif(shutil.which("setpriv") is None, reason="util-linux setpriv is not installed")
-def test_an_unprivileged_coordinator_gets_a_disk_folder_and_says_why(tmp_path):
-    """A real refusal: the coordinator's process without any capability (as a non-root one)."""
-    import json
-
-    done = subprocess.run(
-        ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", CHILD, str(tmp_path)],
+def run_unprivileged(script: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    """`script` in a Python process without any capability (as a non-root coordinator runs)."""
+    return subprocess.run(
+        ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", script, str(tmp_path)],
         capture_output=True,
         text=True,
         timeout=60,
         cwd=Path(__file__).parent.parent,
     )
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="util-linux setpriv is not installed")
+def test_an_unprivileged_coordinator_gets_a_disk_folder_and_says_why(tmp_path):
+    """A real refusal: the coordinator's process without any capability (as a non-root one)."""
+    import json
+
+    done = run_unprivileged(CHILD, tmp_path)
     assert done.returncode == 0, done.stderr
     bounded, problem, path = json.loads(done.stdout.splitlines()[-1])
     assert not bounded and Path(path).is_dir() and mounts_under(Path(path)) == []
@@ -307,13 +312,7 @@ print(os.path.lexists(root))
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="util-linux setpriv is not installed")
 def test_an_unprivileged_remover_gets_into_folders_the_kernel_locked(tmp_path):
     """Without CAP_DAC_OVERRIDE, folders made unreadable or read-only are measured and removed."""
-    done = subprocess.run(
-        ["setpriv", "--inh-caps=-all", "--bounding-set=-all", sys.executable, "-c", UNREADABLE, str(tmp_path)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        cwd=Path(__file__).parent.parent,
-    )
+    done = run_unprivileged(UNREADABLE, tmp_path)
     assert done.returncode == 0, done.stderr
     measured, left = done.stdout.splitlines()
     assert measured.endswith(", 5)") and left == "False"
