@@ -22,6 +22,7 @@ from autograder.demo import DemoStudent, make_submission
 from autograder.executors.sandbox import probe
 from autograder.grading.batch import grade_lab
 from autograder.grading.sanitize import sanitize
+from autograder.outcomes import FailureKind
 from conftest import failed_checks, new_course
 from notebooks import mean_square_lab, write_lab
 
@@ -199,3 +200,19 @@ def test_only_regular_files_inside_submitted_are_read(graded, student, why):
     assert (result.status, result.score) == ("failed", 0.0)
     assert why in result.reason
     assert result.cells == []
+
+
+def test_a_cell_that_claims_to_be_the_instructors_is_refused_not_trusted(graded):
+    """Locked and test cells are trusted (restored from the gradebook; the by-hand rule reads them
+    as the instructor's). A student's own cell that claims to be locked, under a grade_id the
+    gradebook does not know, must not become trusted: nbgrader's OverwriteCells refuses the file."""
+    course, _ = graded
+    make_submission(course, LAB, DemoStudent("claimer", "a cell of its own marked locked"))
+    path = course.submitted / "claimer" / LAB / f"{LAB}.ipynb"
+    nb = nbformat.read(path, as_version=4)
+    claimed = {"grade": False, "solution": False, "locked": True, "grade_id": "instructor_helper", "schema_version": 3}
+    nb.cells.insert(2, nbformat.v4.new_code_cell("import torch.autograd", metadata={"nbgrader": claimed}))
+    nbformat.write(nb, path)
+    result = grade_lab(course, LAB, ["claimer"])[0]
+    assert result.status == "failed" and result.failure_kind == FailureKind.NOT_SANITIZABLE, result.reason
+    assert "could not be sanitized (OverwriteCells)" in result.reason
