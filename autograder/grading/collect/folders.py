@@ -74,7 +74,7 @@ class _Folders:
     course: Course
     lab: str
     max_archive: int
-    expected: set[str]   # the lab's notebook names (set by _Collection)
+    expected: set[str]  # the lab's notebook names (set by _Collection)
     report: CollectReport
     _count: int
 
