@@ -2,8 +2,8 @@
 
 The contract between the two pipelines. `authoring/record.py` writes it (every check's
 observation, its test cell, public or hidden); the coordinator reads it (grading/verdicts.py)
-and never lets it into a sandbox. The public file beside a release notebook holds the public
-checks only, without grade ids.
+and never lets it into a sandbox. The public document, inside each release notebook's metadata
+(authoring/release_metadata.py), holds that notebook's public checks only, without grade ids.
 """
 
 from __future__ import annotations
@@ -36,11 +36,11 @@ class Reference:
         return float(self.observation.params.get("weight", 1.0))
 
 
-def save_references(references: dict[str, Reference], file: Path, *, public_only: bool = False) -> None:
-    """Write references as JSON (observation payloads, safetensors inside).
+def references_document(references: dict[str, Reference], *, public_only: bool = False) -> dict:
+    """References as JSON (observation payloads, safetensors inside).
 
-    The public file ships beside the release notebook and holds public checks only, with no
-    grade_id or notebook fields (students need nothing else).
+    public_only: the public checks alone, with no grade_id or notebook fields (students need
+    nothing else): what a release notebook carries.
     """
     checks = {}
     for name, ref in sorted(references.items()):
@@ -50,8 +50,18 @@ def save_references(references: dict[str, Reference], file: Path, *, public_only
         if not public_only:
             entry.update(notebook=ref.notebook, grade_id=ref.grade_id, cell_index=ref.cell_index, hidden=ref.hidden)
         checks[name] = entry
+    return {"version": REFERENCES_VERSION, "checks": checks}
+
+
+def public_document(references: dict[str, Reference]) -> dict:
+    return references_document(references, public_only=True)
+
+
+def save_references(references: dict[str, Reference], file: Path, *, public_only: bool = False) -> None:
+    """The private references file (public_only: the public document alone, as a file)."""
+    document = references_document(references, public_only=public_only)
     file.parent.mkdir(parents=True, exist_ok=True)
-    file.write_text(json.dumps({"version": REFERENCES_VERSION, "checks": checks}, indent=1, sort_keys=True) + "\n")
+    file.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n")
 
 
 def load_references(file: Path) -> dict[str, Reference]:

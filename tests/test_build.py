@@ -1,14 +1,12 @@
 """`autograder build`: release, references and solutions from a source notebook, and its refusals."""
 
-import json
-
 import nbformat
 import pytest
 
 from autograder.authoring.pipeline import build_lab
 from autograder.authoring.source_rules import SourceError
 from autograder.references import load_references
-from conftest import new_course
+from conftest import new_course, public_checks
 from notebooks import grade_cell, locked_cell, mean_square_lab, write_lab
 
 
@@ -32,7 +30,7 @@ def test_release_has_stubs_and_no_solution_or_hidden_text(tiny_course):
 
 
 def test_public_references_hold_public_checks_only(tiny_course):
-    public = json.loads((tiny_course.release / "tiny" / "public_references.json").read_text())["checks"]
+    public = public_checks(tiny_course.release / "tiny")
     assert set(public) == {"mean_square_small", "outer_shape"}
     assert not any("grade_id" in entry for entry in public.values())
 

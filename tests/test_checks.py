@@ -2,13 +2,16 @@
 
 import base64
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 from autograder.checks import Checker
+from autograder.checks.checker import CheckFailed, ReferencesUnavailable
 from autograder.checks.compare import compare, verify_declared
+from autograder.checks.notebook_metadata import digest
 from autograder.checks.observation import (
     MIME_TYPE,
     MalformedObservation,
@@ -174,6 +177,60 @@ def test_student_mode_compares_with_public_references(tmp_path, capsys):
         check.close("mean", torch.tensor(6.0))
     check.close("hidden_one", torch.tensor(1.0))  # no public reference: says so, does not fail
     assert "autograder checks it when you submit" in capsys.readouterr().out
+
+
+def released_notebook(tmp_path, checks: dict, *, edit=None) -> Path:
+    """A minimal release notebook whose metadata block carries `checks` (edit: changes it after the digest)."""
+    block = {
+        "format": 1,
+        "lab": "tiny",
+        "notebook": "tiny",
+        "limits": {"cell_timeout": 30, "notebook_timeout": 60},
+        "cells": {},
+        "public_references": {"version": 1, "checks": checks},
+    }
+    block["sha256"] = digest(block)
+    if edit:
+        edit(block)
+    notebook = {"cells": [], "metadata": {"autograder": block}, "nbformat": 4, "nbformat_minor": 5}
+    path = tmp_path / "tiny.ipynb"
+    path.write_text(json.dumps(notebook))
+    return path
+
+
+def test_student_mode_reads_the_references_the_notebook_carries_from_any_folder(tmp_path, monkeypatch, capsys):
+    path = released_notebook(tmp_path, {"mean": encode(obs("mean", torch.tensor(2.0)))})
+    monkeypatch.chdir(tmp_path.parent)  # not the notebook's folder: JupyterLab says which notebook it is
+    monkeypatch.setenv("JPY_SESSION_NAME", str(path))
+    check = Checker()
+    check.close("mean", torch.tensor(2.0))
+    assert capsys.readouterr().out.startswith("\u2713 ")
+    with pytest.raises(CheckFailed, match="check 'mean' failed") as failure:
+        check.close("mean", torch.tensor(6.0))
+    assert isinstance(failure.value, AssertionError)
+    rendered = failure.value._render_traceback_()  # what Jupyter shows: the message, no frames of the package
+    assert len(rendered) == 1 and "check 'mean' failed" in rendered[0] and "checker.py" not in rendered[0]
+
+
+def test_edited_or_missing_references_say_so_instead_of_passing(tmp_path, monkeypatch):
+    # a student "fixes" the reference to match a wrong answer: the digest no longer matches
+    def forge(block):
+        block["public_references"]["checks"]["mean"] = encode(obs("mean", torch.tensor(6.0)))
+
+    path = released_notebook(tmp_path, {"mean": encode(obs("mean", torch.tensor(2.0)))}, edit=forge)
+    monkeypatch.setenv("JPY_SESSION_NAME", str(path))
+    with pytest.raises(ReferencesUnavailable, match="were edited"):
+        Checker().close("mean", torch.tensor(6.0))
+
+    notebook = json.loads(path.read_text())
+    del notebook["metadata"]["autograder"]
+    path.write_text(json.dumps(notebook))
+    with pytest.raises(ReferencesUnavailable, match="carries no public references"):
+        Checker().close("mean", torch.tensor(2.0))
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    monkeypatch.chdir(tmp_path / "..")  # no front end says which notebook, and none in the folder
+    with pytest.raises(ReferencesUnavailable, match="cannot tell which notebook"):
+        Checker().close("mean", torch.tensor(2.0))
 
 
 def test_record_mode_is_chosen_by_the_environment(monkeypatch):

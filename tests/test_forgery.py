@@ -17,13 +17,14 @@ import nbformat
 import pytest
 
 from autograder.authoring.pipeline import build_lab
+from autograder.checks.notebook_metadata import digest
 from autograder.checks.observation import decode
 from autograder.demo import DemoStudent, make_submission
 from autograder.executors.sandbox import probe
 from autograder.grading.batch import grade_lab
 from autograder.grading.sanitize import sanitize
 from autograder.outcomes import FailureKind
-from conftest import failed_checks, new_course
+from conftest import failed_checks, new_course, public_checks
 from notebooks import mean_square_lab, write_lab
 
 LAB = "refs"
@@ -70,7 +71,7 @@ check._run = _forged
 
 def public_forger(course) -> str:
     """A cell that makes every check record the release's public reference of that name."""
-    refs = json.loads((course.release / LAB / "public_references.json").read_text())["checks"]
+    refs = public_checks(course.release / LAB)
     values = {}
     for name, payload in refs.items():
         obs = decode(payload)
@@ -84,6 +85,13 @@ def public_forger(course) -> str:
         "    return _record(name, kind, value, *rest)\n"
         "check._run = _forged"
     )
+
+
+def forged_reference(entry: dict) -> dict:
+    """A private reference entry turned into a "public" one that any value passes (huge tolerance)."""
+    forged = {k: v for k, v in entry.items() if k not in ("notebook", "grade_id", "cell_index", "hidden")}
+    forged["params"] = {**forged.get("params", {}), "rtol": 1e9, "atol": 1e9}
+    return forged
 
 
 # An observation whose shape is not a list, sent under a real check's name.
@@ -119,6 +127,21 @@ def graded(tmp_path_factory):
     ]
     for student in students:
         make_submission(course, LAB, student)
+    # The notebook's own metadata block is the student's file: one forges it (wrong answers, and
+    # "references" equal to whatever the wrong code gives, under every check's name, digest
+    # recomputed), one deletes it (right answers). Grading reads neither.
+    for name, answers in (("metaforger", "wrong"), ("unblocked", "correct")):
+        make_submission(course, LAB, DemoStudent(name, "edits the notebook's metadata block", answers=answers))
+        path = course.submitted / name / LAB / f"{LAB}.ipynb"
+        notebook = json.loads(path.read_text())
+        if name == "unblocked":
+            del notebook["metadata"]["autograder"]
+        else:
+            block = notebook["metadata"]["autograder"]
+            private = json.loads(course.references_file(LAB).read_text())["checks"]
+            block["public_references"]["checks"] = {n: forged_reference(e) for n, e in private.items()}
+            block["sha256"] = digest(block)
+        path.write_text(json.dumps(notebook))
     # Not regular files: a link to the instructor's source (it would score full marks), a FIFO
     # (reading it would block the batch), a folder, and a student folder that is a link.
     source = course.source / LAB / f"{LAB}.ipynb"
@@ -129,7 +152,7 @@ def graded(tmp_path_factory):
     (course.submitted / "folder" / LAB / f"{LAB}.ipynb").mkdir()
     (course.submitted / "linked_folder").mkdir()
     (course.submitted / "linked_folder" / LAB).symlink_to(course.source / LAB, target_is_directory=True)
-    names = [s.name for s in students] + ["linker", "fifo", "folder", "linked_folder"]
+    names = [s.name for s in students] + ["metaforger", "unblocked", "linker", "fifo", "folder", "linked_folder"]
     results = {r.student: r for r in grade_lab(course, LAB, names, force=True, workers=2)}
     return course, results
 
@@ -174,6 +197,14 @@ def test_recording_the_public_references_passes_public_checks_but_earns_nothing(
     assert verdicts["mean_square_small"].passed and verdicts["outer_shape"].passed  # the forgery worked...
     assert not verdicts["mean_square_negative"].passed and not verdicts["outer_values"].passed
     assert copier.status == "graded" and copier.score == 0.0  # ...and earned nothing
+
+
+def test_the_notebooks_own_references_are_never_what_grading_judges_by(graded):
+    _, results = graded
+    forger, unblocked = results["metaforger"], results["unblocked"]
+    assert forger.status == "graded" and forger.score == 0.0  # a forged, re-digested block earns nothing
+    assert {"mean_square_negative", "outer_values"} <= set(failed_checks(forger))
+    assert (unblocked.status, unblocked.score) == ("graded", 3.0)  # and a deleted one costs nothing
 
 
 def test_a_malformed_observation_fails_its_check_with_the_reason(graded):

@@ -18,9 +18,10 @@ import nbformat
 import numpy as np
 from nbformat.v4 import new_code_cell
 
-from autograder.authoring.pipeline import references_agree, write_solution
+from autograder.authoring.agreement import references_agree
+from autograder.authoring.pipeline import write_solution
 from autograder.checks.observation import Observation, encode
-from conftest import new_course
+from conftest import new_course, public_checks
 from notebooks import grade_cell, mean_square_lab, write_lab
 
 AUTOGRADER = Path(sys.executable).with_name("autograder")
@@ -76,7 +77,7 @@ def test_rebuild_with_other_threads_is_byte_identical_and_a_real_change_rewrites
     source = write_lab(course.root, "tiny", noisy_lab())
     build(course, "tiny", threads=1)
     first = committed_files(course, "tiny")
-    assert set(first) == {"release/tiny/tiny.ipynb", "release/tiny/public_references.json", "solutions/tiny/tiny.ipynb"}
+    assert set(first) == {"release/tiny/tiny.ipynb", "solutions/tiny/tiny.ipynb"}
     assert "threads: 1" in first["solutions/tiny/tiny.ipynb"].decode()
     private = course.references_file("tiny").read_bytes()
 
@@ -94,9 +95,12 @@ def test_rebuild_with_other_threads_is_byte_identical_and_a_real_change_rewrites
     changed = committed_files(course, "tiny")
     assert set(changed) == set(first)
     assert all(changed[name] != first[name] for name in first), [n for n in first if changed[n] == first[n]]
-    public = json.loads(changed["release/tiny/public_references.json"])["checks"]
+    public = public_checks(course.release / "tiny")
     assert "threads: 2" in changed["solutions/tiny/tiny.ipynb"].decode()  # this run's outputs, written
-    assert public.keys() == json.loads(first["release/tiny/public_references.json"])["checks"].keys()
+    assert (
+        public.keys()
+        == json.loads(first["release/tiny/tiny.ipynb"])["metadata"]["autograder"]["public_references"]["checks"].keys()
+    )
 
 
 def test_unchanged_sources_but_a_value_beyond_tolerance_rewrites(tmp_path):
@@ -118,8 +122,9 @@ def test_unchanged_sources_but_a_value_beyond_tolerance_rewrites(tmp_path):
     first = committed_files(course, "tiny")
     build(course, "tiny", threads=1, SCALE="1.001")  # beyond rtol=1e-5: the references move, the sources do not
     second = committed_files(course, "tiny")
-    assert second["release/tiny/tiny.ipynb"] == first["release/tiny/tiny.ipynb"]  # nbgrader's: from the source
-    assert second["release/tiny/public_references.json"] != first["release/tiny/public_references.json"]
+    # the cells are nbgrader's, from the source; the public references in its metadata moved
+    assert _cells(second["release/tiny/tiny.ipynb"]) == _cells(first["release/tiny/tiny.ipynb"])
+    assert second["release/tiny/tiny.ipynb"] != first["release/tiny/tiny.ipynb"]
     assert "scale 1.001" in second["solutions/tiny/tiny.ipynb"].decode()  # this run's outputs
 
 
@@ -218,3 +223,7 @@ def test_a_solution_keeps_its_outputs_only_when_told_and_its_cells_are_unchanged
     edited = copy.deepcopy(nb)
     edited.cells[0].source = "print(2)"
     assert not write_solution(edited, target, keep_outputs=True) and "print(2)" in target.read_text()
+
+
+def _cells(notebook: bytes) -> list:
+    return json.loads(notebook)["cells"]

@@ -7,7 +7,8 @@ Order (each step a function below; the first failure stops the lab with a Source
   3. nbgrader writes the student release and the gradebook's copy of every cell, both without
      reference code (`expected=` arguments and what feeds only them: reference_code)
   4. the release holds no solution or hidden-test text (check_release)
-  5. public references ship beside the release; all references go to the private build folder
+  5. each release notebook carries its public references, limits and cells in its metadata
+     (release_metadata); all references go to the private folder
   6. executed solution notebooks, hidden tests removed, go to solutions/
 
 Rebuilds are reproducible: a references file or a solution notebook whose new content agrees
@@ -27,18 +28,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
-import numpy as np
 from nbgrader.converters import GenerateAssignment
 from nbgrader.utils import capture_log
 from traitlets.config import Config
 
 from ..atomic_file import write_atomically
 from ..cells import BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, marker_lines
-from ..checks.checker import PUBLIC_REFERENCES
-from ..checks.compare import LABELLED_EXPECTED_KINDS, compare
-from ..checks.observation import MalformedObservation, Observation, decode, strip_observations
+from ..checks.observation import strip_observations
 from ..course import Course
 from ..references import Reference, save_references
+from .agreement import references_agree
 from .record import (
     check_points_are_hidden,
     read_notebook,
@@ -46,6 +45,7 @@ from .record import (
     run_trusted,
 )
 from .reference_code import StripReferenceCode, strip_reference_code
+from .release_metadata import old_public_references, write_release_metadata
 from .source_rules import SourceError, check_source
 
 
@@ -94,14 +94,20 @@ def build_lab(course: Course, lab: str) -> BuildReport:
                 )
             references[name] = ref
 
-    public_file, private_file = course.release / lab / PUBLIC_REFERENCES, course.references_file(lab)
-    old_public = _read_bytes(public_file)  # before nbgrader replaces release/<lab>/ as a whole
+    private_file = course.references_file(lab)
+    # before nbgrader replaces release/<lab>/ as a whole
+    old_public = {path: old_public_references(course.release / lab / path.name) for path in sources}
     generate_release(course, lab)
+    grading = course.grading
+    limits = {"cell_timeout": grading.cell_timeout, "notebook_timeout": grading.notebook_timeout}
+    agree = True
     for path in sources:
-        check_release(read_notebook(path), read_notebook(course.release / lab / path.name), path)
+        release_notebook = course.release / lab / path.name
+        check_release(read_notebook(path), read_notebook(release_notebook), path)
+        kept = write_release_metadata(release_notebook, lab, references, limits, old_public[path])
+        agree = agree and (kept or old_public[path] is None)
     old_private = _read_bytes(private_file)
     # A solution notebook keeps its old outputs only when no reference moved beyond its tolerance.
-    agree = write_references(references, public_file, old_public, public_only=True)
     agree = (write_references(references, private_file, old_private) or old_private is None) and agree
     for path, nb in executed.items():
         write_solution(nb, course.solutions / lab / path.name, keep_outputs=agree)
@@ -191,13 +197,11 @@ def write_solution(executed, target: Path, *, keep_outputs: bool = False) -> boo
 # --------------------------------------------------------------------------- reproducible builds
 
 
-def write_references(
-    references: dict[str, Reference], file: Path, old: bytes | None, *, public_only: bool = False
-) -> bool:
+def write_references(references: dict[str, Reference], file: Path, old: bytes | None) -> bool:
     """Write a references file, unless `old` (the file's previous bytes) agrees with it: then
     the old bytes stay (are put back where nbgrader removed them). Returns whether they did."""
     new = file.with_name(file.name + ".new")
-    save_references(references, new, public_only=public_only)
+    save_references(references, new)
     if old is not None and references_agree(old, new.read_bytes()):
         new.unlink()
         if _read_bytes(file) != old:
@@ -205,81 +209,6 @@ def write_references(
         return True
     os.replace(new, file)
     return False
-
-
-def references_agree(old: bytes, new: bytes) -> bool:
-    """Whether two references files say the same, up to each check's own tolerance.
-
-    Every field but the recorded values must be equal (names, kinds, tolerances, limits, hints,
-    weights, cells, lines). Values: close and grad within the check's tolerance, as the judge
-    compares (checks/compare.py), and so their `expected=` references; at_most / at_least are
-    judged by their limit alone (their value is the solution's own training outcome); everything
-    else (equal, shape, by_hand, accuracy) exactly.
-    """
-    try:
-        a, b = json.loads(old), json.loads(new)
-        if (
-            set(a) != set(b)
-            or {k: v for k, v in a.items() if k != "checks"} != {k: v for k, v in b.items() if k != "checks"}
-            or set(a["checks"]) != set(b["checks"])
-        ):
-            return False
-        return all(_entries_agree(a["checks"][name], b["checks"][name]) for name in a["checks"])
-    except (ValueError, KeyError, TypeError, AttributeError, MalformedObservation):
-        return False  # an unreadable or foreign old file: write the new one
-
-
-def _entries_agree(old: dict, new: dict) -> bool:
-    def rest(entry):
-        params = {k: v for k, v in entry.get("params", {}).items() if k != "expected"}
-        return {**{k: v for k, v in entry.items() if k not in ("data", "params")}, "params": params}
-
-    if rest(old) != rest(new):
-        return False
-    a, b = decode(old), decode(new)
-    if a.problem or b.problem:
-        return False
-    if a.kind in ("close", "grad"):
-        if not _values_agree(a, a.value, b.value):
-            return False
-        expected_a, expected_b = a.params.get("expected"), b.params.get("expected")
-        if (expected_a is None) != (expected_b is None):
-            return False
-        if expected_a is None:
-            return True
-        if a.kind in LABELLED_EXPECTED_KINDS and isinstance(expected_a, dict):
-            return (
-                isinstance(expected_b, dict)
-                and set(expected_a) == set(expected_b)
-                and all(_values_agree(a, expected_a[k], expected_b[k]) for k in expected_a)
-            )
-        return _values_agree(a, expected_a, expected_b)
-    if a.kind in ("at_most", "at_least"):
-        return True  # judged by params["limit"], equal above
-    if old.get("params", {}).get("expected") != new.get("params", {}).get("expected"):
-        return False
-    if isinstance(a.value, np.ndarray) or isinstance(b.value, np.ndarray):
-        return (
-            isinstance(a.value, np.ndarray)
-            and isinstance(b.value, np.ndarray)
-            and a.value.dtype == b.value.dtype
-            and a.value.shape == b.value.shape
-            and np.array_equal(a.value, b.value)
-        )
-    return old.get("data") == new.get("data")
-
-
-def _values_agree(reference: Observation, old, new) -> bool:
-    """Both ways, with the check's own comparison (shape, dtype, tolerance) and the old params."""
-    try:
-        old_value, new_value = np.asarray(old), np.asarray(new)
-    except (TypeError, ValueError):
-        return False
-    if old_value.dtype.kind not in "biuf" or new_value.dtype.kind not in "biuf":
-        return False
-    a = Observation(reference.name, reference.kind, old_value, reference.params)
-    b = Observation(reference.name, reference.kind, new_value, reference.params)
-    return compare(a, b).passed and compare(b, a).passed
 
 
 def _without_outputs(nb) -> dict:

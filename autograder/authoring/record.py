@@ -101,7 +101,7 @@ def check_points_are_hidden(nb, references: dict[str, Reference], path: Path) ->
     """What can be copied earns nothing: a test cell's points are shared among its hidden checks
     (public checks are the student's aid, and their references ship with the release). So every
     cell with points needs a hidden check of positive weight, and no hidden check may record a
-    value that a public reference already holds (copying it from public_references.json would
+    value that a public reference already holds (copying it from the release notebook's metadata would
     answer it)."""
     public = [ref.observation for ref in references.values() if not ref.hidden]
     by_cell: dict[str, list[Reference]] = {}
@@ -130,7 +130,7 @@ def check_points_are_hidden(nb, references: dict[str, Reference], path: Path) ->
                     path,
                     ref.cell_index,
                     f"hidden check {ref.name!r} records the same value as the "
-                    f"public check {twin.name!r}: a student could copy it from public_references.json. "
+                    f"public check {twin.name!r}: a student could copy it from the release notebook's metadata. "
                     "Test the hidden check on other inputs.",
                     ref.grade_id,
                 )

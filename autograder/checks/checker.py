@@ -2,17 +2,18 @@
 
 Two modes, chosen by the environment the kernel was started with, never by the notebook:
 
-- **student** (the default): a check compares at once with the public reference shipped
-  beside the release notebook (`public_references.json`) and raises AssertionError with a
-  message that explains the mistake. A check without a public reference (a hidden one, or
-  any check while an instructor drafts a source notebook) just says so.
+- **student** (the default): a check compares at once with the public reference that the
+  release notebook carries in its own metadata (notebook_metadata.py) and raises CheckFailed
+  (an AssertionError that Jupyter shows as its message alone, without frames of this package)
+  with a message that explains the mistake. A check without a public reference (a hidden one)
+  just says so; a notebook whose references are missing or were edited says that, plainly, at
+  its first check.
 - **record** (`AUTOGRADER_MODE=record`, set by the build and by the grader): a check only
   records an observation as a display output. Nothing is compared in this process.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -27,6 +28,7 @@ from .compare import (
     scored_accuracy,
 )
 from .gradients import DEFAULT_FLOOR, DEFAULT_GRAD_RTOL
+from .notebook_metadata import METADATA_KEY, MetadataProblem, course_metadata, find_notebook, read_notebook_json
 from .observation import (
     MIME_TYPE,
     Observation,
@@ -38,17 +40,33 @@ from .observation import (
 )
 
 MODE_VARIABLE = "AUTOGRADER_MODE"
-PUBLIC_REFERENCES = "public_references.json"
 _PACKAGE_DIR = str(Path(__file__).resolve().parent)
 
 
+class _MessageOnly:
+    """IPython shows what `_render_traceback_` returns instead of a traceback: the student sees
+    the explanation, not the frames of this package that raised it."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m: {self}"]
+
+
+class CheckFailed(_MessageOnly, AssertionError):
+    """A public check disagrees with its reference; the message says how and why."""
+
+
+class ReferencesUnavailable(_MessageOnly, RuntimeError):
+    """The notebook's public references are missing or were edited: no verdict can be given here."""
+
+
 class Checker:
-    """Test-cell API. `references`: the public references file (default: in the working folder)."""
+    """Test-cell API. `references`: a notebook (.ipynb) or public-references document (.json) to
+    read the public references from; default: the notebook this kernel runs (find_notebook)."""
 
     def __init__(self, references: str | os.PathLike | None = None):
         self.mode = "record" if os.environ.get(MODE_VARIABLE) == "record" else "student"
         self._references: dict[str, Observation] | None = None
-        self._references_path = Path(references) if references else Path.cwd() / PUBLIC_REFERENCES
+        self._references_path = Path(references) if references else None
 
     # ------------------------------------------------------------------ the API
 
@@ -163,7 +181,7 @@ class Checker:
             return
         outcome = compare(reference, obs, reveal=True)
         if not outcome.passed:
-            raise AssertionError(outcome.message)
+            raise CheckFailed(outcome.message)
         print(f"\u2713 {outcome.message}")
 
     def _judge_accuracy_now(self, obs: Observation) -> None:
@@ -176,16 +194,40 @@ class Checker:
             return
         outcome = compare(obs, scored_accuracy(obs, labels))
         if not outcome.passed:
-            raise AssertionError(outcome.message)
+            raise CheckFailed(outcome.message)
         print(f"\u2713 {outcome.message}")
 
     def _public_references(self) -> dict[str, Observation]:
+        """Read once; a missing or edited block raises at every check (each cell says why)."""
         if self._references is None:
-            self._references = {}
-            if self._references_path.is_file():
-                document = json.loads(self._references_path.read_text())
-                self._references = {name: decode(p) for name, p in document.get("checks", {}).items()}
+            try:
+                document = self._public_document()
+            except MetadataProblem as problem:
+                raise ReferencesUnavailable(str(problem)) from None
+            self._references = {name: decode(p) for name, p in document.get("checks", {}).items()}
         return self._references
+
+    def _public_document(self) -> dict:
+        path = self._references_path or find_notebook()
+        if path is None:
+            raise MetadataProblem(
+                "cannot tell which notebook this kernel runs (open it in JupyterLab, Notebook 7 or VS Code, "
+                "or keep it alone in its folder), so its public references cannot be read"
+            )
+        try:
+            document = read_notebook_json(path)
+        except (OSError, ValueError) as err:
+            raise MetadataProblem(f"cannot read {path}: {err}") from None
+        if path.suffix == ".json":  # a bare public-references document (tests)
+            return document
+        if METADATA_KEY not in document.get("metadata", {}) and _is_source(document):
+            return {}  # an instructor drafting a source notebook: nothing is built yet
+        return course_metadata(document)["public_references"]
+
+
+def _is_source(notebook: dict) -> bool:
+    """A source notebook still holds its solution markers (a release never does: the build checks)."""
+    return any("BEGIN SOLUTION" in "".join(cell.get("source", "")) for cell in notebook.get("cells", []))
 
 
 def _array_or_problem(value):
