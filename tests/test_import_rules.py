@@ -47,6 +47,9 @@ Rules (each failure names the importing file, its line and the imported module):
    runs the wrong way (that would be a cycle the day someone moves the import to the top).
 7. Every import inside the package names a module that exists (this checker resolves them
    right, and a file split left no stale import behind).
+8. `autograder.student` (the student's `autograder validate`) imports only `autograder.checks`
+   and itself: it ships in the student wheel (autograder/__init__.py, checks/**, student/**)
+   without nbgrader or the grading side, so anything else of the package is not there.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ CHECKS = f"{PACKAGE}.checks"
 GRADING = f"{PACKAGE}.grading"
 AUTHORING = f"{PACKAGE}.authoring"
 OUTCOMES = f"{PACKAGE}.outcomes"
+STUDENT = f"{PACKAGE}.student"
 SHARED_CONTRACTS = (f"{PACKAGE}.cells", f"{PACKAGE}.references", OUTCOMES)
 
 # (importer, imported submodule of the executors) -> why it may skip autograder.executors.
@@ -250,6 +254,14 @@ def contracts_above_both_sides(imports: list[Import], root: Path) -> list[str]:
     ]
 
 
+def student_sees_only_the_checks(imports: list[Import], root: Path) -> list[str]:
+    return [
+        f"{i.where()}: {STUDENT} ships in the student wheel and may import only {CHECKS} (and itself)"
+        for i in imports
+        if within(i.importer, STUDENT) and not (within(i.imported, CHECKS) or within(i.imported, STUDENT))
+    ]
+
+
 def imports_resolve(imports: list[Import], root: Path) -> list[str]:
     modules = module_names(root)
     return [f"{i.where()}: no such module in the package" for i in imports if i.imported not in modules]
@@ -354,6 +366,7 @@ RULES = [
     executors_through_their_door,
     build_and_grading_apart,
     contracts_above_both_sides,
+    student_sees_only_the_checks,
     no_cycles,
     lazy_imports_close_no_cycle,
     imports_resolve,
@@ -381,7 +394,7 @@ def test_every_exception_is_still_needed():
 def test_the_reader_sees_the_package():
     """The checker reads what is there: every room has modules, every kind of import is met."""
     modules = module_names(ROOT)
-    for room in (CHECKS, EXECUTORS, GRADING, AUTHORING, f"{PACKAGE}.data"):
+    for room in (CHECKS, EXECUTORS, GRADING, AUTHORING, STUDENT, f"{PACKAGE}.data"):
         assert sum(within(m, room) for m in modules) > 1, room
     assert {i.when for i in IMPORTS} == {"module-level", "in a function", "type-checking"}
     # the coordinator takes names from the executors' door (`from ..executors import JobSpec`) ...
@@ -414,6 +427,10 @@ FAKE_PACKAGE = {
     "grading/table.py": "from .batch import grade\n",  # 6: a cycle
     "grading/feedback.py": "from .batch import grade\nfrom .gone import x\n",  # 7: no such module
     "grading/sanitize.py": "from ..authoring.reference_code import strip_expected_arguments\n",  # allowed
+    "student/__init__.py": "",
+    "student/cli.py": "from .validate import run\nfrom ..checks import close\n"  # allowed: itself, the checks
+    "def main():\n    from ..settings import Grading\n",  # 8: lazy, still out
+    "student/validate.py": "import autograder\ndef run(): pass\n",  # 8: not even the package itself
 }
 
 
@@ -444,6 +461,13 @@ CAUGHT = [
         ],
     ),
     (contracts_above_both_sides, ["autograder/cells.py:1 imports autograder.grading.batch [module-level]"]),
+    (
+        student_sees_only_the_checks,
+        [
+            "autograder/student/cli.py:4 imports autograder.settings (Grading) [in a function]",
+            "autograder/student/validate.py:1 imports autograder [module-level]",
+        ],
+    ),
     (
         no_cycles,
         [
@@ -484,6 +508,8 @@ def test_the_checker_passes_a_clean_package(fake):
         "def grade():\n    from .feedback import write\n",
         "grading/table.py": "",
         "grading/feedback.py": "from .table import x\n",
+        "student/cli.py": "from .validate import run\nfrom ..checks import close\n",
+        "student/validate.py": "from autograder.checks.compare import close\ndef run(): pass\n",
     }
     texts = {fake / name: text for name, text in clean.items()}
     imports = read_imports(fake, text_of=texts.__getitem__)
