@@ -73,7 +73,8 @@ def write(folder: Path, nb: dict | str) -> Path:
 
 def run_cli(path: Path, *options: str) -> tuple[int, dict]:
     """`autograder validate --json` in a real subprocess (as a student's shell runs it): (exit code, report)."""
-    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    # the grader's record mode in the caller's environment must not reach the kernel: checks would only record
+    env = {**{k: v for k, v in os.environ.items() if k != "COLUMNS"}, "AUTOGRADER_MODE": "record"}
     done = subprocess.run(
         [sys.executable, "-m", "autograder.student.cli", "validate", "--json", *options, str(path)],
         capture_output=True,
@@ -192,13 +193,17 @@ def test_an_edited_locked_tests_cell_is_named_and_unusable(tmp_path):
     assert statuses(report)["slices_tests"] == "raised"  # everything else reported too
 
 
-def test_a_deleted_tests_cell_is_unusable(tmp_path):
+def test_deleted_and_duplicated_cells_are_unusable(tmp_path):
     nb = release()
-    nb["cells"] = [c for c in nb["cells"] if grade_id(c) != "softmax_tests"]
+    nb["cells"] = [c for c in nb["cells"] if grade_id(c) not in ("softmax_tests", "predict")]
+    (toy,) = [c for c in nb["cells"] if grade_id(c) == "toy_problems"]
+    nb["cells"].append(copy.deepcopy(toy))
     result = invoke(write(tmp_path, nb))
     assert result.exit_code == 3, result.output
-    assert "deleted:" in result.output and "'softmax_tests'" in result.output
-    assert "its 2 points cannot be earned" in result.output
+    text = " ".join(result.output.split())
+    assert "deleted: 'softmax_tests' (a tests cell) was deleted: its 2 points cannot be earned" in text
+    assert "deleted: 'predict' (an answer cell) was deleted: your answer there is lost" in text
+    assert "duplicated: cell" in text and "('toy_problems') duplicated" in text
     assert "NotImplementedError" in result.output  # the rest still ran
 
 

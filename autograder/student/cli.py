@@ -58,8 +58,7 @@ def validate(
 ) -> None:
     """Run NOTEBOOK in a fresh kernel as the grader will (your file is not changed) and report its public checks.
 
-    Exit code: 0 all public checks passed, 1 a check failed or a cell raised, 3 the notebook is
-    unusable (invalid, edited references, changed or deleted cells), 4 a time limit was passed."""
+    Exit code: 0 all passed, 1 a check failed or a cell raised, 3 the notebook is unusable, 4 too slow."""
     if as_json:
         report = validate_notebook(notebook, cell_timeout=cell_timeout, notebook_timeout=notebook_timeout)
         print(json.dumps(report.to_json(), indent=2, ensure_ascii=False))

@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -169,14 +170,18 @@ def read_notebook(path: Path, report: Report) -> Any | None:
         report.problems.append(f"{path.name} is not a notebook: its JSON is a {type(data).__name__}, not an object")
         return None
     try:
-        nbformat.validate(data)
+        with warnings.catch_warnings():  # nbformat's repairs (a duplicated cell id) are not the student's problem
+            warnings.simplefilter("ignore")
+            nbformat.validate(data)
     except nbformat.ValidationError as err:
         report.problems.append(f"{path.name} is not a valid notebook (nbformat): {_first_line(err.message)}")
         return None
     except Exception as err:  # nbformat raises its own kinds for unknown versions
         report.problems.append(f"{path.name} is not a valid notebook (nbformat): {err}")
         return None
-    return nbformat.reads(text, as_version=4)  # sources as strings, an older format upgraded
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return nbformat.reads(text, as_version=4)  # sources as strings, an older format upgraded
 
 
 def _first_line(text: str) -> str:
