@@ -1,4 +1,4 @@
-"""The `autograder` command line (typer): build, grade, feedback, export, collect, config, demo, data."""
+"""The `autograder` command line (typer): build, grade, feedback, export, collect, config, demo, data, validate."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from rich.table import Table
 
 from .authoring.source_rules import SourceError
 from .course import Course, CourseError
+from .student.cli import validate
 
 app = typer.Typer(
     add_completion=False,
@@ -312,3 +313,7 @@ def data(
         f"held-out labels in {c.data / 'labels'}, never mounted in a sandbox)",
         highlight=False,
     )
+
+
+# The student's own command, the same code the student package ships (autograder/student/cli.py).
+app.command("validate")(validate)
