@@ -1,5 +1,5 @@
 # The two commands. Both set up .venv (and missing system packages) first; both are idempotent.
-.PHONY: demo test build setup bench
+.PHONY: demo test build setup bench kit lab
 
 demo: setup
 	.venv/bin/autograder demo
@@ -23,3 +23,10 @@ bench: setup
 	.venv/bin/python benchmarks/build_time.py
 	.venv/bin/python benchmarks/grading_overhead.py
 	.venv/bin/python benchmarks/throughput.py
+
+kit:
+	.venv/bin/autograder kit --output kit
+
+# An instructor trying the course as a student would; this (instructor) venv has nbgrader's menus in Jupyter, the student one does not.
+lab: kit
+	.venv/bin/jupyter lab kit/labs

@@ -62,6 +62,27 @@ def build(
 
 
 @app.command()
+def kit(
+    labs: Annotated[list[str] | None, typer.Argument(help="Labs in the kit (default: all).")] = None,
+    output: Annotated[Path, typer.Option("--output", help="The kit's folder.")] = Path("kit"),
+    force: Annotated[bool, typer.Option(help="Replace a non-empty --output that is not a previous kit.")] = False,
+    course: CourseOption = Path("."),
+):
+    """Write the student kit: release notebooks, the public data they read, the student wheel, a README."""
+    from .kit import make_kit
+
+    c = _load(course)
+    try:
+        with console.status("making the student kit (building the autograder-student wheel)..."):
+            report = make_kit(c, labs, output, force=force)
+    except CourseError as err:  # KitError too
+        _fail(str(err))
+    console.print(f"[green]kit[/] {report.output}", highlight=False)
+    for line in report.summary():
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
+
+
+@app.command()
 def grade(
     lab: str,
     student: Annotated[list[str] | None, typer.Option(help="Only these students.")] = None,
