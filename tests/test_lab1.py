@@ -9,6 +9,9 @@ from autograder.demo import NO_BATCH_MEAN, UNSTABLE_SOFTMAX, DemoStudent
 from autograder.references import load_references
 from conftest import (
     assert_committed_lab_matches_the_source,
+    assert_costs_exactly,
+    assert_full_marks,
+    assert_messages_name_the_cause,
     build_repo_lab,
     checks_by_name,
     failed_cells,
@@ -17,11 +20,107 @@ from conftest import (
 )
 
 LAB = "lab1_cross_entropy"
+FULL_CELLS = {
+    "make_tensors_tests": 2.0,
+    "slices_tests": 1.0,
+    "func_tests": 1.0,
+    "dense_forward_tests": 2.0,
+    "modules_tests": 2.0,
+    "autograd_tests": 2.0,
+    "predict_tests": 1.0,
+    "softmax_tests": 2.0,
+    "cross_entropy_one_tests": 2.0,
+    "cross_entropy_batch_tests": 3.0,
+    "logistic_loss_tests": 2.0,
+}
+FULL = sum(FULL_CELLS.values())
+
+INT64_VECTOR = '''
+def make_tensors():
+    """The vector written with integers: int64, where the docstring says float32."""
+    scalar = torch.tensor(3.0)
+    vector = torch.tensor([1, 2, 3, 4])
+    matrix = torch.tensor([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    return scalar, vector, matrix, torch.zeros(10, 28, 28), torch.ones(32, 3, 64, 64)
+'''
+BARE_LINEAR_IDENTITY = '''
+def build_dense(D, M):
+    return nn.Sequential(nn.Linear(D, M), nn.Sigmoid())
+
+
+class IdentityModel(nn.Module):
+    """Its non-identity path is a bare linear layer: the sigmoid is missing (the shapes are right)."""
+
+    def __init__(self, D, M):
+        super().__init__()
+        self.linear = nn.Linear(D, M)
+
+    def forward(self, x, isidentity=False):
+        return x if isidentity else self.linear(x)
+'''
+GLOBAL_MAX_SOFTMAX = '''
+def softmax(z):
+    """Shifted by the batch's maximum, not each row's: a row far below it underflows to 0 / 0."""
+    e = torch.exp(z - z.max())
+    return e / e.sum(dim=-1, keepdim=True)
+'''
+NO_GRAD_CLEARING = '''
+def gradient_descent(x0, lr, steps):
+    """x.grad is never cleared: every step adds the new gradient to all the earlier ones."""
+    x = torch.tensor(float(x0), requires_grad=True)
+    path = [x.detach().clone()]
+    for _ in range(steps):
+        (x ** 2 + 3).backward()
+        with torch.no_grad():
+            x -= lr * x.grad
+        path.append(x.detach().clone())
+    return torch.stack(path)
+'''
+FLOAT64_DERIVATIVE = '''
+def derivative_of_square(x0):
+    """Computed in float64: the docstring asks for a scalar tensor, not for float32."""
+    x = torch.tensor(x0, dtype=torch.float64, requires_grad=True)
+    (x ** 2).backward()
+    return x.grad
+'''
+NUMPY_PATH = '''
+import numpy as np
+
+
+def gradient_descent(x0, lr, steps):
+    """The path as a float64 numpy array of Python floats: the docstring leaves the type open."""
+    x = torch.tensor(float(x0), dtype=torch.float64, requires_grad=True)
+    path = [float(x0)]
+    for _ in range(steps):
+        x.grad = None
+        (x ** 2 + 3).backward()
+        with torch.no_grad():
+            x -= lr * x.grad
+        path.append(x.item())
+    return np.array(path)
+'''
+
 STUDENTS = [
     DemoStudent("solution", "the instructor's solution"),
     DemoStudent("blank", "the release as is", answers="blank"),
     DemoStudent("no_mean", "cross-entropy summed over the batch", replace={"cross_entropy_batch": NO_BATCH_MEAN}),
     DemoStudent("overflow", "softmax without the max shift", replace={"softmax": UNSTABLE_SOFTMAX}),
+    DemoStudent(
+        "hider",
+        "four bugs the fixtures used to hide: an int64 vector, IdentityModel without its sigmoid, softmax shifted "
+        "by the batch's maximum, gradient descent that never clears x.grad",
+        replace={
+            "make_tensors": INT64_VECTOR,
+            "IdentityModel": BARE_LINEAR_IDENTITY,
+            "softmax": GLOBAL_MAX_SOFTMAX,
+            "gradient_descent": NO_GRAD_CLEARING,
+        },
+    ),
+    DemoStudent(
+        "float64_numpy",
+        "valid: the derivative in float64, the path a float64 numpy array",
+        replace={"derivative_of_square": FLOAT64_DERIVATIVE, "gradient_descent": NUMPY_PATH},
+    ),
 ]
 
 
@@ -49,8 +148,11 @@ def test_every_graded_cell_has_public_and_hidden_checks(lab1_course):
 
 
 def test_the_solution_scores_full_marks(graded):
-    result = graded["solution"]
-    assert result.status == "graded" and result.score == result.max_score > 0, result.reason
+    assert_full_marks(graded["solution"], FULL_CELLS)
+
+
+def test_float64_and_numpy_where_the_docstring_leaves_the_type_open_keep_full_marks(graded):
+    assert_full_marks(graded["float64_numpy"], FULL_CELLS)
 
 
 def test_the_blank_release_runs_to_the_end_and_fails_every_hidden_check(graded):
@@ -72,3 +174,29 @@ def test_an_overflowing_softmax_is_caught_and_explained(graded):
     assert failed_cells(result) == {"softmax_tests"}
     assert "overflow" in checks_by_name(result)["softmax_huge_logits"].message
     assert checks_by_name(result)["softmax_small"].passed
+
+
+# Bugs that every fixture used to hide: each now costs its own cell (its hidden checks' share) and is named.
+HIDER_CELLS = {"make_tensors_tests": 1.333333, "modules_tests": 1.333333, "softmax_tests": 1.0, "autograd_tests": 1.0}
+HIDER_FAILED = {
+    "tensor_dtypes",
+    "identity_model_dense_values",
+    "softmax_huge_batch",
+    "softmax_3d_rows_far_apart",
+    "descent_path",
+    "descent_path_negative_start",
+}
+HIDER_MESSAGES = {
+    "tensor_dtypes": "torch.tensor([1, 2, 3, 4]) is int64",
+    "identity_model_dense_values": "sigmoid(Linear(x)): the sigmoid too",
+    "softmax_3d_rows_far_apart": "each row's own maximum",
+    "softmax_huge_batch": "NaN or infinite",
+    "descent_path_negative_start": "clear it (x.grad.zero_()) after each step",
+}
+
+
+def test_bugs_the_fixtures_used_to_hide_cost_exactly_their_checks_and_are_named(graded):
+    result = graded["hider"]
+    assert (result.status, result.reason) == ("graded", None)
+    assert_costs_exactly(result, FULL_CELLS, FULL, HIDER_CELLS, HIDER_FAILED)
+    assert_messages_name_the_cause(result, HIDER_MESSAGES)
