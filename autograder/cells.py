@@ -51,6 +51,11 @@ def is_locked_cell(cell) -> bool:
     return node is not None and bool(utils.is_locked(node))
 
 
+def without_solution_markers(source: str) -> str:
+    """An answer cell as a student who wrote the solution hands it in: the markers' lines gone."""
+    return "\n".join(line for line in source.splitlines() if BEGIN_SOLUTION not in line and END_SOLUTION not in line)
+
+
 def marker_lines(source: str, begin: str, end: str) -> list[tuple[int, int]]:
     """1-based (begin, end) line pairs of each region; ValueError when unbalanced."""
     regions, start = [], None

@@ -1,4 +1,5 @@
-"""The `autograder` command line (typer): build, grade, feedback, export, collect, config, demo, data, validate."""
+"""The `autograder` command line (typer): build, grade, feedback, export, collect, config, mutate, demo, data,
+validate."""
 
 from __future__ import annotations
 
@@ -286,6 +287,70 @@ def config(
 def _python_text(value) -> str:
     """A setting's value as nbgrader_config.py would write it (a class by its dotted name)."""
     return repr(f"{value.__module__}.{value.__qualname__}") if isinstance(value, type) else repr(value)
+
+
+@app.command()
+def mutate(
+    labs: Annotated[list[str] | None, typer.Argument(help="Labs to measure (default: all).")] = None,
+    limit: Annotated[
+        int, typer.Option(help="At most this many mutants per lab, spread over its cells (0: every one).")
+    ] = 0,
+    min_kill_rate: Annotated[float, typer.Option(help="Exit 1 when a lab's kill rate (0-1) is below this.")] = 0.0,
+    strict: Annotated[
+        bool, typer.Option(help="Exit 1 on any survivor or declaration not applied (declare equivalents instead).")
+    ] = False,
+    workers: Annotated[int, typer.Option(help="Mutants graded at once (0: from config).")] = 0,
+    executor: Annotated[str | None, typer.Option(help="local or ray (default: c.Grading.executor).")] = None,
+    course: CourseOption = Path("."),
+):
+    """Grade realistic bugs of each lab's solution as hidden students: which do the hidden tests catch?
+
+    Prints killed / survived / equivalent per mutant, the kill rate and how many kills name their
+    cause; survivors as "no check distinguishes X from the solution in cell Y". The report is kept
+    in private/<lab>/mutation.json. Declare mutants and equivalents in a solution cell's metadata
+    (README, "Measuring a lab's tests")."""
+    from .mutation.campaign import mutate_lab
+    from .mutation.report import outcome_table, save_report, summary_line, survivor_lines
+
+    c = _load(course)
+    if executor not in (None, "local", "ray"):
+        _fail(f"--executor {executor}: expected local or ray")
+    failing = []
+    for lab in labs or c.labs():
+        with Progress(
+            TextColumn("grading the mutants of {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task(lab, total=None)
+
+            def on_result(result, reused, progress=progress, task=task):
+                progress.update(task, advance=1)
+
+            try:
+                report = mutate_lab(
+                    c, lab, limit=limit or None, workers=workers or None, executor=executor, on_result=on_result
+                )
+            except (CourseError, RuntimeError) as err:
+                _fail(str(err))
+        console.print(outcome_table(report))
+        for line in report.problems:
+            console.print(f"[yellow]declaration not applied:[/] {line}", highlight=False)
+        for line in survivor_lines(report):
+            console.print(f"[bold red]{line}[/]", highlight=False, soft_wrap=True)
+        console.print(summary_line(report), highlight=False)
+        saved = save_report(report, c.private / lab / "mutation.json")
+        console.print(f"  report: {saved}", highlight=False)
+        if report.kill_rate < min_kill_rate:
+            failing.append(f"{lab}: kill rate {report.kill_rate:.3f} < {min_kill_rate:g}")
+        if strict and (report.count("survived") or report.problems):
+            failing.append(
+                f"{lab}: {report.count('survived')} survivors, {len(report.problems)} declarations not applied"
+            )
+    if failing:
+        _fail("; ".join(failing))
 
 
 @app.command()

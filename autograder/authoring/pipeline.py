@@ -36,6 +36,7 @@ from ..atomic_file import write_atomically
 from ..cells import BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, marker_lines
 from ..checks.observation import strip_observations
 from ..course import Course
+from ..mutation.mutants import strip_declarations
 from ..references import Reference, save_references
 from .agreement import references_agree
 from .record import (
@@ -172,6 +173,7 @@ def write_solution(executed, target: Path, *, keep_outputs: bool = False) -> boo
     """
     nb = copy.deepcopy(executed)
     strip_observations(nb)
+    strip_declarations(nb)  # `autograder mutate`'s declarations: the instructor's, not the students
     for cell in nb.cells:
         cell.metadata.pop("execution", None)  # nbclient's timestamps: noise in every rebuild's diff
         lines = cell.source.splitlines()

@@ -15,6 +15,7 @@ import nbformat
 
 from ..atomic_file import write_atomically
 from ..checks.notebook_metadata import FORMAT, METADATA_KEY, digest, source_sha256
+from ..mutation.mutants import strip_declarations
 from ..references import Reference, public_document
 from .agreement import references_agree
 from .record import read_notebook
@@ -43,6 +44,7 @@ def write_release_metadata(
     """Put the block into the release notebook nbgrader just wrote; returns whether the old
     public references were kept (they agree with this build's)."""
     nb = read_notebook(release_notebook)
+    strip_declarations(nb)  # the instructor's mutants and equivalents quote the solution
     stem = release_notebook.stem
     new_references = public_document({n: r for n, r in references.items() if r.notebook == stem})
     kept = old_references is not None and references_agree(_bytes(old_references), _bytes(new_references))
