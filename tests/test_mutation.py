@@ -43,6 +43,8 @@ SOURCE_WITH_EVERY_FAMILY = '''def f(x, W, b, y, model, optimizer):
     q = 0.5 * y ** 2
     e = x.exp()
     r = y * b
+    g = h.T @ y
+    g /= 4
     for _ in range(3):
         pass
     return -m, s, first, v, z, q, e
@@ -127,6 +129,9 @@ def test_every_family_proposes_its_bug_and_only_inside_the_solution():
         ("missing detach()", "h.detach()", "h"),
         ("in-place update", "x.exp()", "x.exp_()"),
         ("in-place update", "r = y * b", "y *= b; r = y"),
+        ("transposed operand", "h.T @ y", "h @ y"),
+        ("inverted scale", "g /= 4", "g *= 4"),
+        ("dropped update", "g /= 4", "pass"),
         ("dtype", "torch.tensor([1.0, 2.0])", "torch.tensor([1, 2])"),
         ("constant dropped", "0.5 * y ** 2", "y ** 2"),
         ("constant dropped", "y ** 2", "y"),

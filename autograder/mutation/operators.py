@@ -8,7 +8,7 @@ docstring and the given code are the instructor's and stay as they are.
 The catalogue follows the mistakes graders see (the issue's list): sum<->mean, a transposed
 operand, a flipped sign, the wrong dim/axis or a lost keepdim, a dropped term, an off-by-one index
 or slice, a missing zero_grad/detach/clone, an in-place update, a dtype change, a constant changed
-(1/2 dropped, std<->variance).
+(1/2 dropped, std<->variance), an update's operator flipped or the update left out.
 """
 
 from __future__ import annotations
@@ -129,7 +129,10 @@ def _transposed(node: ast.AST) -> Iterator[Proposal]:
     if isinstance(node, ast.BinOp) and isinstance(node.op, ast.MatMult):
         for side in ("left", "right"):
             new = copy.deepcopy(node)
-            setattr(new, side, ast.Attribute(getattr(new, side), "T", ast.Load()))
+            operand = getattr(new, side)
+            # W.T -> W (the transpose forgotten), W -> W.T (one too many)
+            is_transposed = isinstance(operand, ast.Attribute) and operand.attr == "T"
+            setattr(new, side, operand.value if is_transposed else ast.Attribute(operand, "T", ast.Load()))
             yield "transposed operand", new
 
 
@@ -141,6 +144,17 @@ def _signs(node: ast.AST) -> Iterator[Proposal]:
         yield "flipped sign", new
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and not isinstance(node.operand, ast.Constant):
         yield "flipped sign", copy.deepcopy(node.operand)
+
+
+def _updates(node: ast.AST) -> Iterator[Proposal]:
+    """x -= g <-> x += g, d /= n <-> d *= n, and the update left out: d[rows, y] -= 1 -> pass."""
+    if isinstance(node, ast.AugAssign):
+        swaps = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Div, ast.Div: ast.Mult}
+        if type(node.op) in swaps:
+            new = copy.deepcopy(node)
+            new.op = swaps[type(node.op)]()
+            yield "flipped sign" if isinstance(node.op, ast.Add | ast.Sub) else "inverted scale", new
+        yield "dropped update", ast.Pass()
 
 
 def _dropped_terms(node: ast.AST) -> Iterator[Proposal]:
@@ -299,6 +313,7 @@ OPERATORS: list[Callable[[ast.AST], Iterator[Proposal]]] = [
     _reductions,
     _transposed,
     _signs,
+    _updates,
     _dropped_terms,
     _dims,
     _off_by_one,
