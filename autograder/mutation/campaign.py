@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,9 +87,7 @@ def mutate_lab(
     scratch: Path | None = None,
 ) -> MutationReport:
     """Grade the lab's mutants (at most `limit`, spread over its cells) and classify each."""
-    import time
-
-    from ..grading.batch import grade_lab
+    from ..grading.batch import grade_lab  # grading imports nbgrader: only when mutants are graded
 
     course.check_lab(lab)
     if not course.references_file(lab).is_file():
@@ -98,28 +97,26 @@ def mutate_lab(
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"mutate-{lab}-", dir=scratch) as folder:
         copy = scratch_course(course, lab, Path(folder))
-        students = {BASELINE: None} | {f"mutant-{i:03d}": m for i, m in enumerate(mutants, start=1)}
+        students = {f"mutant-{i:03d}": m for i, m in enumerate(mutants, start=1)}
+        write_submission(copy, lab, BASELINE, None)
         for student, mutant in students.items():
             write_submission(copy, lab, student, mutant)
-        results = {
-            r.student: r
-            for r in grade_lab(
-                copy, lab, list(students), force=True, workers=workers, executor=executor, on_result=on_result
+        # The solution first, alone: when it does not score full marks no mutant means anything.
+        (baseline,) = grade_lab(copy, lab, [BASELINE], force=True, workers=1, executor=executor)
+        if baseline.status != "graded" or baseline.score < baseline.max_score:
+            lost = "; ".join(message.splitlines()[0] for _, message in _lost(baseline)[:3])
+            raise CourseError(
+                f"the solution of {lab} does not score full marks as a student ({baseline.status_text}, "
+                f"{baseline.score:g}/{baseline.max_score:g}{': ' + lost if lost else ''}): no mutant can be judged; "
+                f"was the source edited since the last build? rebuild with `autograder build {lab}`"
             )
-        }
-    baseline = results[BASELINE]
-    if baseline.status != "graded" or baseline.score < baseline.max_score:
-        lost = "; ".join(message.splitlines()[0] for _, message in _lost(baseline)[:3])
-        raise CourseError(
-            f"the solution of {lab} does not score full marks as a student ({baseline.status_text}, "
-            f"{baseline.score:g}/{baseline.max_score:g}{': ' + lost if lost else ''}): no mutant can be judged; "
-            f"was the source edited since the last build? rebuild with `autograder build {lab}`"
+        graded = (  # an empty list would mean "every submission" to grade_lab
+            grade_lab(copy, lab, list(students), force=True, workers=workers, executor=executor, on_result=on_result)
+            if students
+            else []
         )
-    outcomes = [
-        classify(mutant, results[student], baseline, equivalents)
-        for student, mutant in students.items()
-        if mutant is not None
-    ]
+        results = {r.student: r for r in graded}
+    outcomes = [classify(mutant, results[student], baseline, equivalents) for student, mutant in students.items()]
     return MutationReport(lab, outcomes, problems, len(everything), round(time.perf_counter() - start, 1))
 
 
