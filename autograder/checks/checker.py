@@ -10,6 +10,9 @@ Two modes, chosen by the environment the kernel was started with, never by the n
   its first check.
 - **record** (`AUTOGRADER_MODE=record`, set by the build and by the grader): a check only
   records an observation as a display output. Nothing is compared in this process.
+
+`check.case(name)` keeps the checks of one test cell independent: an exception inside its block
+fails the check `name` (with that check's hint) and, under grading, the cell carries on.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from .compare import (
 from .gradients import DEFAULT_FLOOR, DEFAULT_GRAD_RTOL
 from .notebook_metadata import METADATA_KEY, MetadataProblem, course_metadata, find_notebook, read_notebook_json
 from .observation import (
+    CASE_KIND,
     MIME_TYPE,
     Observation,
     Unrecordable,
     decode,
     encode,
+    raised_text,
     to_array,
     to_json_value,
 )
@@ -81,12 +86,19 @@ class Checker:
         hint: str | None = None,
         weight: float = 1,
         expected: Any = None,
+        inputs: Any = None,
     ) -> None:
         """`value` matches the reference in shape, then dtype, then values within rtol/atol.
 
         expected: an independent value the build verifies the solution against, or a dict
-        {label: value} of several (each verified, a disagreement names its label)."""
-        params = {"rtol": float(rtol), "atol": float(atol), "check_dtype": bool(check_dtype)}
+        {label: value} of several (each verified, a disagreement names its label).
+        inputs: what `value` was computed from: a tensor or array, or a tuple (or list) of them. Only
+        their shapes are recorded, never their values, so that a failure message may name "a sum where
+        a mean over k items is expected" where k is the size of one of their axes (or of the
+        expected value's): without them a single number never gets that guess."""
+        params: dict[str, Any] = {"rtol": float(rtol), "atol": float(atol), "check_dtype": bool(check_dtype)}
+        if inputs is not None:
+            params["inputs"] = _input_shapes(inputs)
         self._run(name, "close", value, _array_or_problem, params, hint, weight, expected)
 
     def shape(self, name: str, value: Any, shape: tuple, *, hint: str | None = None, weight: float = 1) -> None:
@@ -108,15 +120,19 @@ class Checker:
         hint: str | None = None,
         weight: float = 1,
         expected: Any = None,
+        inputs: Any = None,
     ) -> None:
         """A gradient, compared in float64 by element-wise relative error |x-y| / max(floor, |x|+|y|).
 
         expected: independent references the build verifies the solution's gradient against with
         this check's rtol and floor, typically {"autograd": ..., "finite differences":
-        numeric_gradient(f, x)}; a single value is accepted too."""
-        self._run(
-            name, "grad", value, _array_or_problem, {"rtol": float(rtol), "floor": float(floor)}, hint, weight, expected
-        )
+        numeric_gradient(f, x)}; a single value is accepted too.
+        inputs: as for close(): the tensors the gradient was computed from (shapes recorded only), so
+        that "exactly 6x too large" can name the batch of 6 even for a (D, H) weight gradient."""
+        params: dict[str, Any] = {"rtol": float(rtol), "floor": float(floor)}
+        if inputs is not None:
+            params["inputs"] = _input_shapes(inputs)
+        self._run(name, "grad", value, _array_or_problem, params, hint, weight, expected)
 
     def at_most(self, name: str, value: Any, limit: float, *, hint: str | None = None, weight: float = 1) -> None:
         """A single number (a loss after training, say) no larger than `limit`."""
@@ -154,6 +170,33 @@ class Checker:
         if max_accuracy is not None:
             params["max_accuracy"] = float(max_accuracy)
         self._run(name, "accuracy", predictions, _array_or_problem, params, hint, weight, None)
+
+    def case(self, name: str) -> CheckCase:
+        """A block whose exception fails the check `name` instead of the whole test cell:
+
+            with check.case("softmax_rows"):
+                check.close("softmax_rows", softmax(z))
+            check.close("softmax_sums", softmax(z).sum(-1))   # still runs, and scores, under grading
+
+        Under grading (record mode), an Exception raised inside the block is recorded as the failure of
+        check `name`: its message says "the test cell raised ValueError: <the exception's last line>",
+        followed by that check's hint; the exception is swallowed and the cell goes on after the block.
+        The failure is recorded even where `name` was recorded earlier in the block: the block as a
+        whole is that check's case. A block that raises nothing records nothing. A case can only fail
+        a check, never pass one: a check passes only by a value recorded by the check itself.
+
+        In a student's own Jupyter (student mode) the exception is not swallowed: the cell stops there,
+        as it would without the block, showing the student's own traceback (where their code failed)
+        with a note naming the check and its hint. Carrying on there would end the cell without an
+        error, and a notebook run (Jupyter's, or `autograder validate`) would read a failed check as a
+        cell that passed. A CheckFailed (a public check's own failure) or ReferencesUnavailable passes
+        through as it is, without a note.
+
+        KeyboardInterrupt, SystemExit and other BaseExceptions that are not Exceptions are never caught.
+        """
+        if not isinstance(name, str) or not name:
+            raise TypeError("check.case needs the name of the check it stands for (a non-empty string)")
+        return CheckCase(self, name)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -223,6 +266,63 @@ class Checker:
         if METADATA_KEY not in document.get("metadata", {}) and _is_source(document):
             return {}  # an instructor drafting a source notebook: nothing is built yet
         return course_metadata(document)["public_references"]
+
+
+class CheckCase:
+    """What `Checker.case(name)` returns: a context manager (its docstring says what it does).
+
+    A class rather than contextlib.contextmanager: returning False from __exit__ re-raises the
+    exception with its traceback as it was, without frames of this package."""
+
+    def __init__(self, checker: Checker, name: str):
+        self._checker, self._name = checker, name
+        self._line: int | None = None
+
+    def __enter__(self) -> None:
+        self._line = _caller_line()
+
+    def __exit__(self, kind, error, traceback) -> bool:
+        if not isinstance(error, Exception):
+            return False  # nothing raised, or KeyboardInterrupt / SystemExit: never swallowed
+        if self._checker.mode == "record":
+            problem = raised_text(type(error).__name__, _text_of(error))
+            _emit(Observation(name=self._name, kind=CASE_KIND, value=None, line=self._line, problem=problem))
+            return True  # the cell goes on: the checks after this block still run
+        if not isinstance(error, (CheckFailed, ReferencesUnavailable)):
+            error.add_note(self._note())
+        return False
+
+    def _note(self) -> str:
+        """What the student reads under their traceback: which check this costs, and its hint."""
+        note = f"check {self._name!r} failed: this exception was raised inside check.case({self._name!r})"
+        try:
+            reference = self._checker._public_references().get(self._name)
+        except Exception:  # unreadable references: the student's exception is the news here, and the
+            reference = None  # next check says what is wrong with them
+        hint = reference.params.get("hint") if reference is not None else None
+        return f"{note}\n  hint: {hint}" if hint else note
+
+
+def _text_of(error: Exception) -> str:
+    try:
+        return str(error)
+    except Exception:  # a student's exception class whose __str__ raises
+        return "(its text could not be read)"
+
+
+def _input_shapes(inputs: Any) -> list[list[int]]:
+    """inputs= as the shapes of its tensors: one tensor or array, or a tuple or list of them (a plain
+    number counts as shape ())."""
+    items = inputs if isinstance(inputs, (tuple, list)) and type(inputs).__name__ != "Size" else (inputs,)
+    shapes = []
+    for item in items:
+        shape = getattr(item, "shape", None)
+        if shape is None and isinstance(item, (bool, int, float)):
+            shape = ()
+        if shape is None:
+            raise TypeError(f"inputs= takes tensors or arrays (or a tuple of them), got a {type(item).__qualname__}")
+        shapes.append([int(s) for s in shape])
+    return shapes
 
 
 def _is_source(notebook: dict) -> bool:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .gradients import DEFAULT_FLOOR, DEFAULT_GRAD_RTOL, relative_error
-from .hints import likely_cause_for_shape, likely_cause_for_values
-from .observation import Observation
+from .hints import likely_cause_for_non_finite, likely_cause_for_shape, likely_cause_for_values, non_finite_counts
+from .observation import CASE_KIND, RAISED_PREFIX, Observation
 
 DEFAULT_RTOL = 1e-5
 DEFAULT_ATOL = 1e-8
@@ -29,6 +29,10 @@ class Outcome:
 def compare(reference: Observation, got: Observation, *, reveal: bool = True) -> Outcome:
     """Judge `got` against `reference`; tolerances and hints come from the reference's params."""
     if got.problem:
+        if got.kind == CASE_KIND and got.problem.startswith(RAISED_PREFIX):
+            # check.case: the test cell raised inside this check's block. One line, as raised_text wrote it
+            # (feedback shows only the exception's type of that line: its text is the student code's).
+            return _fail(reference, got.problem.splitlines()[0])
         return _fail(reference, f"could not be recorded: the value was {got.problem}")
     if reference.kind != got.kind:
         return _fail(reference, f"was recorded as a {got.kind!r} check, expected {reference.kind!r}")
@@ -127,13 +131,13 @@ def _close(ref: Observation, got: Observation, reveal: bool) -> Outcome:
         bad = int(np.sum(~np.isfinite(val64)))
         return _fail(
             ref,
-            f"{bad} of {val64.size} values are NaN or infinite",
-            "an overflow? exp() of a large number is inf in float32: subtract the maximum first",
+            f"{bad} of {val64.size} values are NaN or infinite ({non_finite_counts(val64)})",
+            likely_cause_for_non_finite(value),
         )
     ok = np.isclose(val64, exp64, rtol=rtol, atol=atol, equal_nan=True)
     if ok.all():
         return _pass(ref)
-    cause = likely_cause_for_values(exp64, val64, rtol=rtol, atol=atol)
+    cause = likely_cause_for_values(exp64, val64, rtol=rtol, atol=atol, item_counts=_item_counts(ref, expected))
     wrong = int(np.sum(~ok))
     if not reveal:
         return _fail(
@@ -161,16 +165,20 @@ def _grad(ref: Observation, got: Observation, reveal: bool) -> Outcome:
             ref, f"expected a gradient of shape {_shape_text(expected.shape)}, got {_shape_text(value.shape)}", cause
         )
     computed_in = value.dtype
-    value = value.astype(np.float64)
     if not np.all(np.isfinite(value)):
-        return _fail(ref, "the gradient has NaN or infinite entries", "an overflow, or 0/0 in a derivative?")
+        return _fail(
+            ref,
+            f"the gradient has NaN or infinite entries ({non_finite_counts(value)} of {value.size})",
+            likely_cause_for_non_finite(value, gradient=True),
+        )
+    value = value.astype(np.float64)
     rtol = float(ref.params.get("rtol", DEFAULT_GRAD_RTOL))
     floor = float(ref.params.get("floor", DEFAULT_FLOOR))
     error = relative_error(value, expected, floor)
     worst = float(error.max()) if error.size else 0.0
     if worst <= rtol:
         return _pass(ref)
-    cause = likely_cause_for_values(expected, value, rtol=rtol, atol=floor)
+    cause = likely_cause_for_values(expected, value, rtol=rtol, atol=floor, item_counts=_item_counts(ref, expected))
     if worst > 1e-2:
         verdict = "a wrong formula"
     elif computed_in.kind == "f" and computed_in.itemsize < 8:
@@ -231,7 +239,10 @@ def _accuracy(ref: Observation, got: Observation, reveal: bool) -> Outcome:
         return Outcome(True, f"check {ref.name!r} passed: accuracy {accuracy:.2%} on {n} held-out examples ({bound})")
     cause = None
     if accuracy < min(minimum, 0.2):
-        cause = "near chance: predictions in a different order than the data set, or evaluated on the wrong data?"
+        cause = (
+            "near chance: predictions in a different order than the data set, evaluated on the wrong data, "
+            "or the model did not train (optimizer.zero_grad()? the optimiser given the model's parameters?)"
+        )
     return _fail(ref, f"accuracy {accuracy:.2%} on {n} held-out examples, {bound}", cause)
 
 
@@ -292,6 +303,18 @@ def _fail(ref: Observation, detail: str, cause: str | None = None) -> Outcome:
     if hint:
         lines.append(f"  hint: {hint}")
     return Outcome(False, "\n".join(lines))
+
+
+def _item_counts(ref: Observation, expected: np.ndarray) -> set[int]:
+    """The sizes a mean could be over: every axis of the check's declared inputs (params["inputs"],
+    their shapes as Checker records them) and of the expected value itself."""
+    counts = {int(s) for s in expected.shape}
+    declared = ref.params.get("inputs")
+    if isinstance(declared, list):
+        for shape in declared:
+            if isinstance(shape, list):
+                counts.update(s for s in shape if type(s) is int)
+    return counts
 
 
 def _dtype_cause(expected: np.dtype, got: np.dtype) -> str:

@@ -28,7 +28,13 @@ FORMAT_VERSION = 1
 MAX_VALUE_BYTES = 16 * 1024 * 1024
 #: Largest JSON value (characters) and nesting accepted for non-numeric values.
 MAX_JSON_CHARS = 64 * 1024
-KINDS = ("close", "shape", "equal", "grad", "at_most", "at_least", "by_hand", "accuracy")
+KINDS = ("close", "shape", "equal", "grad", "at_most", "at_least", "by_hand", "accuracy", "case")
+#: The kind of what `check.case(name)` records when its block raised: no value, only the exception
+#: (in `problem`, starting with RAISED_PREFIX). It can only fail the check `name`: never a reference.
+CASE_KIND = "case"
+RAISED_PREFIX = "the test cell raised "
+#: Longest exception text kept in a message (its last line): what a student's code raises can be long.
+MAX_RAISED_CHARS = 300
 #: Kinds whose value is a numeric array (safetensors).
 ARRAY_KINDS = ("close", "grad", "at_most", "at_least", "accuracy")
 #: Longest reason text ("the value was ...") accepted from a kernel.
@@ -59,7 +65,7 @@ class Observation:
     """One check call.
 
     name:   the check's name, unique in a lab.
-    kind:   one of KINDS.
+    kind:   one of KINDS ("case": what check.case recorded when its block raised).
     value:  np.ndarray for numeric values; a JSON value otherwise; None when the value
             could not be recorded (then `problem` says why).
     params: the call's keyword arguments (tolerances, declared shape, hint, weight).
@@ -78,6 +84,18 @@ class Observation:
     @property
     def is_array(self) -> bool:
         return isinstance(self.value, np.ndarray)
+
+
+def raised_text(ename: str, evalue: str) -> str:
+    """How a message names an exception: 'the test cell raised ValueError: <its text's last line>' (what a
+    traceback ends with), bounded, whether Jupyter reported it or check.case caught it. Feedback pages
+    show only the type's name of it: the text is written by the student's code."""
+    lines = [line.strip() for line in str(evalue).splitlines() if line.strip()]
+    last = lines[-1] if lines else ""
+    if len(last) > MAX_RAISED_CHARS:
+        last = last[: MAX_RAISED_CHARS - 3] + "..."
+    name = str(ename).strip()[:100] or "an exception"
+    return f"{RAISED_PREFIX}{name}: {last}" if last else f"{RAISED_PREFIX}{name}"
 
 
 # --------------------------------------------------------------------------- values
@@ -195,6 +213,8 @@ def decode(payload: Any) -> Observation:
 def _check_value(name: str, kind: str, value: Any, problem: str | None) -> None:
     """Each kind's value has one form (what Checker records); anything else is malformed, so
     that the judge never meets a value it does not expect."""
+    if kind == CASE_KIND and (value is not None or problem is None):
+        raise MalformedObservation(f"observation {name!r}: a case records only the exception it caught")
     if value is None:
         if problem is None and (kind in ARRAY_KINDS or kind == "shape"):
             raise MalformedObservation(f"observation {name!r}: no value and no reason why")
