@@ -137,6 +137,7 @@ HIDDEN = reference("f_matrix", "close", HIDDEN_X.sum())
 RIGHT = [display(recorded("f_small", "close", X.sum())), display(recorded("f_matrix", "close", HIDDEN_X.sum()))]
 LABELS = {"xor_test": np.array([0, 1, 1, 0])}
 NEVER = "it was never recorded"
+CASE_FAILED = Observation("f_matrix", "case", None, line=1, problem="the test cell raised ValueError: bad shape")
 
 
 def accuracy_case(predictions, score, passed, *fragments, **bounds) -> Case:
@@ -363,6 +364,94 @@ CASES = [
             cell_errors={TEST_CELL_INDEX: "ZeroDivisionError"},
         ),
         id="missing-the-error-is-named-before-a-malformed-observation",
+    ),
+    pytest.param(
+        Case(
+            [reference("f_matrix", "close", HIDDEN_X.sum(), hint="x is (N, D): sum over both axes")],
+            [],
+            0.0,
+            {
+                "f_matrix": (
+                    False,
+                    (
+                        f"check 'f_matrix' failed: {NEVER}: the test cell raised RuntimeError: "
+                        "mat1 and mat2 shapes cannot be multiplied (2x2 and 3x1)"
+                        "\n  hint: x is (N, D): sum over both axes",
+                    ),
+                )
+            },
+            cell_errors={
+                TEST_CELL_INDEX: "RuntimeError: while adding\n\nmat1 and mat2 shapes cannot be multiplied (2x2 and 3x1)"
+            },
+        ),
+        id="missing-the-test-cell-raised-shows-the-last-line-and-the-hint",
+    ),
+    pytest.param(
+        Case(
+            [HIDDEN],
+            [],
+            0.0,
+            {"f_matrix": (False, (f"{NEVER}: the test cell raised ValueError: {'y' * 297}...",))},
+            cell_errors={TEST_CELL_INDEX: "ValueError: " + "y" * 5000},
+        ),
+        id="missing-the-exception-text-is-bounded",
+    ),
+    pytest.param(
+        Case(
+            [reference("f_matrix", "close", HIDDEN_X.sum(), hint="the hint")],
+            [],
+            0.0,
+            {"f_matrix": (False, (f"{NEVER}: the notebook stopped early (timeout: cell 2)\n  hint: the hint",))},
+            stopped="timeout: cell 2",
+        ),
+        id="missing-the-notebook-stopped-shows-the-hint",
+    ),
+    # ------------------------------------------------------------------ check.case: a raising block fails its own check
+    pytest.param(
+        Case(
+            [reference("f_matrix", "close", HIDDEN_X.sum(), hint="the hint"), reference("h2", "close", 1.0)],
+            [display(CASE_FAILED), display(recorded("h2", "close", 1.0))],
+            1.0,
+            {
+                "f_matrix": (
+                    False,
+                    ("check 'f_matrix' failed: the test cell raised ValueError: bad shape\n  hint: the hint",),
+                ),
+                "h2": (True, ()),
+            },
+        ),
+        id="case-a-raising-block-costs-its-check-and-the-next-one-scores",
+    ),
+    pytest.param(
+        Case([HIDDEN], [RIGHT[1], display(CASE_FAILED)], 0.0, {"f_matrix": (False, ("raised ValueError: bad shape",))}),
+        id="case-a-failure-after-the-checks-own-value-fails-it",
+    ),
+    pytest.param(
+        Case(
+            [HIDDEN, reference("h2", "close", 1.0)],
+            [display(CASE_FAILED)],
+            0.0,
+            {
+                "f_matrix": (False, ("raised ValueError: bad shape",)),
+                "h2": (
+                    False,
+                    (
+                        f"{NEVER}: the check call did not run; in check.case('f_matrix'), "
+                        "the test cell raised ValueError: bad shape",
+                    ),
+                ),
+            },
+        ),
+        id="case-a-check-inside-a-raising-block-says-which-block-stopped",
+    ),
+    pytest.param(
+        Case(
+            [reference("xor_accuracy", "accuracy", np.array([0, 1, 1, 0]), dataset="xor_test", min_accuracy=0.7)],
+            [display(Observation("xor_accuracy", "case", None, line=1, problem="the test cell raised KeyError: 'x'"))],
+            0.0,
+            {"xor_accuracy": (False, ("check 'xor_accuracy' failed: the test cell raised KeyError: 'x'",))},
+        ),
+        id="case-an-accuracy-check-needs-no-labels-to-fail",
     ),
     # ------------------------------------------------------------------ malformed observations fail their check alone
     pytest.param(

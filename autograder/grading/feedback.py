@@ -53,8 +53,10 @@ CSP = (
     "worker-src 'none'; manifest-src 'none'; base-uri 'none'; form-action 'none'"
 )
 # A test cell that raised is named by its exception's type alone: the exception's text is written by
-# student code under grading (it can carry the kernel's input history), and so is a class's name.
-RAISED = re.compile(r"(the test cell raised )(.*)\Z", re.S)
+# student code under grading (it can carry the kernel's input history), and so is a class's name. All
+# of it goes, up to the check's hint (the grader's own words, written on the lines after the exception's:
+# checks.observation.raised_text keeps the exception to one line, so it cannot fake a hint line).
+RAISED = re.compile(r"(the test cell raised )(.*?)(?=\n  hint: |\Z)", re.S)
 SHOWN_EXCEPTIONS = {
     name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
 } | {"OutOfMemoryError"}

@@ -7,7 +7,9 @@ those cells), compared with `checks.compare` using the build's tolerances, never
 submission's. A test cell's points are shared among its HIDDEN checks by weight: public
 checks are judged and shown (the student's aid), but their references ship with the release,
 so a value copied from there earns nothing. A by-hand violation zeroes its cell. An
-observation that does not follow its schema fails that check alone, with the reason.
+observation that does not follow its schema fails that check alone, with the reason. A check
+never recorded says why (the cell raised: the exception's last line) and still shows its hint; a
+`check.case` block that raised fails its own check only, and the cell's other checks count.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from ..cells import nbgrader_meta
 from ..checks.by_hand import function_violations
 from ..checks.compare import compare, scored_accuracy
 from ..checks.observation import (
+    CASE_KIND,
     MalformedObservation,
     Observation,
     observations_in_outputs,
+    raised_text,
 )
 from ..references import Reference
 from .results import CellScore, CheckVerdict
@@ -62,7 +66,10 @@ def judge_notebook(
         index, cell = cells.get(grade_id, (None, None))
         observed, rejected = observations_in_outputs(cell.get("outputs", [])) if cell is not None else ([], [])
         latest: dict[str, Observation] = {obs.name: obs for obs in observed}
-        why_missing = partial(_why_missing, index=index, cell_errors=cell_errors, stopped=stopped, rejected=rejected)
+        cases = [obs for obs in observed if obs.kind == CASE_KIND and obs.problem]
+        why_missing = partial(
+            _why_missing, index=index, cell_errors=cell_errors, stopped=stopped, rejected=rejected, cases=cases
+        )
         verdicts = [
             _verdict(ref, latest.get(ref.name), sources, trusted_sources, labels_for, why_missing) for ref in refs
         ]
@@ -84,7 +91,7 @@ def _verdict(
     try:
         if ref.observation.kind == "by_hand" and got is not None:
             got = _read_by_hand(ref, sources, trusted_sources)  # the file decides, not the kernel
-        if ref.observation.kind == "accuracy" and got is not None:
+        if ref.observation.kind == "accuracy" and got is not None and not got.problem:
             got = _score_accuracy(ref, got, labels_for)
         if got is None:
             return CheckVerdict(ref.name, False, why_missing(ref), ref.weight, ref.hidden)
@@ -116,14 +123,25 @@ def _read_by_hand(ref: Reference, sources: list[str], trusted_sources: frozenset
     return Observation(ref.name, "by_hand", {"function": function, "found": found, "violations": violations})
 
 
-def _why_missing(ref: Reference, index, cell_errors, stopped, rejected) -> str:
-    prefix = f"check {ref.name!r} failed: it was never recorded"
+def _why_missing(ref: Reference, index, cell_errors, stopped, rejected, cases: list[Observation]) -> str:
+    """Why a check has no observation, and its hint: written for the mistake that stopped it, often
+    (a shape error in a matmul raises before the check whose hint says "dx has the shape of x")."""
+    reason = _missing_reason(index, cell_errors, stopped, rejected, cases)
+    message = f"check {ref.name!r} failed: it was never recorded: {reason}"
+    hint = ref.observation.params.get("hint")
+    return f"{message}\n  hint: {hint}" if hint else message
+
+
+def _missing_reason(index, cell_errors, stopped, rejected, cases: list[Observation]) -> str:
     if index is None:
-        return f"{prefix}: its test cell is missing from the notebook"
+        return "its test cell is missing from the notebook"
     if index in cell_errors:
-        return f"{prefix}: the test cell raised {cell_errors[index]}"
+        ename, _, evalue = cell_errors[index].partition(":")  # "ename: evalue", as the kernel reported it
+        return raised_text(ename, evalue)
     if rejected:
-        return f"{prefix}: an observation was malformed ({rejected[0]})"
+        return f"an observation was malformed ({rejected[0]})"
     if stopped:
-        return f"{prefix}: the notebook stopped early ({stopped})"
-    return f"{prefix}: the check call did not run"
+        return f"the notebook stopped early ({stopped})"
+    if cases:  # the call may sit inside (or after) a check.case block that stopped at an exception
+        return f"the check call did not run; in check.case({cases[-1].name!r}), {cases[-1].problem}"
+    return "the check call did not run"
