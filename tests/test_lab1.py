@@ -100,6 +100,26 @@ def gradient_descent(x0, lr, steps):
     return np.array(path)
 '''
 
+BUILD_DENSE_LEFT_BLANK = '''
+def build_dense(D, M):
+    raise NotImplementedError()
+
+
+class IdentityModel(nn.Module):
+    """Written without build_dense, which is left blank: its own checks still score."""
+
+    def __init__(self, D, M):
+        super().__init__()
+        self.linear = nn.Linear(D, M)
+
+    def forward(self, x, isidentity=False):
+        return x if isidentity else torch.sigmoid(self.linear(x))
+'''
+DERIVATIVE_LEFT_BLANK = """
+def derivative_of_square(x0):
+    raise NotImplementedError()
+"""
+
 STUDENTS = [
     DemoStudent("solution", "the instructor's solution"),
     DemoStudent("blank", "the release as is", answers="blank"),
@@ -115,6 +135,11 @@ STUDENTS = [
             "softmax": GLOBAL_MAX_SOFTMAX,
             "gradient_descent": NO_GRAD_CLEARING,
         },
+    ),
+    DemoStudent(
+        "half_done",
+        "build_dense and derivative_of_square left blank, IdentityModel and gradient_descent solved",
+        replace={"IdentityModel": BUILD_DENSE_LEFT_BLANK, "derivative_of_square": DERIVATIVE_LEFT_BLANK},
     ),
     DemoStudent(
         "float64_numpy",
@@ -200,3 +225,26 @@ def test_bugs_the_fixtures_used_to_hide_cost_exactly_their_checks_and_are_named(
     assert (result.status, result.reason) == ("graded", None)
     assert_costs_exactly(result, FULL_CELLS, FULL, HIDER_CELLS, HIDER_FAILED)
     assert_messages_name_the_cause(result, HIDER_MESSAGES)
+
+
+def test_a_function_that_raises_costs_only_its_own_checks(graded):
+    """check.case keeps the checks of a cell independent: build_dense and derivative_of_square raise, and the
+    checks of IdentityModel and gradient_descent in the same cells still score."""
+    result = graded["half_done"]
+    assert (result.status, result.reason) == ("graded", None)
+    failed = {
+        "dense_layers",
+        "sequential_output",
+        "sequential_fixed_weights",
+        "derivative_at_3",
+        "derivative_at_negative",
+    }
+    assert_costs_exactly(result, FULL_CELLS, FULL, {"modules_tests": 1.333333, "autograd_tests": 1.0}, failed)
+    assert_messages_name_the_cause(
+        result,
+        {
+            "sequential_output": "the test cell raised NotImplementedError",
+            "derivative_at_negative": "the test cell raised NotImplementedError",
+            "sequential_fixed_weights": "the test cell raised NameError",
+        },
+    )
