@@ -14,6 +14,8 @@ students with realistic bugs. Bugs that sit in different test cells share a stud
     axis         db = dout.sum(dim=1), over the outputs instead of the batch (affine_backward)
     autograd     affine_backward computes the right values with torch.autograd.grad
     no_bias      out = x @ W, the bias forgotten (affine_forward)
+    global_max   scores shifted by the batch's maximum instead of each row's (softmax_loss): right
+                 until two rows lie more than ~745 apart, where float64's exp() underflows to 0
 
 two_layer_loss composes the layer functions, so a layer bug also costs the two-layer checks it
 reaches (asserted too), and the by-hand training of the two-layer network on XOR (given code)
@@ -150,6 +152,17 @@ def affine_forward(x, W, b):
     """The bias is forgotten."""
     return x @ W, (x, W, b)
 '''
+GLOBAL_MAX_SHIFT = '''
+def softmax_loss(scores, y):
+    """Shifted by the batch's maximum, not each row's: a row far below it underflows to exp() = 0."""
+    n = scores.shape[0]
+    shifted = scores - scores.max()
+    log_probs = shifted - torch.log(torch.exp(shifted).sum(dim=1, keepdim=True))
+    loss = -log_probs[torch.arange(n), y].mean()
+    dscores = torch.exp(log_probs)
+    dscores[torch.arange(n), y] -= 1.0
+    return loss, dscores / n
+'''
 
 STUDENTS = [
     DemoStudent("ada", "the solution"),
@@ -170,6 +183,9 @@ STUDENTS = [
     DemoStudent("axis", "db summed over the outputs", replace={"affine_backward": DB_OVER_THE_OUTPUTS}),
     DemoStudent("autograd", "affine_backward by torch.autograd.grad", replace={"affine_backward": AFFINE_BY_AUTOGRAD}),
     DemoStudent("no_bias", "the bias forgotten in affine_forward", replace={"affine_forward": BIAS_FORGOTTEN}),
+    DemoStudent(
+        "global_max", "softmax_loss shifted by the batch's maximum", replace={"softmax_loss": GLOBAL_MAX_SHIFT}
+    ),
 ]
 
 
@@ -217,7 +233,7 @@ def test_every_exercise_has_public_and_hidden_checks(lab2_course):
     }
     # Each hidden gradient reference of a by-hand function was verified against autograd and finite differences.
     hidden_grads = [r for r in references.values() if r.hidden and r.observation.kind == "grad"]
-    assert len(hidden_grads) == 14
+    assert len(hidden_grads) == 16
     for ref in hidden_grads:
         if ref.name != "sigmoid_backward_at_zero":
             assert {"autograd", "finite differences"} <= set(ref.observation.params["expected"]), ref.name
@@ -268,7 +284,7 @@ EXPECTED = {
     ),
     "no_mean": (
         {
-            "softmax_loss_tests": 1.5,
+            "softmax_loss_tests": 1.333333,
             "sigmoid_tests": 0.666667,
             "two_layer_loss_tests": 0.8,
             "by_hand_training_tests": 0.0,
@@ -276,6 +292,7 @@ EXPECTED = {
         {
             "softmax_loss_dscores",
             "softmax_loss_dscores_3_classes",
+            "softmax_loss_dscores_rows_far_apart",
             "sigmoid_backward_dx",
             "sigmoid_backward_batch",
             "sigmoid_backward_at_zero",
@@ -289,13 +306,20 @@ EXPECTED = {
             "softmax_loss_dscores",
             "softmax_loss_dscores_3_classes",
             "softmax_loss_dscores_one_point",
+            "softmax_loss_dscores_rows_far_apart",
             *two_layer(("one_point", *BATCHES), GRADS),
             *TRAINING,
         },
     ),
     "masker": (
-        {"relu_tests": 1.0, "two_layer_loss_tests": 2.4, "by_hand_training_tests": 0.0},
-        {"relu_backward_dx", "relu_backward_batch", *two_layer(("one_point", *BATCHES), ("dW1", "db1")), *TRAINING},
+        {"relu_tests": 0.666667, "two_layer_loss_tests": 2.4, "by_hand_training_tests": 0.0},
+        {
+            "relu_backward_dx",
+            "relu_backward_batch",
+            "relu_backward_3d",
+            *two_layer(("one_point", *BATCHES), ("dW1", "db1")),
+            *TRAINING,
+        },
     ),
     "aiaioo": ({"two_layer_loss_tests": 3.2}, two_layer(("one_point", *BATCHES), ("dW2",))),  # the network still trains
     "axis": (
@@ -312,6 +336,10 @@ EXPECTED = {
         {"affine_backward_tests": 0.0, "two_layer_loss_tests": 0.0},
         {"affine_backward_by_hand", "two_layer_loss_by_hand"},
     ),  # right values, no points
+    "global_max": (
+        {"softmax_loss_tests": 1.333333},
+        {"softmax_loss_rows_far_apart", "softmax_loss_dscores_rows_far_apart"},
+    ),  # every other fixture's rows lie close together
     "no_bias": (
         {"affine_forward_tests": 0.0, "two_layer_loss_tests": 0.0},
         {
@@ -364,6 +392,10 @@ MESSAGES = {
     "autograd": {
         "affine_backward_by_hand": "affine_backward() must compute its result by hand, without autograd",
         "two_layer_loss_by_hand": "affine_backward (called from two_layer_loss), line 4: uses torch.autograd",
+    },
+    "global_max": {
+        "softmax_loss_rows_far_apart": "each row's own maximum",
+        "softmax_loss_dscores_rows_far_apart": "underflows to exp() = 0 even in float64",
     },
     "no_bias": {
         "affine_forward_values": "every row is off by the same vector: a bias left out",
