@@ -12,10 +12,16 @@ kernel's history or frames and print it), only
   cell attachment of those types), `$...$`/`$$...$$` converted to MathML here (latex2mathml,
   then re-serialised through an element and attribute allow-list: no script needed to read it);
 - each test cell with its hidden-test regions removed (nbgrader's ClearHiddenTests) and, below
-  it, its points and every check's name, PASS/FAIL and message. A message that reports an
-  exception raised in a test cell names its built-in type only: the exception's text and a
-  class's name are written by student code under grading (`raise ValueError(In[-1])`); and any
-  hidden-test line found verbatim in a message is cut out as a second net.
+  it, its points and every check's name, PASS/FAIL and message. What a message quotes of the
+  kernel is reduced to what the grader can vouch for, since student code under grading writes it
+  and can read the hidden cells (`In`, frames): an exception raised in a test cell is named by its
+  built-in type only (`raise ValueError(In[-1])`); the reason a value could not be recorded (an
+  observation's `problem`, any text a forged one carries) is kept only where it is one of the
+  checks' own templates filled from a closed vocabulary ("a builtins.NoneType, not a tensor or
+  number": a forgotten return), else replaced by a fixed sentence; a malformed observation's
+  reason and a check.case block's name and text likewise. The check's hint is recognised as the
+  references' own, so a forged line cannot pose as one. Any hidden-test line found verbatim in a
+  message is cut out as a second net.
 
 Everything from the notebook or the result is escaped, and each page carries a strict
 Content-Security-Policy as its first <head> element (no script at all, images only data:), so a
@@ -30,11 +36,14 @@ import json
 import logging
 import os
 import re
+import types
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import nbformat
+import numpy as np
 from nbgrader.preprocessors import ClearHiddenTests
 from pygments import highlight
 from pygments.formatters import HtmlFormatter
@@ -42,7 +51,9 @@ from pygments.lexers import PythonLexer
 
 from ..atomic_file import write_atomically
 from ..cells import is_test_cell, nbgrader_meta
+from ..checks.observation import MAX_JSON_CHARS, NUMERIC_DTYPES, RAISED_PREFIX
 from ..course import Course
+from ..references import load_references
 from .markup import attr, esc, render_markdown
 from .results import CellScore, Result, load_result, result_path
 
@@ -53,13 +64,66 @@ CSP = (
     "worker-src 'none'; manifest-src 'none'; base-uri 'none'; form-action 'none'"
 )
 # A test cell that raised is named by its exception's type alone: the exception's text is written by
-# student code under grading (it can carry the kernel's input history), and so is a class's name. All
-# of it goes, up to the check's hint (the grader's own words, written on the lines after the exception's:
-# checks.observation.raised_text keeps the exception to one line, so it cannot fake a hint line).
-RAISED = re.compile(r"(the test cell raised )(.*?)(?=\n  hint: |\Z)", re.S)
+# student code under grading (it can carry the kernel's input history), and so is a class's name.
 SHOWN_EXCEPTIONS = {
     name for name, value in vars(builtins).items() if isinstance(value, type) and issubclass(value, BaseException)
 } | {"OutOfMemoryError"}
+# The type names a problem may show: Python's own (NoneType, function, generator, dict_keys...). A name
+# outside them is the student's to write (a class of their own, a __module__ or __qualname__ set by hand).
+_SAMPLES: tuple[object, ...] = ({}.keys(), {}.values(), {}.items(), iter([]), iter(()), iter(range(0)), iter({}))
+BUILTIN_TYPES = frozenset(
+    t.__qualname__
+    for t in [*vars(builtins).values(), *vars(types).values(), *map(type, _SAMPLES)]
+    if isinstance(t, type) and t.__module__ == "builtins"
+)
+# What compare and verdicts say where they quote the kernel, each up to the check's hint (see _vouched).
+NOT_RECORDED = "could not be recorded: the value was "
+REFUSED_PROBLEM = "could not be recorded: a value the checks could not record"
+CASE = "in check.case("
+MALFORMED = ("an observation was malformed (", "its observation was malformed (")
+# An observation's problem, as checks.observation, checks.checker and compare.scored_accuracy write it:
+# a pattern of the whole (one line) and what of it is shown, given its groups (None: not vouched for).
+_TYPE = r"([\w-]{1,100})"
+_SHAPE = r"\((?:\d{1,9}(?:, \d{1,9}){0,7},?)?\)(?: \(a scalar\))?"
+_PROBLEMS: list[tuple[re.Pattern, Callable[[re.Match], str | None]]] = [
+    (re.compile(r"a complex tensor \(only real values are checked\)"), lambda m: m[0]),
+    (
+        re.compile(r"a (\S{1,400}), not a tensor or number"),
+        lambda m: m[0]
+        if m[1].removeprefix("builtins.") in BUILTIN_TYPES and m[1].startswith("builtins.")
+        else "not a tensor or number",
+    ),
+    (
+        re.compile(r"a ragged (\w{1,100}) \(.*\)"),
+        lambda m: f"a ragged {m[1] if m[1] in ('list', 'tuple') else 'sequence'}",
+    ),
+    (re.compile(r"an array of dtype (\S{1,40}), not a numeric dtype"), lambda m: m[0] if _numpy_dtype(m[1]) else None),
+    (
+        re.compile(r"plain data of (\d{1,9}) characters \(limit (\d{1,9})\)"),
+        lambda m: m[0] if int(m[2]) == MAX_JSON_CHARS < int(m[1]) else None,
+    ),
+    (
+        re.compile(rf"a {_TYPE} that is neither a tensor nor plain data"),
+        lambda m: m[0] if m[1] in BUILTIN_TYPES else "neither a tensor nor plain data",
+    ),
+    (
+        re.compile(rf"a {_TYPE}, which has no \.shape"),
+        lambda m: m[0] if m[1] in BUILTIN_TYPES else "something with no .shape",
+    ),
+    (re.compile(rf"a {_TYPE}, not a function"), lambda m: m[0] if m[1] in BUILTIN_TYPES else "not a function"),
+    (re.compile(r"nothing \(None\), not class indices"), lambda m: m[0]),
+    (
+        re.compile(
+            rf"predictions of shape {_SHAPE} for (\d{{1,9}}) held-out examples; "
+            r"expected \(\1,\): one class index per example, in the data set's order"
+        ),
+        lambda m: m[0],
+    ),
+    (
+        re.compile(r"(\w{1,20}) predictions; expected integer class indices \(use argmax\)"),
+        lambda m: m[0] if m[1] in NUMERIC_DTYPES else None,
+    ),
+]
 COMPACT_CHARS = 20_000  # of each cell's source, on a page that would be over the size cap in full
 
 log = logging.getLogger(__name__)
@@ -77,6 +141,7 @@ def write_feedback(
     c.Grading.max_feedback_mib each."""
     report = on_problem or (lambda student, problem: log.warning("feedback for %s: %s", student, problem))
     cap = int(course.grading.max_feedback_mib * 2**20)
+    hints = _check_hints(course, lab)
     written = []
     for student in students:
         try:
@@ -95,7 +160,7 @@ def write_feedback(
             continue
         for notebook in notebooks:
             try:
-                page, problem = _write_one(course, result, notebook, cap)
+                page, problem = _write_one(course, result, notebook, cap, hints)
                 written.append(page)
                 if problem:
                     report(student, f"{notebook}: {problem}")
@@ -109,12 +174,14 @@ def _submitted_notebooks(course: Course, student: str, lab: str) -> set[str]:
     return {p.stem for p in (course.autograded / student / lab).glob("*.ipynb")}
 
 
-def _write_one(course: Course, result: Result, notebook: str, cap: int) -> tuple[Path, str | None]:
-    """Write one page; returns it and a problem worth telling the TA (or None)."""
+def _write_one(
+    course: Course, result: Result, notebook: str, cap: int, hints: dict[str, str] | None
+) -> tuple[Path, str | None]:
+    """Write one page; returns it and a problem worth telling the TA (or None). hints: see _redacted."""
     nb, problem = _read_autograded(course.autograded / result.student / result.lab / f"{notebook}.ipynb")
     clear = ClearHiddenTests(config=course.config)
     hidden = _hidden_lines(nb, clear)
-    cells = {c.grade_id: _redacted(c, hidden) for c in result.cells if c.notebook == notebook}
+    cells = {c.grade_id: _redacted(c, hidden, hints) for c in result.cells if c.notebook == notebook}
     page = ""
     for detail in ("full", "compact", "verdicts") if problem is None else ("unreadable",):  # the most that fits
         page = render_page(result, notebook, nb, cells, clear, detail=detail)
@@ -197,22 +264,110 @@ def _hidden_lines(nb, clear: ClearHiddenTests) -> list[str]:
     return sorted(found, key=len, reverse=True)
 
 
-def _redacted(cell: CellScore, hidden: list[str]) -> CellScore:
-    """A test cell's scores with every check message cleaned of what student code wrote: an
-    exception's text reduced to its type, and (a second net) any hidden-test line cut out."""
+def _redacted(cell: CellScore, hidden: list[str], hints: dict[str, str] | None) -> CellScore:
+    """A test cell's scores with every check message cleaned of what student code wrote (_vouched),
+    and (a second net) any hidden-test line cut out. hints: each check's hint, from the references
+    (None where they cannot be read: then a message that quotes the kernel loses its hint too)."""
+    names = frozenset(c.name for c in cell.checks)
 
-    def clean(message: str) -> str:
-        message = RAISED.sub(lambda m: m[1] + _exception_name(m[2]), message or "")
+    def clean(name: str, message: str) -> str:
+        message = _vouched(message or "", name, None if hints is None else hints.get(name), names)
         for line in hidden:
             message = message.replace(line, "[hidden test]")
         return message
 
-    return replace(cell, checks=[replace(c, message=clean(c.message)) for c in cell.checks])
+    return replace(cell, checks=[replace(c, message=clean(c.name, c.message)) for c in cell.checks])
+
+
+def _vouched(message: str, name: str, hint: str | None, names: frozenset[str]) -> str:
+    """The message with what it quotes of the kernel reduced to what the grader can vouch for.
+
+    Every message is "check 'name' failed: <detail>" and, where the check has a hint, "\\n  hint: <hint>"
+    (compare._fail, verdicts._why_missing). The hint is the references' own, so it is cut off as that
+    exact text: a problem may hold newlines (observation.decode allows them), and a forged "\\n  hint: "
+    line is then part of the problem, not a hint. What follows the first phrase that introduces kernel
+    text in the detail (the reason a value could not be recorded, an exception, a malformed observation,
+    a check.case block) up to that hint is replaced by what _PROBLEMS, SHOWN_EXCEPTIONS and the cell's
+    own check names vouch for, or by a fixed sentence; the grader's words before it and the hint stay."""
+    suffix = f"\n  hint: {hint}" if hint else ""
+    body = message[: len(message) - len(suffix)] if suffix and message.endswith(suffix) else message
+    head = f"check {name!r} failed: "
+    start = len(head) if body.startswith(head) else 0
+    markers = [NOT_RECORDED, RAISED_PREFIX, CASE, *MALFORMED]
+    found = sorted((at, marker) for marker in markers if (at := body.find(marker, start)) >= 0)
+    if not found:
+        return message
+    at, marker = found[0]
+    text = body[at + len(marker) :]
+    if marker == NOT_RECORDED:
+        problem = _vouched_problem(text)
+        shown = REFUSED_PROBLEM if problem is None else NOT_RECORDED + problem
+    elif marker == RAISED_PREFIX:
+        shown = RAISED_PREFIX + _exception_name(text)
+    elif marker == CASE:
+        shown = _vouched_case(text, names)
+    else:
+        shown = marker.removesuffix(" (")
+    return body[:at] + shown + message[len(body) :]
+
+
+def _vouched_problem(problem: str) -> str | None:
+    """What of an observation's problem is shown: one of the checks' own templates with values from a
+    closed vocabulary (or its fixed part), or None. A newline anywhere fails every pattern."""
+    for pattern, shown in _PROBLEMS:
+        match = pattern.fullmatch(problem)
+        if match:
+            return shown(match)
+    return None
+
+
+def _vouched_case(text: str, names: frozenset[str]) -> str:
+    """After "in check.case(": the block's name (shown when it is a check of this cell) and, as a case
+    records only an exception, the exception's type."""
+    split = text.find("), " + RAISED_PREFIX)
+    if split < 0:
+        return f"in a check.case block, {RAISED_PREFIX}an exception"
+    exception = _exception_name(text[split + 3 + len(RAISED_PREFIX) :])
+    label = text[:split]
+    where = f"in check.case({label})" if any(repr(n) == label for n in names) else "in a check.case block"
+    return f"{where}, {RAISED_PREFIX}{exception}"
 
 
 def _exception_name(raised: str) -> str:
     name = raised.split(":", 1)[0].strip()
     return name if name in SHOWN_EXCEPTIONS else "an exception"
+
+
+def _numpy_dtype(name: str) -> bool:
+    """Whether numpy writes a dtype so (object, <U5, complex128, datetime64[ns]), with few digits."""
+    if not re.fullmatch(r"[<>|=]?[A-Za-z]{1,12}\d{0,3}(?:\[[A-Za-z]{1,3}\])?", name):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return str(np.dtype(name)) == name
+    except (TypeError, ValueError):
+        return False
+
+
+def _check_hints(course: Course, lab: str) -> dict[str, str] | None:
+    """Each check's hint as the build recorded it (what verdicts appended), or None when the references
+    cannot be read."""
+    try:
+        references = load_references(course.references_file(lab))
+    except Exception as err:  # missing or damaged build folder: the pages still come, their hints unverified
+        log.warning(
+            "feedback for %s: the references cannot be read (%s): messages that quote the kernel "
+            "are shown without their hints",
+            lab,
+            type(err).__name__,
+        )
+        return None
+    return {
+        name: str(ref.observation.params["hint"])
+        for name, ref in references.items()
+        if ref.observation.params.get("hint")
+    }
 
 
 # ---- summary and verdicts -------------------------------------------------------------------------
