@@ -10,6 +10,9 @@ students whose bugs sit in different test cells:
                  reparameterisation trick (sampling); the indicator on the classification term
                  instead of the VAE term (debiasing_loss)
     broadcaster  (B, 1) classification loss + (B,) VAE loss broadcast to (B, B) (debiasing_loss)
+    decoder_of_mu  forward decodes mu instead of a sample (DBVAE: caught only with sigma = 1, the
+                 other forward check's sigma is 2e-9); resampling probabilities in float32 where the
+                 docstring says float64
 
 debiasing_loss calls vae_loss, so a vae_loss bug also costs the debiasing checks whose values
 involve a coat's VAE loss; those losses are asserted too. Of the bugs, only the flipper's
@@ -109,6 +112,44 @@ def get_training_sample_probabilities(mu, bins=BINS, smoothing_fac=SMOOTHING):
     return p
 '''
 
+DECODES_MU = '''
+class DBVAE(nn.Module):
+    """forward decodes mu, not a sample: right whenever sigma is tiny."""
+
+    def __init__(self, latent_dim, encoder=None, decoder=None):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = encoder if encoder is not None else make_classifier(2 * latent_dim + 1)
+        self.decoder = decoder if decoder is not None else make_decoder(latent_dim)
+
+    def encode(self, x):
+        out = self.encoder(x)
+        return out[:, :1], out[:, 1:1 + self.latent_dim], out[:, 1 + self.latent_dim:]
+
+    def forward(self, x):
+        y_logit, mu, logsigma = self.encode(x)
+        return y_logit, mu, logsigma, self.decoder(mu)
+
+    def predict(self, x):
+        return self.encode(x)[0]
+'''
+FLOAT32_PROBABILITIES = '''
+def get_training_sample_probabilities(mu, bins=BINS, smoothing_fac=SMOOTHING):
+    """The right values in float32, where the docstring says float64."""
+    mu = torch.as_tensor(mu, dtype=torch.float32).cpu()
+    n, latent_dim = mu.shape
+    p = torch.zeros(n)
+    for j in range(latent_dim):
+        values = mu[:, j].contiguous()
+        edges = torch.linspace(values.min().item(), values.max().item(), bins + 1)
+        index = torch.bucketize(values, edges[1:-1], right=True)
+        density = torch.bincount(index, minlength=bins) / (n * (edges[1] - edges[0]))
+        density = (density + smoothing_fac) / (density + smoothing_fac).sum()
+        p_j = 1.0 / density[index]
+        p = torch.maximum(p, p_j / p_j.sum())
+    return p / p.sum()
+'''
+
 STUDENTS = [
     DemoStudent("ada", "the solution"),
     DemoStudent("ben", "the blank release", answers="blank"),
@@ -132,6 +173,11 @@ STUDENTS = [
     ),
     DemoStudent(
         "broadcaster", "(B, 1) + (B,) broadcast to (B, B) in the debiasing loss", replace={"debiasing_loss": BROADCAST}
+    ),
+    DemoStudent(
+        "decoder_of_mu",
+        "forward decodes mu, not a sample; resampling probabilities in float32",
+        replace={"DBVAE": DECODES_MU, "get_training_sample_probabilities": FLOAT32_PROBABILITIES},
     ),
 ]
 
@@ -239,7 +285,7 @@ def test_the_blank_release_runs_to_the_end_and_scores_zero(graded):
 
 EXPECTED = {
     "mixer": (
-        {"vae_loss_tests": 1.0, "sampling_tests": 1.333333, "debiasing_loss_tests": 1.5, "resampling_tests": 0.0},
+        {"vae_loss_tests": 1.0, "sampling_tests": 1.333333, "debiasing_loss_tests": 1.5, "resampling_tests": 0.5},
         {
             "vae_loss_values",
             "vae_loss_reconstruction_only",
@@ -252,8 +298,9 @@ EXPECTED = {
             "resample_values",
             "resample_values_bins5",
             "resample_sums_to_one_bins5",
+            "resample_accepts_an_array",
         },
-    ),
+    ),  # its probabilities are float64, as the docstring says
     "flipper": (
         {"vae_loss_tests": 1.0, "sampling_tests": 1.333333, "debiasing_loss_tests": 0.0, "accuracy_tests": 0.0},
         {
@@ -269,6 +316,10 @@ EXPECTED = {
             "dbvae_test_accuracy",
         },
     ),
+    "decoder_of_mu": (
+        {"dbvae_tests": 1.6, "resampling_tests": 1.5},
+        {"dbvae_forward_samples_with_sigma_1", "resample_float64"},
+    ),  # the DB-VAE still trains (a deterministic autoencoder) and passes the accuracy checks
     "broadcaster": (
         {"debiasing_loss_tests": 1.5},
         {
@@ -304,6 +355,10 @@ MESSAGES = {
     },
     "broadcaster": {
         "debias_per_sample_shape": "broadcast to (N, N)",
+    },
+    "decoder_of_mu": {
+        "dbvae_forward_samples_with_sigma_1": "decoding mu gives standard deviation 0",
+        "resample_float64": "float64, as the docstring says",
     },
 }
 
