@@ -266,4 +266,4 @@ def test_lab1_kills_its_mutants(tmp_path_factory):
     for line in survivor_lines(report):
         print("  " + line)
     assert len(report.outcomes) == 24 and len({o.mutant.cell for o in report.outcomes}) >= 10
-    assert report.kill_rate >= 0.75, summary_line(report)
+    assert report.kill_rate >= 0.9, summary_line(report)  # 98.3 % over all 63 (README, Measured)
