@@ -91,6 +91,65 @@ def augment_batch(images, transform):
     """One call on the whole batch: every image gets the same rotation."""
     return transform(images)
 '''
+LAZY_LENET = '''
+class LeNet5(nn.Module):
+    """Lazy layers, as Dive into Deep Learning builds LeNet: each learns its input size at the first call."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.LazyConv2d(6, kernel_size=5, padding=2)
+        self.pool1 = nn.MaxPool2d(2)
+        self.conv2 = nn.LazyConv2d(16, kernel_size=5)
+        self.pool2 = nn.MaxPool2d(2)
+        self.fc1 = nn.LazyLinear(120)
+        self.fc2 = nn.LazyLinear(84)
+        self.fc3 = nn.LazyLinear(10)
+
+    def forward(self, x):
+        x = self.pool1(F.relu(self.conv1(x)))
+        x = self.pool2(F.relu(self.conv2(x)))
+        x = F.relu(self.fc1(x.flatten(1)))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+'''
+NO_ZERO_GRAD = '''
+def train(model, loader, optimizer, epochs, device):
+    """optimizer.zero_grad() forgotten: every step also follows all the earlier batches' gradients."""
+    model.train()
+    losses = []
+    for _ in range(epochs):
+        for images, labels in loader:
+            images, labels = images.to(device), labels.to(device)
+            loss = F.cross_entropy(model(images), labels)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+    return losses
+'''
+SQUEEZED_EVALUATE = '''
+def evaluate(model, images, device, batch_size=1000):
+    """squeeze() on the logits: a last batch of one image loses its batch dimension."""
+    model.eval()
+    with torch.no_grad():
+        return torch.cat([model(images[i:i + batch_size].to(device)).squeeze().argmax(dim=-1).cpu()
+                          for i in range(0, len(images), batch_size)])
+'''
+FLOAT_CONFUSION = '''
+def confusion_matrix(predictions, labels, num_classes):
+    """Right counts, as floats: torch.zeros is float32 unless told otherwise."""
+    matrix = torch.zeros(num_classes, num_classes)
+    matrix.index_put_((labels.long(), predictions.long()), torch.ones(len(labels)), accumulate=True)
+    return matrix
+'''
+ZERO_FILL_AUGMENTATION = '''
+def make_augmentation():
+    """fill=0 on standardised images: the corners rotated in are brighter than the background."""
+    return transforms.RandomAffine(degrees=10, translate=(0.1, 0.1), fill=0.0)
+
+
+def augment_batch(images, transform):
+    return torch.stack([transform(image) for image in images])
+'''
 SNOOP = """
 import hashlib, json, os
 root = os.environ.get("AUTOGRADER_DATA", "")
@@ -147,6 +206,17 @@ def graded(lab3_course):
             replace={"make_augmentation": WHOLE_BATCH_AUGMENT},
         ),
         DemoStudent(
+            "hider",
+            "LeNet-5 of lazy layers (valid); train without zero_grad, evaluate that squeezes, float confusion counts, "
+            "augmentation filled with 0",
+            replace={
+                "train": NO_ZERO_GRAD,
+                "evaluate": SQUEEZED_EVALUATE,
+                "confusion_matrix": FLOAT_CONFUSION,
+                "make_augmentation": ZERO_FILL_AUGMENTATION,
+            },
+        ),
+        DemoStudent(
             "mallory", "blank, looks for the test labels", answers="blank", extra_cell=SNOOP.format(paths=label_paths)
         ),
     ]
@@ -154,6 +224,7 @@ def graded(lab3_course):
         ("nora", "mlp_solution", None, NO_ACTIVATION_MLP),  # classes: a whole cell each
         ("flynn", "lenet_solution", None, WRONG_FLATTEN_LENET),
         ("tess", "lenet_training_solution", "evaluate(lenet, test_x, device)", "evaluate(lenet, train_x, device)"),
+        ("hider", "lenet_solution", None, LAZY_LENET),
     ]
     return grade_class(course, LAB, students, edits)
 
@@ -183,15 +254,21 @@ def test_the_blank_release_scores_zero(graded):
 def test_no_relu_and_shuffled_predictions(graded):
     nora = graded["nora"]
     assert nora.status == "graded"
-    assert cell_scores(nora) == {**FULL_CELLS, "mlp_tests": 0.0, "evaluate_tests": 0.0, "lenet_accuracy_tests": 0.0}
+    assert cell_scores(nora) == {
+        **FULL_CELLS,
+        "mlp_tests": 0.0,
+        "evaluate_tests": 0.333333,
+        "lenet_accuracy_tests": 0.0,
+    }
     failed = failed_checks(nora)
     assert set(failed) == {
         "mlp_fixed_logits",
         "mlp_fixed_logits_hidden_7",
         "evaluate_predictions",
         "evaluate_predictions_short_last_batch",
+        "evaluate_last_batch_of_one",
         "lenet_test_accuracy",
-    }
+    }  # its predictions are int64 on the CPU, as the docstring says
     assert "without the ReLU" in failed["mlp_fixed_logits"]
     assert "no shuffling" in failed["evaluate_predictions"]
     assert "near chance: predictions in a different order than the data set" in failed["lenet_test_accuracy"]
@@ -200,8 +277,9 @@ def test_no_relu_and_shuffled_predictions(graded):
 def test_wrong_flatten_size_and_transposed_confusion(graded):
     flynn = graded["flynn"]
     assert flynn.status == "graded"
-    # lenet_tests: its points come from the hidden fixed-logits check, which fails; the training cell then raises.
-    assert cell_scores(flynn) == {**FULL_CELLS, "lenet_tests": 0.0, "lenet_accuracy_tests": 0.0, "confusion_tests": 0.0}
+    # lenet_tests: its points come from the hidden fixed-logits checks, which fail; the training cell then raises.
+    # The transposed confusion matrix still holds int64 counts: half the hidden points of its cell.
+    assert cell_scores(flynn) == {**FULL_CELLS, "lenet_tests": 0.0, "lenet_accuracy_tests": 0.0, "confusion_tests": 0.5}
     failed = failed_checks(flynn)
     assert set(failed) == {
         "lenet_fc1_shape",
@@ -209,6 +287,7 @@ def test_wrong_flatten_size_and_transposed_confusion(graded):
         "lenet_fc3_shape",
         "lenet_parameter_count",
         "lenet_fixed_logits",
+        "lenet_fixed_logits_one_image",
         "lenet_test_predictions_shape",
         "lenet_test_accuracy",
         "confusion_small",
@@ -222,11 +301,55 @@ def test_wrong_flatten_size_and_transposed_confusion(graded):
 def test_predicting_the_training_set_and_whole_batch_augmentation(graded):
     tess = graded["tess"]
     assert tess.status == "graded"
-    assert cell_scores(tess) == {**FULL_CELLS, "lenet_accuracy_tests": 0.0, "augment_tests": 0.5}
+    assert cell_scores(tess) == {**FULL_CELLS, "lenet_accuracy_tests": 0.0, "augment_tests": 0.666667}
     failed = failed_checks(tess)
     assert set(failed) == {"lenet_test_predictions_shape", "lenet_test_accuracy", "augment_one_image_at_a_time"}
     assert "predictions of shape (55000,) for 10000 held-out examples" in failed["lenet_test_accuracy"]
     assert "once per image" in failed["augment_one_image_at_a_time"]
+
+
+def test_bugs_the_fixtures_used_to_hide_and_lazy_layers(graded):
+    """Each bug costs its own check, named; the lazy LeNet-5 (valid) keeps lenet_tests' points: the locked helpers
+    materialise its parameters before reading them."""
+    hider = graded["hider"]
+    assert (hider.status, hider.reason) == ("graded", None)
+    assert cell_scores(hider) == {
+        **FULL_CELLS,
+        "train_tests": 1.2,
+        "evaluate_tests": 0.666667,
+        "confusion_tests": 0.5,
+        "augment_tests": 0.666667,
+        "lenet_accuracy_tests": 0.0,
+    }
+    failed = failed_checks(hider)
+    assert set(failed) == {
+        "train_clears_gradients_between_steps",
+        "evaluate_last_batch_of_one",
+        "confusion_int64",
+        "augment_fills_with_the_background",
+        "lenet_test_accuracy",
+    }
+    assert "call optimizer.zero_grad() before every loss.backward()" in failed["train_clears_gradients_between_steps"]
+    assert "the model did not train (optimizer.zero_grad()?" in failed["lenet_test_accuracy"]
+    assert "never squeeze() the batch dimension away" in failed["evaluate_last_batch_of_one"]
+    assert "counts are int64" in failed["confusion_int64"]
+    assert "not 0: an image of background only stays background only" in failed["augment_fills_with_the_background"]
+
+
+def test_the_fixture_images_give_distinct_logits(lab3_course):
+    """The four fixture images are told apart by every model the fixed-logits checks run: a bug that moves
+    every image's logits alike (a bias) cannot hide behind near-copies."""
+    import numpy as np
+
+    from autograder.references import load_references
+
+    references = load_references(lab3_course.references_file(LAB))
+    # (the old near-copies differed by at most 0.002 in LeNet's logits; the checks' tolerance is 1e-5 + 1e-4 x)
+    for name in ("softmax_fixed_logits", "mlp_fixed_logits_hidden_7", "deep_mlp_fixed_logits", "lenet_fixed_logits"):
+        logits = np.asarray(references[name].observation.value)
+        assert logits.shape == (4, 10)
+        closest = min(np.abs(logits[i] - logits[j]).max() for i in range(4) for j in range(i))
+        assert closest > 0.05, (name, closest)
 
 
 def test_the_test_labels_are_nowhere_in_the_sandbox(graded, lab3_course):
