@@ -21,7 +21,7 @@ from rich.console import Console
 from traitlets.config import Config
 
 from .authoring.pipeline import build_course
-from .cells import BEGIN_SOLUTION, END_SOLUTION, is_solution_cell
+from .cells import is_solution_cell, without_solution_markers
 from .course import Course
 
 # Buggy versions of lab 1's functions (by the function each cell defines).
@@ -113,7 +113,7 @@ def make_submission(course: Course, lab: str, student: DemoStudent) -> None:
             if not is_solution_cell(cell):
                 continue
             if student.answers != "blank":
-                cell.source = _strip_markers(answers[cell.metadata["nbgrader"]["grade_id"]])
+                cell.source = without_solution_markers(answers[cell.metadata["nbgrader"]["grade_id"]])
             if student.answers == "wrong":
                 cell.source = re.sub(r"(?m)^(\s+)return .*$", r"\1return torch.zeros(1)", cell.source)
             for function, code in student.replace.items():
@@ -168,10 +168,6 @@ def _with_demo_limits(config: Config) -> Config:
     config.Grading.cell_timeout = 20
     config.Grading.notebook_timeout = 120
     return config
-
-
-def _strip_markers(source: str) -> str:
-    return "\n".join(line for line in source.splitlines() if BEGIN_SOLUTION not in line and END_SOLUTION not in line)
 
 
 def _digest(course: Course, folders) -> str:
