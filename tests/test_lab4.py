@@ -8,6 +8,12 @@ bugs each, every bug in a different test cell:
     offbyone last window never drawn (get_batch), batch and time mixed in the loss's reshape
              (compute_loss), temperature ignored (generate_text)
 
+Two more: `viewer`, whose valid variations keep full marks (compute_loss flattens with .view,
+which the strided windows of get_batch would refuse unless the given code passes contiguous
+tensors, as it now does and the docstring says; train_step clears the gradients after the step
+instead of before), and `forgetter`, whose train_step never calls zero_grad: a unit check of two
+SGD steps catches it, not only the trained model's losses.
+
 A wrong loss or wrong targets also spoil the training that follows, so the training cell fails
 for both; a model trained on the wrong targets, or sampled without its state, writes tunes
 music21 rejects. Those downstream losses are asserted too, each with its cause.
@@ -81,22 +87,63 @@ TEMPERATURE_IGNORED = _GENERATE.format(
     doc="Samples at temperature 1 whatever it is asked.", divide="", new_state="state", pass_state=", state"
 )
 
+VIEW_LOSS = '''
+def compute_loss(logits, y):
+    """Flattened with .view: valid on the contiguous tensors the docstring promises."""
+    return F.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1))
+'''
+ZERO_GRAD_AFTER_THE_STEP = '''
+def train_step(model, optimizer, x, y):
+    """The gradients cleared after the step rather than before: the same steps."""
+    model.train()
+    logits, _ = model(x)
+    loss = compute_loss(logits, y)
+    loss.backward()
+    optimizer.step()
+    optimizer.zero_grad()
+    return loss.item()
+'''
+NO_ZERO_GRAD = '''
+def train_step(model, optimizer, x, y):
+    """optimizer.zero_grad() forgotten: every step also follows all the earlier batches' gradients."""
+    model.train()
+    logits, _ = model(x)
+    loss = compute_loss(logits, y)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+'''
+
 # grade_id -> checks that fail, for each buggy student (every other check passes).
 EXPECTED_FAILURES = {
     "shifty": {
         "get_batch_tests": {"batch_shift", "batch_targets_are_next_characters"},
         "loss_tests": {"loss_fixture", "loss_fixture_hidden"},
-        "training_tests": {"validation_loss_after_training", "training_loss_after_training"},
+        "training_tests": {
+            "validation_loss_after_training",
+            "training_loss_after_training",
+            "train_step_clears_gradients",
+            "train_step_returns_its_loss",
+        },
         "generate_tests": {"generate_greedy_fixture"},
         "abc_tests": {"share_of_valid_abc_tunes"},
     },
     "offbyone": {
         "get_batch_tests": {"batch_window_starts"},
         "loss_tests": {"loss_fixture", "loss_fixture_hidden"},
-        "training_tests": {"validation_loss_after_training", "training_loss_after_training"},
+        "training_tests": {
+            "validation_loss_after_training",
+            "training_loss_after_training",
+            "train_step_clears_gradients",
+            "train_step_returns_its_loss",
+        },
         "generate_tests": {"generate_greedy_fixture", "generate_temperature_matters", "generate_hot_is_more_varied"},
         "abc_tests": {"share_of_valid_abc_tunes"},
     },
+}
+EXPECTED_FAILURES["forgetter"] = {  # its losses are still its batches' losses; the model does not train
+    "training_tests": {"validation_loss_after_training", "training_loss_after_training", "train_step_clears_gradients"},
+    "abc_tests": {"share_of_valid_abc_tunes"},
 }
 # What the failure message must name, per failing check.
 EXPECTED_MESSAGES = {
@@ -107,6 +154,7 @@ EXPECTED_MESSAGES = {
     "generate_greedy_fixture": "not passed from one step to the next",
     "generate_temperature_matters": "divide the logits by the temperature",
     "validation_loss_after_training": "expected at most 1.9",
+    "train_step_clears_gradients": "call optimizer.zero_grad() before every loss.backward()",
     "share_of_valid_abc_tunes": "expected at least 0.4",
 }
 
@@ -136,6 +184,12 @@ def graded(lab4_course):
                 "generate_text": TEMPERATURE_IGNORED,
             },
         ),
+        DemoStudent(
+            "viewer",
+            "valid: the loss flattened with .view, the gradients cleared after the step",
+            replace={"compute_loss": VIEW_LOSS, "train_step": ZERO_GRAD_AFTER_THE_STEP},
+        ),
+        DemoStudent("forgetter", "train_step without zero_grad", replace={"train_step": NO_ZERO_GRAD}),
     ]
     return grade_class(lab4_course, LAB, students)
 
@@ -152,6 +206,14 @@ def test_every_exercise_has_public_and_hidden_checks(lab4_course):
 
 def test_the_solution_scores_full_marks(graded):
     result = graded["solution"]
+    assert result.status == "graded", result.reason
+    assert result.score == result.max_score == 27.0, [
+        k.message for k in checks_by_name(result).values() if not k.passed
+    ]
+
+
+def test_valid_variations_keep_full_marks(graded):
+    result = graded["viewer"]
     assert result.status == "graded", result.reason
     assert result.score == result.max_score == 27.0, [
         k.message for k in checks_by_name(result).values() if not k.passed
