@@ -202,7 +202,7 @@ def test_an_overflowing_softmax_is_caught_and_explained(graded):
 
 
 # Bugs that every fixture used to hide: each now costs its own cell (its hidden checks' share) and is named.
-HIDER_CELLS = {"make_tensors_tests": 1.333333, "modules_tests": 1.333333, "softmax_tests": 1.0, "autograd_tests": 1.0}
+HIDER_CELLS = {"make_tensors_tests": 1.333333, "modules_tests": 1.333333, "softmax_tests": 1.2, "autograd_tests": 1.0}
 HIDER_FAILED = {
     "tensor_dtypes",
     "identity_model_dense_values",
