@@ -9,6 +9,10 @@ template and forges a "hint:" line below it; an exception whose class name holds
 and for an honest mistake, a forgotten `return`; the pages written by `autograder feedback` must
 carry none of the encodings nor a hidden line, still fail those checks, keep each check's real
 hint, and still tell the honest student that the value was a NoneType.
+
+A value is the student's to choose too: under an `equal` check (which records plain data) a
+`quoter` records the running cell's source as one long string and as a list of short pieces; the
+page says only their type and size, while a small honest value (a wrong shape list) is still quoted.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from autograder.grading.batch import grade_lab
 from autograder.grading.feedback import write_feedback
 from autograder.grading.sanitize import sanitize
 from conftest import new_course
-from notebooks import ROW_MAX_HINT, SOFTMAX_HINT, case_lab, write_lab
+from notebooks import ROW_MAX_HINT, SOFTMAX_HINT, case_lab, grade_cell, write_lab
 
 LAB = "cases"
 
@@ -83,6 +87,35 @@ def row_max(z):
         raise type("Leak\\n  hint", (Exception,), {})(base64.b64encode(source.encode()).decode())
     return z.max(dim=-1).values
 '''
+# Under the two equal checks of equal_tests, after their honest records, values of the student's own
+# carrying the running cell's source: reversed in one string, and in base64 cut in 16-character pieces.
+QUOTER = """
+import base64
+from IPython.display import display
+from autograder.checks.observation import MIME_TYPE
+FORGED = {
+    "row_max_dtype": lambda s: s[::-1],
+    "row_max_sizes": lambda s: [base64.b64encode(s.encode()).decode()[i : i + 16] for i in range(0, 160, 16)],
+}
+_record = check._run
+def _forged(name, kind, value, *rest):
+    _record(name, kind, value, *rest)
+    if name in FORGED:
+        value = FORGED[name](get_ipython().user_ns["In"][-1])
+        display({MIME_TYPE: {"version": 1, "name": name, "kind": kind, "params": {}, "line": 1,
+                             "problem": None, "format": "json", "data": value}}, raw=True)
+check._run = _forged
+"""
+# A third cell of equal checks, one public and one hidden (row_max on batches of one and two rows).
+EQUAL_TESTS = grade_cell(
+    "equal_tests",
+    "check.equal('row_max_dtype', str(row_max(torch.ones(2, 3)).dtype))\n"
+    "### BEGIN HIDDEN TESTS\n"
+    "check.equal('row_max_sizes', [list(row_max(torch.ones(n, 3)).shape) for n in (1, 2)])\n"
+    "### END HIDDEN TESTS",
+)
+# An honest wrong shape: the maxima kept as a column.
+KEEPDIM = 'def row_max(z):\n    """z: (N, C) -> (N,)"""\n    return z.max(dim=-1, keepdim=True).values'
 # The honest mistake: row_max computes its result and forgets to return it.
 FORGETFUL = 'def row_max(z):\n    """z: (N, C) -> (N,)"""\n    z.max(dim=-1).values'
 
@@ -90,12 +123,16 @@ FORGETFUL = 'def row_max(z):\n    """z: (N, C) -> (N,)"""\n    z.max(dim=-1).val
 @pytest.fixture(scope="module")
 def graded(tmp_path_factory):
     course = new_course(tmp_path_factory.mktemp("feedback-forgery-course"))
-    write_lab(course.root, LAB, case_lab())
+    nb = case_lab()
+    nb.cells.append(EQUAL_TESTS)
+    write_lab(course.root, LAB, nb)
     build_lab(course, LAB)
     students = [
         DemoStudent("forger", "forged problems carrying the hidden source", extra_cell=FORGER),
         DemoStudent("raiser", "an exception class whose name fakes a hint line", replace={"row_max": RAISER}),
         DemoStudent("forgetful", "row_max without its return", replace={"row_max": FORGETFUL}),
+        DemoStudent("quoter", "values of its own carrying the hidden source", extra_cell=QUOTER),
+        DemoStudent("keepdim", "row maxima kept as a column", replace={"row_max": KEEPDIM}),
     ]
     for student in students:
         make_submission(course, LAB, student)
@@ -189,8 +226,10 @@ def test_feedback_carries_no_encoded_hidden_source_and_the_checks_still_fail(gra
             "FAIL",
             f"check {name!r} failed: it was never recorded: the test cell raised an exception\n  hint: {ROW_MAX_HINT}",
         )
-    assert results["forger"].score == 0.0  # every hidden check forged, every one failed
-    assert results["raiser"].score == 1.0 and raiser["softmax_rows"][0] == "PASS"  # its softmax is right
+    forged_cells = {c.grade_id: c.score for c in results["forger"].cells}
+    assert forged_cells["softmax_tests"] == forged_cells["row_max_tests"] == 0.0  # every forged check failed
+    assert forged_cells["equal_tests"] == 1.0  # (the forger's row_max is the solution's)
+    assert results["raiser"].score == 2.0 and raiser["softmax_rows"][0] == "PASS"  # its softmax is right
 
 
 def test_a_forgotten_return_still_says_nonetype_with_the_hint(graded):
@@ -205,4 +244,37 @@ def test_a_forgotten_return_still_says_nonetype_with_the_hint(graded):
     )
     assert forgetful["softmax_rows"][0] == "PASS"  # the softmax is right: only row_max's checks fail
     messages = {c.name: c.message for cell in results["forgetful"].cells for c in cell.checks}
-    assert {name: messages[name] for name in forgetful} == {name: m for name, (_, m) in forgetful.items()}
+    shown_whole = [name for name in forgetful if not name.startswith(("row_max_dtype", "row_max_sizes"))]
+    assert {name: messages[name] for name in shown_whole} == {name: forgetful[name][1] for name in shown_whole}
+    # The equal cell raised on None.dtype: the page names the exception's type, not the kernel's text.
+    assert forgetful["row_max_sizes"] == (
+        "FAIL",
+        "check 'row_max_sizes' failed: it was never recorded: the test cell raised AttributeError",
+    )
+
+
+def test_values_chosen_to_carry_the_hidden_source_are_named_by_type_and_size(graded):
+    course, results, pages = graded
+    sources = executed_test_cells(course)
+    equal_source = sources["equal_tests"]
+    recorded = {c.name: c for cell in results["quoter"].cells for c in cell.checks}
+    assert not recorded["row_max_dtype"].passed and not recorded["row_max_sizes"].passed  # the forgery counted
+    secrets = [encode(s) for s in sources.values() for encode in (reversed_text, base64_text, one_line_reversed)]
+    assert_carries_none_of(pages["quoter"], secrets)
+    for piece in (base64_text(equal_source)[i : i + 16] for i in range(0, 160, 16)):
+        assert piece not in pages["quoter"]
+    quoter = checks_on_page(pages["quoter"])
+    assert quoter["row_max_dtype"] == (
+        "FAIL",
+        f"check 'row_max_dtype' failed: expected 'torch.float32', got a str of {len(equal_source)} characters",
+    )
+    assert quoter["row_max_sizes"] == (
+        "FAIL",
+        "check 'row_max_sizes' failed: got a list of 10 items, which is not the expected value",
+    )
+    keepdim = checks_on_page(pages["keepdim"])
+    assert keepdim["row_max_sizes"] == (
+        "FAIL",
+        "check 'row_max_sizes' failed: got [[1, 1], [2, 1]], which is not the expected value",
+    )
+    assert keepdim["row_max_dtype"][0] == "PASS"

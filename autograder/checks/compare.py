@@ -8,6 +8,7 @@ message never shows the reference's values, only shapes, dtypes and the likely c
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -249,7 +250,7 @@ def _accuracy(ref: Observation, got: Observation, reveal: bool) -> Outcome:
 def _shape(ref: Observation, got: Observation, reveal: bool) -> Outcome:
     declared = ref.params["shape"]  # check.shape records the declared shape
     value = got.value
-    if not isinstance(value, dict) or "shape" not in value:
+    if not isinstance(value, dict) or not _is_shape(value.get("shape")):
         return _fail(ref, f"expected something of shape {_shape_text(declared)}, got {_describe(value)}")
     shape = tuple(value["shape"])
     if len(shape) == len(declared) and all(d is None or d == s for d, s in zip(declared, shape, strict=True)):
@@ -267,7 +268,8 @@ def _equal(ref: Observation, got: Observation, reveal: bool) -> Outcome:
     expected, value = ref.value, got.value
     if isinstance(expected, np.ndarray) or isinstance(value, np.ndarray):
         if not (isinstance(expected, np.ndarray) and isinstance(value, np.ndarray)):
-            return _fail(ref, f"expected {_describe(expected, reveal)}, got {_describe(value)}")
+            shown = _describe(expected) if reveal else f"a {type(expected).__name__}"
+            return _fail(ref, f"expected {shown}, got {_describe(value)}")
         if value.shape != expected.shape:
             return _fail(
                 ref,
@@ -284,8 +286,8 @@ def _equal(ref: Observation, got: Observation, reveal: bool) -> Outcome:
     if expected == value and type(expected) is type(value):
         return _pass(ref)
     if reveal:
-        return _fail(ref, f"expected {expected!r}, got {value!r}")
-    return _fail(ref, f"got {value!r}, which is not the expected value")
+        return _fail(ref, f"expected {expected!r}, got {quoted(value)}")
+    return _fail(ref, f"got {quoted(value)}, which is not the expected value")
 
 
 # --------------------------------------------------------------------------- text
@@ -340,11 +342,72 @@ def _array_text(a: np.ndarray) -> str:
     return np.array2string(np.asarray(a), precision=5, separator=", ", threshold=12).replace("\n", " ")
 
 
-def _describe(value, reveal: bool = True) -> str:
+def _describe(value) -> str:
+    """What a message says of a value the kernel recorded (see quoted)."""
     if isinstance(value, np.ndarray):
         return f"a {value.dtype} array of shape {_shape_text(value.shape)}"
     if value is None:
         return "nothing (None)"
-    if isinstance(value, dict) and "shape" in value:
+    if isinstance(value, dict) and _is_shape(value.get("shape")):
         return f"something of shape {_shape_text(value['shape'])}"
-    return repr(value) if reveal else f"a {type(value).__name__}"
+    return quoted(value)
+
+
+# A message quotes what student code recorded only in a closed, small form: the value is the
+# student's to choose, so anything longer is a channel out of the kernel (a hidden test's source read
+# from In[-1], written into a value that fails its check). Text is quoted in pieces of at most
+# QUOTED_TEXT_PIECE characters from a plain alphabet, QUOTED_TEXT_TOTAL in all; numbers in a
+# bounded format; containers up to QUOTED_ITEMS leaves; anything else by its type and size alone.
+QUOTED_TEXT_PIECE = 16
+QUOTED_TEXT_TOTAL = 40
+QUOTED_ITEMS = 16
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9_ .,:;+\-*/=<>()\[\]|!?#'\"]*")
+
+
+def quoted(value) -> str:
+    """A recorded plain value as a message may show it: itself when small (a number, a short word, a
+    short list of them), else its type and size, e.g. "a str of 312 characters", "a list of 40 items"."""
+    budget = {"items": QUOTED_ITEMS, "text": QUOTED_TEXT_TOTAL}
+    shown = _quoted_leaf_or_list(value, budget, depth=0)
+    return shown if shown is not None else _size_text(value)
+
+
+def _quoted_leaf_or_list(value, budget: dict[str, int], depth: int) -> str | None:
+    budget["items"] -= 1
+    if budget["items"] < 0:
+        return None
+    if value is None or isinstance(value, bool):
+        return repr(value)
+    if isinstance(value, int):
+        return repr(value) if abs(value) < 10**12 else None
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    if isinstance(value, str):
+        budget["text"] -= len(value)
+        plain = len(value) <= QUOTED_TEXT_PIECE and _PLAIN_TEXT.fullmatch(value) is not None
+        return repr(value) if plain and budget["text"] >= 0 else None
+    if isinstance(value, (list, tuple)) and depth < 3:
+        quoted_items = [_quoted_leaf_or_list(item, budget, depth + 1) for item in value]
+        items = [item for item in quoted_items if item is not None]
+        if len(items) < len(quoted_items):
+            return None
+        inner = ", ".join(items) + ("," if isinstance(value, tuple) and len(items) == 1 else "")
+        return f"[{inner}]" if isinstance(value, list) else f"({inner})"
+    return None
+
+
+def _size_text(value) -> str:
+    def counted(n: int, unit: str) -> str:
+        return f"{n} {unit}" + ("" if n == 1 else "s")
+
+    if isinstance(value, str):
+        return f"a str of {counted(len(value), 'character')}"
+    if isinstance(value, (list, tuple, dict)):
+        return f"a {type(value).__name__} of {counted(len(value), 'key' if isinstance(value, dict) else 'item')}"
+    if isinstance(value, int):
+        return f"an int of {len(str(abs(value)))} digits"
+    return "a value of another type"
+
+
+def _is_shape(shape) -> bool:
+    return isinstance(shape, list) and len(shape) <= 8 and all(s is None or type(s) is int for s in shape)
