@@ -39,7 +39,10 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="mutants graded at once (default: config)")
     parser.add_argument("--keep", type=Path, default=None, help="copy each lab's mutation.json into this folder")
     args = parser.parse_args()
-    labs = args.labs or sorted(p.name for p in (REPO / "source").iterdir() if p.is_dir())
+    known = sorted(p.name for p in (REPO / "source").iterdir() if p.is_dir())
+    if unknown := sorted(set(args.labs) - set(known)):
+        parser.error(f"no such lab: {', '.join(unknown)} (labs: {', '.join(known)})")
+    labs = args.labs or known
     print(f"{datetime.now():%Y-%m-%d %H:%M}, {platform.node()}, {os.cpu_count()} cores")
     for lab in labs:
         with tempfile.TemporaryDirectory(prefix=f"kill-rates-{lab}-") as folder:
