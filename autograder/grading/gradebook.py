@@ -42,8 +42,12 @@ def record_result(course: Course, result: Result, timestamp: datetime | None = N
         scores = {(c.notebook, c.grade_id): c.score for c in result.cells}
         for notebook in submission.notebooks:
             notebook.flagged = result.status != "graded"
+            written = {cell.name for cell in notebook.notebook.solution_cells}  # graded answers: a TA's
             for grade in notebook.grades:
                 if grade.cell.__class__.__name__ != "GradeCell":
+                    continue
+                if grade.name in written:  # the run decides nothing; a TA's score stands (autograder review)
+                    grade.auto_score, grade.needs_manual_grade = None, grade.manual_score is None
                     continue
                 score = scores.get((notebook.name, grade.name)) if result.status == "graded" else None
                 grade.auto_score = score
