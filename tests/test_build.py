@@ -118,6 +118,12 @@ def _solution_raises(nb):
     nb.cells[2].source = nb.cells[2].source.replace("return (x ** 2).mean()", "return x.nonexistent()")
 
 
+def _case_names_no_check(nb):
+    """A misspelt case name: the block's exception would fail no check under grading."""
+    source = "with check.case('outer_valeus'):\n    check.close('outer_case', torch.ones(2))"
+    nb.cells.append(grade_cell("case_tests", source))
+
+
 def _check_outside_test_cell(nb):
     nb.cells.append(locked_cell("extra", "check.close('stray', torch.ones(1))"))
 
@@ -128,6 +134,7 @@ RUN_CASES = [
     ("solution fails its own check", _declared_shape_wrong, "the solution fails its own check"),
     ("solution raises", _solution_raises, "the solution raised AttributeError"),
     ("check outside a test cell", _check_outside_test_cell, "called outside a test cell"),
+    ("case names no check", _case_names_no_check, "check.case('outer_valeus') on line 1 names no check"),
 ]
 
 

@@ -4,12 +4,14 @@ The source notebook runs in a trusted kernel (the instructor's own code, no sand
 checks in record mode. Each observation is attributed to the cell that produced it, which
 fixes the check's grade cell, and to the line of its call, which says whether it is public
 or hidden. The build fails here, naming the cell, when the solution raises, when a test
-cell records nothing, when a check name repeats, or when the solution fails a check's own
-declared expectation (a declared shape, an `expected=` value).
+cell records nothing, when a check name repeats, when a `check.case("name")` block names no
+check its cell records (under grading its exception would fail nothing), or when the solution
+fails a check's own declared expectation (a declared shape, an `expected=` value).
 """
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -57,6 +59,16 @@ def record_references(nb, path: Path, labels_for=None) -> dict[str, Reference]:
                 path, index, "this test cell records no check: call check.close/shape/equal in it", grade_id
             )
         hidden = hidden_lines(cell.source)
+        recorded = {obs.name for obs in observations}
+        for name, line in case_names(cell.source):
+            if name not in recorded:
+                raise SourceError(
+                    path,
+                    index,
+                    f"check.case({name!r}) on line {line} names no check this cell records: an exception "
+                    "inside it would fail no check (use the name of the check the block computes)",
+                    grade_id,
+                )
         for obs in observations:
             if not is_test_cell(cell):
                 raise SourceError(
@@ -95,6 +107,32 @@ def record_references(nb, path: Path, labels_for=None) -> dict[str, Reference]:
                 obs.value = np.zeros(0, dtype=np.int64)
             references[obs.name] = Reference(obs, notebook, grade_id, index, hidden=obs.line in hidden)
     return references
+
+
+def case_names(source: str) -> list[tuple[str, int]]:
+    """The literal names of the `with check.case("name"):` blocks of a cell, with their lines (a cell
+    that does not parse as Python, e.g. one with magics, or a name that is not a literal: none)."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.With):
+            for item in node.items:
+                call = item.context_expr
+                if (
+                    isinstance(call, ast.Call)
+                    and isinstance(call.func, ast.Attribute)
+                    and call.func.attr == "case"
+                    and isinstance(call.func.value, ast.Name)
+                    and call.func.value.id == "check"
+                    and call.args
+                    and isinstance(call.args[0], ast.Constant)
+                    and isinstance(call.args[0].value, str)
+                ):
+                    found.append((call.args[0].value, node.lineno))
+    return found
 
 
 def check_points_are_hidden(nb, references: dict[str, Reference], path: Path) -> None:
