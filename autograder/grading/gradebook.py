@@ -51,7 +51,8 @@ def record_result(course: Course, result: Result, timestamp: datetime | None = N
                     continue
                 score = scores.get((notebook.name, grade.name)) if result.status == "graded" else None
                 grade.auto_score = score
-                grade.needs_manual_grade = score is None or grade.manual_score is not None
+                # formgrader's rule: a cell needs a TA while it has no score at all; a TA's score stands unflagged
+                grade.needs_manual_grade = score is None and grade.manual_score is None
         gb.db.commit()
 
 
