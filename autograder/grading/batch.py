@@ -28,6 +28,7 @@ from .gradebook import record_result
 from .kernel_policy import make_executor
 from .lab import LabContext
 from .results import Result, fingerprint, load_result, printable, save_result
+from .roster import refuse_unknown_students
 from .sanitize import SubmissionError, sanitize
 from .submission_files import (
     UnsafeSubmission,
@@ -64,6 +65,8 @@ def grade_lab(
     on_result(result, reused) is called as each finishes (progress display).
     """
     context = LabContext.load(course, lab)
+    if students:  # named ones: an id with no submission and not on the roster is a typo, not a student to add
+        refuse_unknown_students(course, lab, students)
     students = students or submitted_students(course, lab)
     results: dict[str, Result] = {}
     stale: dict[str, str] = {}  # student → fingerprint of what is to be graded
