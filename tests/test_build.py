@@ -124,6 +124,11 @@ def _case_names_no_check(nb):
     nb.cells.append(grade_cell("case_tests", source))
 
 
+def _solution_raises_inside_a_case(nb):
+    source = "with check.case('outer_case'):\n    check.close('outer_case', torch.ones(2) @ torch.ones(3))"
+    nb.cells.append(grade_cell("case_tests", source))
+
+
 def _check_outside_test_cell(nb):
     nb.cells.append(locked_cell("extra", "check.close('stray', torch.ones(1))"))
 
@@ -134,6 +139,11 @@ RUN_CASES = [
     ("solution fails its own check", _declared_shape_wrong, "the solution fails its own check"),
     ("solution raises", _solution_raises, "the solution raised AttributeError"),
     ("check outside a test cell", _check_outside_test_cell, "called outside a test cell"),
+    (
+        "solution raises inside a case",
+        _solution_raises_inside_a_case,
+        "the solution raised RuntimeError: inconsistent tensor size",
+    ),
     ("case names no check", _case_names_no_check, "check.case('outer_valeus') on line 1 names no check"),
 ]
 

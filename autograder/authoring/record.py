@@ -22,7 +22,7 @@ from nbclient import NotebookClient
 from ..cells import hidden_lines, is_test_cell, nbgrader_meta
 from ..checks.checker import MODE_VARIABLE
 from ..checks.compare import Outcome, compare, scored_accuracy, verify_declared
-from ..checks.observation import Observation, observations_in_outputs
+from ..checks.observation import CASE_KIND, RAISED_PREFIX, Observation, observations_in_outputs
 from ..references import Reference
 from .source_rules import SourceError
 
@@ -87,6 +87,11 @@ def record_references(nb, path: Path, labels_for=None) -> dict[str, Reference]:
                     index,
                     f"check name {obs.name!r} repeats: cell {other.cell_index} of {other.notebook} records it too",
                     grade_id,
+                )
+            if obs.kind == CASE_KIND:
+                raised = (obs.problem or "").removeprefix(RAISED_PREFIX)
+                raise SourceError(
+                    path, index, f"the solution raised {raised} inside check.case({obs.name!r})", grade_id
                 )
             if obs.problem:
                 raise SourceError(
