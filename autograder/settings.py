@@ -1,4 +1,5 @@
-"""Our settings, `c.Grading.*` and `c.Collect.*` in the course's nbgrader_config.py.
+"""Our settings, `c.Grading.*`, `c.Collect.*`, `c.Deadlines.*` and `c.LatePolicy.*` in the course's
+nbgrader_config.py.
 
 Every default is written once, here: nbgrader_config.py sets only what a course changes, the
 sandbox's limits are mapped from these by grading/kernel_policy.py (limits_from), and
@@ -7,11 +8,16 @@ sandbox's limits are mapped from these by grading/kernel_policy.py (limits_from)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from traitlets import Bool, Enum, Float, Int, List, Unicode
+from traitlets import Bool, Dict, Enum, Float, Int, List, Unicode
 from traitlets.config import Config, Configurable
+
+from .grading.late_policy import LatePolicy
 
 
 class Grading(Configurable):
@@ -102,8 +108,116 @@ class Collect(Configurable):
     ).tag(config=True)
 
 
+class DueDateError(ValueError):
+    """A due date that cannot be read without guessing; the message says what to write instead."""
+
+
+@dataclass(frozen=True)
+class DueDate:
+    """A deadline as the course wrote it (text, and its zone's name) and as nbgrader stores it:
+    `utc`, a naive UTC datetime (Assignment.duedate, SubmittedAssignment.timestamp)."""
+
+    utc: datetime
+    zone: str
+
+    @property
+    def local(self) -> datetime:
+        return self.utc.replace(tzinfo=UTC).astimezone(_zone(self.zone))
+
+    def shown(self) -> str:
+        """'Thu 10 Dec 2026, 23:59 Europe/Dublin' (and the UTC time where the zone is not UTC)."""
+        local = self.local
+        text = f"{local:%a %d %b %Y, %H:%M}" if local.second == 0 else f"{local:%a %d %b %Y, %H:%M:%S}"
+        if self.zone == "UTC":
+            return f"{text} UTC"
+        return f"{text} {self.zone} ({self.utc:%Y-%m-%d %H:%M} UTC)"
+
+
+_DUE_TEXT = re.compile(r"(\d{4}-\d{2}-\d{2})[ T](\d{2}:\d{2}(?::\d{2})?)(.*)")
+_OFFSET = re.compile(r"([+-])(\d{2}):?(\d{2})")
+
+
+def _zone(name: str):
+    if name in ("UTC", "Z", "GMT"):
+        return UTC
+    offset = _OFFSET.fullmatch(name)
+    if offset:
+        sign = -1 if offset[1] == "-" else 1
+        return timezone(sign * timedelta(hours=int(offset[2]), minutes=int(offset[3])))
+    return ZoneInfo(name)
+
+
+def parse_due_date(text: str) -> DueDate:
+    """'2026-12-10 23:59 Europe/Dublin' (a zone name of the tz database), '2026-12-10 23:59:30 UTC',
+    '2026-12-10T23:59+01:00'. A date without a zone is refused rather than read as UTC, and so is a
+    local time that a daylight-saving change skips or repeats (say it with an offset)."""
+    example = "write it as 2026-12-10 23:59 Europe/Dublin, 2026-12-10 23:59 UTC or 2026-12-10T23:59+01:00"
+    match = _DUE_TEXT.fullmatch(str(text).strip())
+    if not match:
+        raise DueDateError(f"{text!r} is not a date and time: {example}")
+    zone = match[3].strip() or None
+    if zone is None:
+        raise DueDateError(f"{text!r} has no time zone (it would be read as UTC): {example}")
+    try:
+        tz = _zone(zone)
+    except (ZoneInfoNotFoundError, ValueError):  # ValueError: a path-like or malformed key
+        raise DueDateError(f"{text!r}: {zone!r} is not a time zone (a tz database name, UTC, or +HH:MM)") from None
+    try:
+        naive = datetime.fromisoformat(f"{match[1]}T{match[2]}")
+    except ValueError as err:
+        raise DueDateError(f"{text!r} is not a real date and time ({err})") from None
+    local = naive.replace(tzinfo=tz)
+    if isinstance(tz, ZoneInfo):  # fold 0 and 1 differ in a skipped hour and in a repeated one
+        if local.astimezone(UTC).astimezone(tz).replace(tzinfo=None) != naive:
+            raise DueDateError(f"{text!r} does not exist in {zone} (clocks go forward that night): choose another time")
+        if local.utcoffset() != naive.replace(tzinfo=tz, fold=1).utcoffset():
+            raise DueDateError(
+                f"{text!r} happens twice in {zone} (clocks go back that night): say it with an offset, e.g. "
+                f"{naive:%Y-%m-%dT%H:%M}{_offset_text(local)}"
+            )
+    return DueDate(local.astimezone(UTC).replace(tzinfo=None), "UTC" if tz is UTC else zone)
+
+
+def _offset_text(moment: datetime) -> str:
+    minutes = int((moment.utcoffset() or timedelta()).total_seconds() // 60)
+    return f"{'-' if minutes < 0 else '+'}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
+
+
+class Deadlines(Configurable):
+    """Due dates (per lab, per student) and the TAs' extensions file: README, "Deadlines and late work".
+
+    They become nbgrader's own: Assignment.duedate and SubmittedAssignment.extension in the gradebook."""
+
+    due = Dict(
+        value_trait=Unicode(),
+        default_value={},
+        help="Each lab's due date, e.g. {'lab1_tensors': '2026-12-10 23:59 Europe/Dublin'} (a zone is required). "
+        "A lab not named here keeps the due date its gradebook has (nbgrader db assignment add --duedate), or none.",
+    ).tag(config=True)
+    student_due = Dict(
+        value_trait=Dict(value_trait=Unicode()),
+        default_value={},
+        help="Per-student due dates, e.g. {'lab1_tensors': {'alice': '2026-12-12 23:59 Europe/Dublin'}}: "
+        "nbgrader's extension, at or after the lab's due date.",
+    ).tag(config=True)
+    extensions_file = Unicode(
+        "extensions.csv",
+        help="The extensions TAs edit, relative to the course folder: a CSV with the header "
+        "student,lab,due,reason (one row per extension; the reason is kept for the staff, never shown to students).",
+    ).tag(config=True)
+
+    def lab_due(self, lab: str) -> DueDate | None:
+        """The lab's due date in the course's configuration (DueDateError names the setting)."""
+        if lab not in self.due:
+            return None
+        try:
+            return parse_due_date(self.due[lab])
+        except DueDateError as err:
+            raise DueDateError(f"c.Deadlines.due[{lab!r}]: {err}") from None
+
+
 #: Our configurable classes, in the order `autograder config` lists them.
-OUR_SETTINGS = (Grading, Collect)
+OUR_SETTINGS = (Grading, Collect, Deadlines, LatePolicy)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,8 @@ from ..checks.observation import MIME_TYPE
 from ..course import Course
 from ..executors import cell_seconds
 from ..outcomes import FailureKind
-from .gradebook import record_result
+from .deadlines import LabDeadlines
+from .gradebook import apply_deadlines, record_result
 from .kernel_policy import make_executor
 from .lab import LabContext
 from .results import Result, fingerprint, load_result, printable, save_result
@@ -65,6 +66,7 @@ def grade_lab(
     on_result(result, reused) is called as each finishes (progress display).
     """
     context = LabContext.load(course, lab)
+    LabDeadlines.load(course, lab)  # a bad due date or extensions file stops the batch before any kernel starts
     if students:  # named ones: an id with no submission and not on the roster is a typo, not a student to add
         refuse_unknown_students(course, lab, students)
     students = students or submitted_students(course, lab)
@@ -87,6 +89,7 @@ def grade_lab(
         else:
             stale[student] = stamp
     if not stale:
+        apply_deadlines(course, lab)  # reused results get an extension or policy changed since
         return [results[s] for s in students]
     context.executor = make_executor(
         context.job_spec(), context.settings, jobs=len(stale), workers=workers, executor=executor
@@ -114,6 +117,7 @@ def grade_lab(
                     on_result(result, False)
     finally:
         context.executor.close()
+    apply_deadlines(course, lab)
     return [results[s] for s in students]
 
 

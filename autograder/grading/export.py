@@ -5,6 +5,12 @@ so a failed run is never mistaken for an honest 0; failure is its kind (outcomes
 "timeout", "not valid JSON", ...), for sorting and counting. Every text cell that a spreadsheet would
 run as a formula (it starts with =, +, -, @, a tab or a carriage return: OWASP's CSV-injection
 rule) is written with a leading ' ; numbers stay numbers.
+
+The late columns are nbgrader's, read from the gradebook (deadlines.lateness_of_lab): seconds_late
+past the student's due date (extension included), penalty (points, SubmittedNotebook.
+late_submission_penalty summed) and score_after_penalty (score − penalty, at least 0, as nbgrader's
+export computes it); seconds_late is empty without a due date or a submission time, the other two
+for a run without a score (failed, missing).
 """
 
 from __future__ import annotations
@@ -19,9 +25,22 @@ from nbgrader.api import Gradebook
 
 from ..atomic_file import write_atomically
 from ..course import Course
+from .deadlines import Lateness, lateness_of_lab
 from .results import load_result, result_path
 
-COLUMNS = ["student", "lab", "status", "failure", "score", "max_score", "sandboxed", "graded_seconds"]
+COLUMNS = [
+    "student",
+    "lab",
+    "status",
+    "failure",
+    "score",
+    "max_score",
+    "sandboxed",
+    "graded_seconds",
+    "seconds_late",
+    "penalty",
+    "score_after_penalty",
+]
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
@@ -46,12 +65,13 @@ def export_csv(course: Course, target: Path, labs: list[str] | None = None) -> i
         writer.writerow(COLUMNS)
         row = lambda values: writer.writerow([spreadsheet_safe(v) for v in values])  # noqa: E731
         for lab in labs:
+            lateness = lateness_of_lab(course, lab)
             for student in students:
                 result = load_result(course.autograded, student, lab)
                 if result is None and os.path.lexists(result_path(course.autograded, student, lab)):
-                    row([student, lab, "failed: result.json is damaged (grade again with --force)", "", "", "", "", ""])
+                    row([student, lab, "failed: result.json is damaged (grade again with --force)", *[""] * 8])
                 elif result is None:
-                    row([student, lab, "missing", "", "", "", "", ""])
+                    row([student, lab, "missing", *[""] * 8])
                 else:
                     # A failed run has no score: an empty cell, never a 0 that looks earned.
                     score = f"{result.score:g}" if result.status == "graded" else ""
@@ -65,8 +85,20 @@ def export_csv(course: Course, target: Path, labs: list[str] | None = None) -> i
                             f"{result.max_score:g}",
                             result.sandboxed,
                             result.seconds,
+                            *_late_columns(lateness.get(student), result.status == "graded"),
                         ]
                     )
                 rows += 1
         write_atomically(target, handle.getvalue())
     return rows
+
+
+def _late_columns(late: Lateness | None, scored: bool) -> list[str]:
+    """seconds_late (empty without a due date or a submission time), penalty and score_after_penalty
+    (empty for a run without a score)."""
+    if late is None:
+        return ["", "", ""]
+    seconds = f"{late.seconds_late:g}" if late.due is not None and late.submitted is not None else ""
+    if not scored:
+        return [seconds, "", ""]
+    return [seconds, f"{late.penalty:g}", f"{late.score_after_penalty:g}"]

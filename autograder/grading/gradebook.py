@@ -3,7 +3,8 @@
 A graded submission gets an auto_score on every test cell. A failed one gets no score
 (auto_score None, needs_manual_grade) on every cell and its notebooks flagged, so that
 formgrader and `nbgrader export` never show it as an honest 0; the reason is in the
-result file and in our export's status column.
+result file and in our export's status column. Each recorded submission gets its lab's due date,
+its extension and its late penalties where nbgrader keeps them (deadlines.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from nbgrader.api import Gradebook, MissingEntry
 from sqlalchemy.exc import SAWarning
 
 from ..course import Course
+from .deadlines import LabDeadlines, apply_to_submission, late_penalties
 from .results import Result
 
 
@@ -33,9 +35,11 @@ _WRITER = threading.Lock()  # one writer at a time, whatever the number of gradi
 
 
 def record_result(course: Course, result: Result, timestamp: datetime | None = None) -> None:
+    assigner = late_penalties(course)
     with _WRITER, Gradebook(course.db_url, course.coursedir().course_id) as gb, warnings.catch_warnings():
         # nbgrader's update_or_create_submission trips SQLAlchemy's autoflush warning; harmless.
         warnings.simplefilter("ignore", category=SAWarning)
+        deadlines = LabDeadlines.load(course, result.lab, gb)  # a bad extensions file: before anything is written
         gb.update_or_create_student(result.student)
         extra = {"timestamp": timestamp} if timestamp else {}
         submission = gb.update_or_create_submission(result.lab, result.student, **extra)
@@ -53,7 +57,28 @@ def record_result(course: Course, result: Result, timestamp: datetime | None = N
                 grade.auto_score = score
                 # formgrader's rule: a cell needs a TA while it has no score at all; a TA's score stands unflagged
                 grade.needs_manual_grade = score is None and grade.manual_score is None
+        gb.db.commit()  # the notebooks' scores are read back from the database for the penalties
+        apply_to_submission(submission, deadlines, assigner)
         gb.db.commit()
+
+
+def apply_deadlines(course: Course, lab: str) -> int:
+    """Due dates, extensions and late penalties onto every submission of `lab` in the gradebook (after
+    the extensions file or the policy changed, and for results a batch reused); returns how many."""
+    deadlines = LabDeadlines.load(course, lab)
+    assigner = late_penalties(course)
+    with _WRITER, Gradebook(course.db_url, course.coursedir().course_id) as gb:
+        try:
+            assignment = gb.find_assignment(lab)
+        except MissingEntry:
+            return 0
+        if deadlines.configured and deadlines.due is not None:
+            assignment.duedate = deadlines.due.utc
+        submissions = assignment.submissions
+        for submission in submissions:
+            apply_to_submission(submission, deadlines, assigner)
+        gb.db.commit()
+        return len(submissions)
 
 
 def recorded_scores(course: Course, lab: str) -> dict[str, tuple[float, float]]:
