@@ -106,6 +106,7 @@ def grade(
     """Grade every submission in submitted/<student>/LAB/ (resumes where a batch stopped)."""
     from .executors import probe
     from .grading.batch import grade_lab, submitted_students
+    from .grading.deadlines import lateness_of_lab
     from .grading.table import results_table
 
     c = _load(course)
@@ -148,7 +149,7 @@ def grade(
             results = grade_lab(c, lab, students, force=force, workers=workers or None, on_result=on_result)
         except (CourseError, RuntimeError) as err:  # RuntimeError: the ray extra is missing
             _fail(str(err))
-    console.print(results_table(results))
+    console.print(results_table(results, lateness_of_lab(c, lab)))
 
 
 @app.command()

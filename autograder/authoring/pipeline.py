@@ -8,7 +8,8 @@ Order (each step a function below; the first failure stops the lab with a Source
      reference code (`expected=` arguments and what feeds only them: reference_code)
   4. the release holds no solution or hidden-test text (check_release)
   5. each release notebook carries its public references, limits and cells in its metadata
-     (release_metadata); all references go to the private folder
+     (release_metadata), and its due date (c.Deadlines.due) as a first markdown line, also set
+     in the gradebook as nbgrader's Assignment.duedate; all references go to the private folder
   6. executed solution notebooks, hidden tests removed, go to solutions/
 
 Rebuilds are reproducible: a references file or a solution notebook whose new content agrees
@@ -28,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nbformat
+from nbgrader.api import Gradebook
 from nbgrader.converters import GenerateAssignment
 from nbgrader.utils import capture_log
 from traitlets.config import Config
@@ -38,6 +40,7 @@ from ..checks.observation import strip_observations
 from ..course import Course
 from ..mutation.mutants import strip_declarations
 from ..references import Reference, save_references
+from ..settings import Deadlines, DueDate, DueDateError
 from .agreement import references_agree
 from .record import (
     check_points_are_hidden,
@@ -69,6 +72,7 @@ class BuildReport:
 def build_lab(course: Course, lab: str) -> BuildReport:
     start = time.perf_counter()
     course.check_lab(lab)
+    due = lab_due_date(course, lab)  # a bad one stops the build before the solution runs
     sources = course.source_notebooks(lab)
     references: dict[str, Reference] = {}
     executed = {}
@@ -98,14 +102,16 @@ def build_lab(course: Course, lab: str) -> BuildReport:
     private_file = course.references_file(lab)
     # before nbgrader replaces release/<lab>/ as a whole
     old_public = {path: old_public_references(course.release / lab / path.name) for path in sources}
-    generate_release(course, lab)
+    generate_release(course, lab, due)
     grading = course.grading
     limits = {"cell_timeout": grading.cell_timeout, "notebook_timeout": grading.notebook_timeout}
     agree = True
     for path in sources:
         release_notebook = course.release / lab / path.name
         check_release(read_notebook(path), read_notebook(release_notebook), path)
-        kept = write_release_metadata(release_notebook, lab, references, limits, old_public[path])
+        kept = write_release_metadata(
+            release_notebook, lab, references, limits, old_public[path], due=due.shown() if due else None
+        )
         agree = agree and (kept or old_public[path] is None)
     old_private = _read_bytes(private_file)
     # A solution notebook keeps its old outputs only when no reference moved beyond its tolerance.
@@ -117,8 +123,17 @@ def build_lab(course: Course, lab: str) -> BuildReport:
     return BuildReport(lab, [p.stem for p in sources], len(references), hidden, points, time.perf_counter() - start)
 
 
-def generate_release(course: Course, lab: str) -> None:
-    """nbgrader's generate_assignment: release/<lab>/ and the gradebook's copy of every cell."""
+def lab_due_date(course: Course, lab: str) -> DueDate | None:
+    """The lab's due date in c.Deadlines.due (None: none set there)."""
+    try:
+        return Deadlines(config=course.config).lab_due(lab)
+    except DueDateError as err:
+        raise SourceError(course.source / lab, None, f"{err} (nbgrader_config.py)") from None
+
+
+def generate_release(course: Course, lab: str, due: DueDate | None = None) -> None:
+    """nbgrader's generate_assignment: release/<lab>/ and the gradebook's copy of every cell; and the
+    gradebook assignment's duedate when the course sets one (else it keeps the one it has)."""
     config = Config(course.config)
     # Reference code leaves every test cell before nbgrader saves it to the gradebook (SaveCells):
     # what OverwriteCells restores under grading, and the release, compute no reference.
@@ -136,6 +151,9 @@ def generate_release(course: Course, lab: str) -> None:
             None,
             f"nbgrader generate_assignment failed:\n{result.get('log', '')}{result.get('error', '')}",
         )
+    if due is not None:
+        with Gradebook(course.db_url, coursedir.course_id) as gb:
+            gb.update_or_create_assignment(lab, duedate=due.utc)
 
 
 def check_release(source, release, path: Path) -> None:

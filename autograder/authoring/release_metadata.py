@@ -21,6 +21,9 @@ from .agreement import references_agree
 from .record import read_notebook
 from .source_rules import SourceError
 
+#: The cell metadata key of the due-date line the build puts first in a release notebook.
+DUE_DATE_CELL = "autograder-due-date"
+
 
 def old_public_references(release_notebook) -> dict | None:
     """The public references a previous build put in this notebook (None: none readable)."""
@@ -40,10 +43,21 @@ def write_release_metadata(
     references: dict[str, Reference],
     limits: dict[str, int],
     old_references: dict | None,
+    due: str | None = None,
 ) -> bool:
-    """Put the block into the release notebook nbgrader just wrote; returns whether the old
-    public references were kept (they agree with this build's)."""
+    """Put the block into the release notebook nbgrader just wrote, and `due` (the lab's due date, as
+    people read it) as its first cell; returns whether the old public references were kept (they agree
+    with this build's)."""
     nb = read_notebook(release_notebook)
+    if due:  # a plain markdown cell: no grade_id, so nothing grades, restores or checks it
+        nb.cells.insert(
+            0,
+            nbformat.v4.new_markdown_cell(
+                f"**Due: {due}.**",
+                id=DUE_DATE_CELL,
+                metadata={DUE_DATE_CELL: True, "editable": False, "deletable": False},
+            ),
+        )
     strip_declarations(nb)  # the instructor's mutants and equivalents quote the solution
     stem = release_notebook.stem
     new_references = public_document({n: r for n, r in references.items() if r.notebook == stem})

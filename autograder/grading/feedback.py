@@ -5,8 +5,8 @@ verdicts in result.json. The page returns verdicts, never what the grading run p
 output of any cell is shown (student code running after a hidden test can read it from the
 kernel's history or frames and print it), only
 
-- a summary: lab, notebook, student, status (a failed run's reason), score, a table of the
-  test cells;
+- a summary: lab, notebook, student, status (a failed run's reason), the due date and any late
+  penalty (the gradebook's, deadlines.py), score, a table of the test cells;
 - the cells' sources: code highlighted by pygments, markdown rendered by markup.py (mistune, raw HTML
   escaped, links kept only for http(s)/mailto/#, images only as data: PNG/JPEG/GIF/WebP (or a
   cell attachment of those types), `$...$`/`$$...$$` converted to MathML here (latex2mathml,
@@ -54,6 +54,7 @@ from ..cells import is_test_cell, nbgrader_meta
 from ..checks.observation import MAX_JSON_CHARS, NUMERIC_DTYPES, RAISED_PREFIX
 from ..course import Course
 from ..references import load_references
+from .deadlines import Lateness, lateness_of_lab
 from .markup import attr, esc, render_markdown
 from .results import CellScore, Result, load_result, result_path
 
@@ -142,6 +143,11 @@ def write_feedback(
     report = on_problem or (lambda student, problem: log.warning("feedback for %s: %s", student, problem))
     cap = int(course.grading.max_feedback_mib * 2**20)
     hints = _check_hints(course, lab)
+    try:
+        lateness = lateness_of_lab(course, lab)
+    except Exception as err:  # an unreadable gradebook: the pages still come, without the deadline
+        log.warning("feedback for %s: due dates not shown (%s: %s)", lab, type(err).__name__, str(err)[:200])
+        lateness = {}
     written = []
     for student in students:
         try:
@@ -160,7 +166,7 @@ def write_feedback(
             continue
         for notebook in notebooks:
             try:
-                page, problem = _write_one(course, result, notebook, cap, hints)
+                page, problem = _write_one(course, result, notebook, cap, hints, lateness.get(student))
                 written.append(page)
                 if problem:
                     report(student, f"{notebook}: {problem}")
@@ -175,7 +181,7 @@ def _submitted_notebooks(course: Course, student: str, lab: str) -> set[str]:
 
 
 def _write_one(
-    course: Course, result: Result, notebook: str, cap: int, hints: dict[str, str] | None
+    course: Course, result: Result, notebook: str, cap: int, hints: dict[str, str] | None, late: Lateness | None = None
 ) -> tuple[Path, str | None]:
     """Write one page; returns it and a problem worth telling the TA (or None). hints: see _redacted."""
     nb, problem = _read_autograded(course.autograded / result.student / result.lab / f"{notebook}.ipynb")
@@ -184,7 +190,7 @@ def _write_one(
     cells = {c.grade_id: _redacted(c, hidden, hints) for c in result.cells if c.notebook == notebook}
     page = ""
     for detail in ("full", "compact", "verdicts") if problem is None else ("unreadable",):  # the most that fits
-        page = render_page(result, notebook, nb, cells, clear, detail=detail)
+        page = render_page(result, notebook, nb, cells, clear, detail=detail, late=late)
         if len(page.encode("utf-8", "replace")) <= cap:
             break
         shrunk = f"the page would be over {cap / 2**20:g} MiB (c.Grading.max_feedback_mib)"
@@ -211,7 +217,13 @@ def _read_autograded(path: Path):
 
 
 def render_page(
-    result: Result, notebook: str, nb, cells: dict[str, CellScore], clear: ClearHiddenTests, detail: str = "full"
+    result: Result,
+    notebook: str,
+    nb,
+    cells: dict[str, CellScore],
+    clear: ClearHiddenTests,
+    detail: str = "full",
+    late: Lateness | None = None,
 ) -> str:
     """The whole HTML page: summary, then every cell's source (test cells with their verdicts).
 
@@ -219,7 +231,7 @@ def render_page(
     over the size cap; "verdicts" (the test cells' verdicts alone), or "unreadable" (the same, for
     an autograded notebook that could not be read)."""
     title = f"Feedback: {result.lab} / {notebook}"
-    body = [_summary(result, notebook, cells), "<main>\n<h2>Your notebook</h2>"]
+    body = [_summary(result, notebook, cells, late), "<main>\n<h2>Your notebook</h2>"]
     notice = {
         "full": "",
         "compact": "Long cells are cut and images left out to keep this page small.",
@@ -373,15 +385,19 @@ def _check_hints(course: Course, lab: str) -> dict[str, str] | None:
 # ---- summary and verdicts -------------------------------------------------------------------------
 
 
-def _summary(result: Result, notebook: str, cells: dict[str, CellScore]) -> str:
+def _summary(result: Result, notebook: str, cells: dict[str, CellScore], late: Lateness | None = None) -> str:
     failed = result.status != "graded"
     rows = [("Lab", result.lab), ("Notebook", notebook), ("Student", result.student), ("Status", result.status_text)]
+    if late is not None and late.due is not None:  # the reason for an extension is the staff's, never shown
+        rows += [("Due", late.due + (" (your extended due date)" if late.extended else "")), ("Submitted", late.note())]
     facts = "".join(
         f'<tr><th scope="row">{esc(k)}</th><td{" class=failed" if k == "Status" and failed else ""}>'
         f"{esc(v)}</td></tr>\n"
         for k, v in rows
     )
     score = "not scored (the run failed)" if failed else f"{result.score:g} / {result.max_score:g}"
+    if not failed and late is not None and late.penalty > 0:
+        score = f"{late.score_after_penalty:g} / {result.max_score:g} ({late.score:g} before the late penalty)"
     facts += f'<tr><th scope="row">Score</th><td class="score">{esc(score)}</td></tr>\n'
     parts = [
         f"<header>\n<h1>Feedback: {esc(result.lab)} / {esc(notebook)}</h1>\n"
