@@ -11,6 +11,8 @@ Order (each step a function below; the first failure stops the lab with a Source
      (release_metadata), and its due date (c.Deadlines.due) as a first markdown line, also set
      in the gradebook as nbgrader's Assignment.duedate; all references go to the private folder
   6. executed solution notebooks, hidden tests removed, go to solutions/
+  7. the rubrics of the written answers (manually graded answer cells) go to the private folder
+     (rubrics.py); neither the release nor the solutions carry them
 
 Rebuilds are reproducible: a references file or a solution notebook whose new content agrees
 with the file already there keeps the existing bytes (write_references, write_solution; "agrees"
@@ -40,6 +42,7 @@ from ..checks.observation import strip_observations
 from ..course import Course
 from ..mutation.mutants import strip_declarations
 from ..references import Reference, save_references
+from ..rubrics import Rubric, rubrics_file, save_rubrics
 from ..settings import Deadlines, DueDate, DueDateError
 from .agreement import references_agree
 from .record import (
@@ -50,6 +53,7 @@ from .record import (
 )
 from .reference_code import StripReferenceCode, strip_reference_code
 from .release_metadata import old_public_references, write_release_metadata
+from .rubrics import rubrics_in, strip_rubrics
 from .source_rules import SourceError, check_source
 
 
@@ -76,10 +80,20 @@ def build_lab(course: Course, lab: str) -> BuildReport:
     sources = course.source_notebooks(lab)
     references: dict[str, Reference] = {}
     executed = {}
+    rubrics: dict[str, Rubric] = {}
     points = 0.0
     for path in sources:
         nb = read_notebook(path)
         check_source(nb, path)
+        for rubric in rubrics_in(nb, path.stem):  # `autograder review --question` names it by grade_id
+            if rubric.grade_id in rubrics:
+                raise SourceError(
+                    path,
+                    None,
+                    f"written answer {rubric.grade_id!r} repeats: {rubrics[rubric.grade_id].notebook} has it too",
+                    rubric.grade_id,
+                )
+            rubrics[rubric.grade_id] = rubric
         points += sum(
             float(c.metadata.get("nbgrader", {}).get("points", 0))
             for c in nb.cells
@@ -118,6 +132,7 @@ def build_lab(course: Course, lab: str) -> BuildReport:
     agree = (write_references(references, private_file, old_private) or old_private is None) and agree
     for path, nb in executed.items():
         write_solution(nb, course.solutions / lab / path.name, keep_outputs=agree)
+    save_rubrics(list(rubrics.values()), rubrics_file(course, lab))
 
     hidden = sum(ref.hidden for ref in references.values())
     return BuildReport(lab, [p.stem for p in sources], len(references), hidden, points, time.perf_counter() - start)
@@ -192,6 +207,7 @@ def write_solution(executed, target: Path, *, keep_outputs: bool = False) -> boo
     nb = copy.deepcopy(executed)
     strip_observations(nb)
     strip_declarations(nb)  # `autograder mutate`'s declarations: the instructor's, not the students
+    strip_rubrics(nb)  # published while students may still be waiting for their written answers' grades
     for cell in nb.cells:
         cell.metadata.pop("execution", None)  # nbclient's timestamps: noise in every rebuild's diff
         lines = cell.source.splitlines()

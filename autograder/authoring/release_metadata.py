@@ -19,6 +19,7 @@ from ..mutation.mutants import strip_declarations
 from ..references import Reference, public_document
 from .agreement import references_agree
 from .record import read_notebook
+from .rubrics import strip_rubrics
 from .source_rules import SourceError
 
 #: The cell metadata key of the due-date line the build puts first in a release notebook.
@@ -59,6 +60,7 @@ def write_release_metadata(
             ),
         )
     strip_declarations(nb)  # the instructor's mutants and equivalents quote the solution
+    strip_rubrics(nb)  # what earns a written answer's points is the TAs' (private/<lab>/rubrics.json)
     stem = release_notebook.stem
     new_references = public_document({n: r for n, r in references.items() if r.notebook == stem})
     kept = old_references is not None and references_agree(_bytes(old_references), _bytes(new_references))

@@ -20,6 +20,7 @@ from ..cells import (
     marker_lines,
     nbgrader_meta,
 )
+from .rubrics import rubric_problem
 
 
 class SourceError(Exception):
@@ -69,3 +70,6 @@ def check_source(nb, path: Path | str) -> None:
             seen_ids[grade_id] = index
         if meta.get("grade") and not isinstance(meta.get("points"), (int, float)):
             fail("a graded cell without points (metadata nbgrader.points)")
+        problem = rubric_problem(cell)  # a written answer needs its rubric; a rubric, a written answer
+        if problem:
+            fail(problem)

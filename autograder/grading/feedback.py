@@ -11,6 +11,9 @@ kernel's history or frames and print it), only
   escaped, links kept only for http(s)/mailto/#, images only as data: PNG/JPEG/GIF/WebP (or a
   cell attachment of those types), `$...$`/`$$...$$` converted to MathML here (latex2mathml,
   then re-serialised through an element and attribute allow-list: no script needed to read it);
+- each written answer (a manually graded answer cell) as plain text, never as markup (it is the
+  student's), with the TA's score and comment from the gradebook (`autograder review`, formgrader),
+  or that it awaits a TA;
 - each test cell with its hidden-test regions removed (nbgrader's ClearHiddenTests) and, below
   it, its points and every check's name, PASS/FAIL and message. What a message quotes of the
   kernel is reduced to what the grader can vouch for, since student code under grading writes it
@@ -54,9 +57,11 @@ from ..cells import is_test_cell, nbgrader_meta
 from ..checks.observation import MAX_JSON_CHARS, NUMERIC_DTYPES, RAISED_PREFIX
 from ..course import Course
 from ..references import load_references
+from ..rubrics import is_manual_answer_cell
 from .deadlines import Lateness, lateness_of_lab
 from .markup import attr, esc, render_markdown
 from .results import CellScore, Result, load_result, result_path
+from .review import ManualGrade, manual_grades
 
 # No script of any kind, nothing fetched: inline styles, and images only from data: URIs.
 CSP = (
@@ -188,9 +193,11 @@ def _write_one(
     clear = ClearHiddenTests(config=course.config)
     hidden = _hidden_lines(nb, clear)
     cells = {c.grade_id: _redacted(c, hidden, hints) for c in result.cells if c.notebook == notebook}
+    written, unread = _written_answers(course, result, notebook)
+    problem = f"{problem}; {unread}" if problem and unread else problem or unread
     page = ""
     for detail in ("full", "compact", "verdicts") if problem is None else ("unreadable",):  # the most that fits
-        page = render_page(result, notebook, nb, cells, clear, detail=detail, late=late)
+        page = render_page(result, notebook, nb, cells, clear, detail=detail, late=late, written=written)
         if len(page.encode("utf-8", "replace")) <= cap:
             break
         shrunk = f"the page would be over {cap / 2**20:g} MiB (c.Grading.max_feedback_mib)"
@@ -224,6 +231,7 @@ def render_page(
     clear: ClearHiddenTests,
     detail: str = "full",
     late: Lateness | None = None,
+    written: dict[str, ManualGrade] | None = None,
 ) -> str:
     """The whole HTML page: summary, then every cell's source (test cells with their verdicts).
 
@@ -248,7 +256,7 @@ def render_page(
         ]
     else:
         for index, cell in enumerate(nb.cells):
-            body.append(_cell(cell, index, cells, clear, compact=detail == "compact"))
+            body.append(_cell(cell, index, cells, clear, compact=detail == "compact", written=written))
     body.append("</main>")
     return (
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n'
@@ -436,8 +444,17 @@ def _verdict(score: CellScore) -> str:
 # ---- cells ---------------------------------------------------------------------------------------
 
 
-def _cell(cell, index: int, scores: dict[str, CellScore], clear: ClearHiddenTests, compact: bool = False) -> str:
+def _cell(
+    cell,
+    index: int,
+    scores: dict[str, CellScore],
+    clear: ClearHiddenTests,
+    compact: bool = False,
+    written: dict[str, ManualGrade] | None = None,
+) -> str:
     kind = cell.get("cell_type")
+    if is_manual_answer_cell(cell):
+        return _written_answer(cell, (written or {}).get(str(nbgrader_meta(cell).get("grade_id", ""))), compact)
     if kind == "markdown":
         text, attachments = _shortened(cell.get("source", ""), compact), None if compact else cell.get("attachments")
         return f'<section class="cell markdown">\n{render_markdown(text, attachments)}</section>'
@@ -453,6 +470,33 @@ def _cell(cell, index: int, scores: dict[str, CellScore], clear: ClearHiddenTest
     return (
         f'<section class="cell test" id="{_anchor(grade_id)}">\n<p class="label">test cell '
         f"<code>{esc(grade_id)}</code></p>\n{code}{verdict}\n</section>"
+    )
+
+
+def _written_answers(course: Course, result: Result, notebook: str) -> tuple[dict[str, ManualGrade], str | None]:
+    """The notebook's written answers' grades by grade_id, and why they could not be read (or None)."""
+    try:
+        grades = manual_grades(course, result.lab, result.student)
+    except Exception as err:  # an unreadable gradebook or rubrics file: the page still comes, saying so per answer
+        return {}, f"the written answers' grades cannot be read ({type(err).__name__}: {str(err)[:200]})"
+    return {grade_id: grade for (name, grade_id), grade in grades.items() if name == notebook}, None
+
+
+def _written_answer(cell, grade: ManualGrade | None, compact: bool) -> str:
+    """A written answer: the student's text as text (escaped, never rendered), the TA's score and comment."""
+    grade_id = str(nbgrader_meta(cell).get("grade_id", ""))
+    text = _shortened(cell.get("source", ""), compact)
+    if grade is not None and grade.score is not None:
+        verdict = f'<p class="points">{grade.score:g} / {grade.max_score:g} points (graded by a TA)</p>'
+        if grade.comment:
+            verdict += f'\n<div class="comment"><p class="label">TA\'s comment</p><pre>{esc(grade.comment)}</pre></div>'
+    else:
+        points = grade.max_score if grade is not None else nbgrader_meta(cell).get("points", 0)
+        verdict = f'<p class="points">awaiting a TA\'s grade ({esc(f"{float(points):g}")} points)</p>'
+    return (
+        f'<section class="cell written" id="answer-{_anchor(grade_id)[5:]}">\n<p class="label">written answer '
+        f'<code>{esc(grade_id)}</code></p>\n<pre class="answer">{esc(text)}</pre>\n<div class="verdict">\n{verdict}\n'
+        "</div>\n</section>"
     )
 
 
@@ -511,6 +555,9 @@ td.score { font-weight: bold; }
 .cell { margin: 1rem 0; }
 .cell.code, .cell.test { border-left: 3px solid #ddd; padding-left: 0.75rem; }
 .cell.test { border-left-color: #4a7ebb; }
+.cell.written { border-left: 3px solid #8a6fb5; padding-left: 0.75rem; }
+.cell.written pre.answer { background: #f7f7f7; padding: 0.5rem; }
+.comment { background: #f3effa; padding: 0.3rem 0.6rem; margin-top: 0.3rem; }
 .label { margin: 0; color: #555; font-size: 0.9rem; }
 .highlight { background: #f7f7f7; overflow-x: auto; }
 .highlight pre { margin: 0; padding: 0.5rem; }

@@ -9,11 +9,15 @@ from .deadlines import Lateness
 from .results import Result
 
 
-def results_table(results: list[Result], lateness: dict[str, Lateness] | None = None) -> Table:
+def results_table(
+    results: list[Result], lateness: dict[str, Lateness] | None = None, *, to_grade: dict[str, float] | None = None
+) -> Table:
     """Student, score, status (with a failed run's reason) and seconds; a caption counts statuses.
     Student ids and reasons are shown as plain text: a reason can quote a student's file name,
-    which must not be read as rich markup. lateness (deadlines.lateness_of_lab): a "late" column
-    when the lab has a due date, with the penalty and the score it leaves."""
+    which must not be read as rich markup. to_grade (review.points_to_grade): a student's written
+    answers' points still awaiting a TA, as "17.6 / 22 + 3 to grade".
+    lateness (deadlines.lateness_of_lab): a "late" column when the lab has a due date, with the
+    penalty and the score it leaves."""
     counts: dict[str, int] = {}
     for r in results:
         key = "graded" if r.status == "graded" else f"failed ({r.failure_kind})"
@@ -27,6 +31,8 @@ def results_table(results: list[Result], lateness: dict[str, Lateness] | None = 
     for r in results:
         style = "green" if r.status == "graded" and r.sandboxed else "red"
         score = f"{r.score:g} / {r.max_score:g}" if r.status == "graded" else f"- / {r.max_score:g}"
+        if to_grade and to_grade.get(r.student):  # written answers no TA has scored yet (autograder review)
+            score += f" + {to_grade[r.student]:g} to grade"
         row: list[Text | str] = [Text(r.student), score, Text(r.status_text, style=style), f"{r.seconds:.1f}"]
         if late_column:
             row.append(_late_cell(lateness.get(r.student), r))
