@@ -107,6 +107,7 @@ def grade(
     from .executors import probe
     from .grading.batch import grade_lab, submitted_students
     from .grading.deadlines import lateness_of_lab
+    from .grading.review import points_to_grade
     from .grading.table import results_table
 
     c = _load(course)
@@ -149,7 +150,7 @@ def grade(
             results = grade_lab(c, lab, students, force=force, workers=workers or None, on_result=on_result)
         except (CourseError, RuntimeError) as err:  # RuntimeError: the ray extra is missing
             _fail(str(err))
-    console.print(results_table(results, lateness_of_lab(c, lab)))
+    console.print(results_table(results, lateness_of_lab(c, lab), to_grade=points_to_grade(c, lab)))
 
 
 @app.command()
@@ -398,6 +399,54 @@ def data(
     console.print(
         f"[green]data sets in {c.data}:[/] {', '.join(available) or 'none'} (hashes in {MANIFEST}; "
         f"held-out labels in {c.data / 'labels'}, never mounted in a sandbox)",
+        highlight=False,
+    )
+
+
+def _ask_line(prompt: str) -> str:
+    """One line typed at the terminal ('' for a blank); EOFError at the end of input (or Ctrl-C/D)."""
+    try:
+        return typer.prompt(prompt, default="", show_default=False)
+    except typer.Abort:
+        raise EOFError from None
+
+
+@app.command()
+def review(
+    lab: str,
+    question: Annotated[
+        str, typer.Option(help="The written question: its grade_id (the build lists them in private/LAB/rubrics.json).")
+    ],
+    student: Annotated[
+        list[str] | None, typer.Option(help="Only these students (revisits answers already scored).")
+    ] = None,
+    all_answers: Annotated[bool, typer.Option("--all", help="Also the answers a TA has scored already.")] = False,
+    course: CourseOption = Path("."),
+):
+    """Grade one written answer across the class: each student's answer, the rubric, points and a comment.
+
+    Written into nbgrader's gradebook (formgrader shows the same) one student at a time; 'q' stops,
+    keeping what was recorded. Answers already scored are skipped unless --all or --student."""
+    from .grading.review import ReviewError, review_question
+
+    c = _load(course)
+    try:
+        c.check_lab(lab)
+        report = review_question(
+            c,
+            lab,
+            question,
+            console,
+            _ask_line,
+            students=student,
+            include_graded=all_answers,
+        )
+    except (CourseError, ReviewError) as err:
+        _fail(str(err))
+    console.print(
+        f"scored {report.scored}, skipped {report.skipped}"
+        + (" (stopped)" if report.stopped else "")
+        + f"; {report.left} answer(s) of {question} still to grade",
         highlight=False,
     )
 
