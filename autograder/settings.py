@@ -191,13 +191,13 @@ class Deadlines(Configurable):
     due = Dict(
         value_trait=Unicode(),
         default_value={},
-        help="Each lab's due date, e.g. {'lab1_tensors': '2026-12-10 23:59 Europe/Dublin'} (a zone is required). "
+        help="Each lab's due date, e.g. {'lab1_cross_entropy': '2026-12-10 23:59 Europe/Dublin'} (a zone is required). "
         "A lab not named here keeps the due date its gradebook has (nbgrader db assignment add --duedate), or none.",
     ).tag(config=True)
     student_due = Dict(
         value_trait=Dict(value_trait=Unicode()),
         default_value={},
-        help="Per-student due dates, e.g. {'lab1_tensors': {'alice': '2026-12-12 23:59 Europe/Dublin'}}: "
+        help="Per-student due dates, e.g. {'lab1_cross_entropy': {'alice': '2026-12-12 23:59 Europe/Dublin'}}: "
         "nbgrader's extension, at or after the lab's due date.",
     ).tag(config=True)
     extensions_file = Unicode(

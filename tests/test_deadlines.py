@@ -382,3 +382,33 @@ def test_an_extension_for_a_lab_without_a_due_date_is_refused(built, no_extensio
             LabDeadlines.load(course, LAB)
     finally:
         apply_deadlines(built, LAB)  # the course's due date back in the gradebook
+
+
+# ---- end to end: real kernels, `autograder grade` twice ---------------------------------------------
+
+
+def test_a_late_class_graded_then_an_extension_granted(built, no_extensions):
+    """Two honest students from the release (its due-date line included), one 3 h 10 min late, graded by
+    real kernels; then an extension for the late one, and the next batch reuses both results (no kernel)
+    and lifts the penalty."""
+    from autograder.demo import DemoStudent, make_submission
+    from autograder.grading.batch import grade_lab
+
+    course = with_policy(built, penalty_method="per_hour", penalty_percent=2.5)
+    course.config.Grading.notebook_timeout = 120
+    students = {"e2e_on_time": "2026-12-10 22:00:00.000000 UTC", "e2e_late": "2026-12-11 03:09:00.000000 UTC"}
+    for student, when in students.items():
+        make_submission(course, LAB, DemoStudent(student, "correct"))
+        (course.submitted / student / LAB / "timestamp.txt").write_text(when + "\n")
+    results = {r.student: r for r in grade_lab(course, LAB, list(students), force=True, workers=2)}
+    assert {s: (r.status, r.score) for s, r in results.items()} == {s: ("graded", 3.0) for s in students}
+    late = lateness_of_lab(course, LAB)
+    assert late["e2e_on_time"].note() == "on time"
+    assert (late["e2e_late"].note(), late["e2e_late"].score_after_penalty) == ("submitted 3 h 10 min late: −10 %", 2.7)
+
+    write_extensions(built, "e2e_late,tiny,2026-12-11 04:00 Europe/Dublin,family emergency")
+    reused = []
+    grade_lab(course, LAB, list(students), on_result=lambda result, was_reused: reused.append(was_reused))
+    assert reused == [True, True]
+    assert lateness_of_lab(course, LAB)["e2e_late"].note() == "on time"
+    assert penalties(course, "e2e_late") == (0, [None], timedelta(hours=4, minutes=1))
