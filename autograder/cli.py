@@ -355,6 +355,44 @@ def mutate(
         _fail("; ".join(failing))
 
 
+@app.command("import-otter")
+def import_otter(
+    master: Annotated[Path, typer.Argument(help="An otter assign master notebook (otter's v1 format).")],
+    lab: Annotated[
+        str | None, typer.Option(help="The lab's name (default: the master's `name:` setting, else its file name).")
+    ] = None,
+    force: Annotated[bool, typer.Option(help="Replace source/<lab>/<lab>.ipynb when it exists.")] = False,
+    course: CourseOption = Path("."),
+):
+    """Turn an otter-grader assignment into source/<lab>/<lab>.ipynb (the otter extra: pip install '.[otter]').
+
+    Solutions, public and hidden tests and points are carried over; every otter feature that is not
+    is printed. Then run `autograder build LAB`."""
+    from rich.text import Text
+
+    from .authoring.otter_import import OtterImportError
+    from .authoring.otter_import import import_otter as run_import
+
+    c = _load(course)
+    try:
+        imported = run_import(master, c.root, lab, force=force)
+    except OtterImportError as err:
+        _fail(str(err))
+    table = Table(title=f"Imported {master.name} as {imported.lab}")
+    for column in ("question", "points", "public tests", "hidden tests"):
+        table.add_column(column)
+    for question in imported.questions:
+        table.add_row(
+            Text(question.name), f"{question.points:g}", str(question.public_tests), str(question.hidden_tests)
+        )
+    console.print(table)
+    if imported.not_carried:  # texts quote the master (question names, test code): plain text, never markup
+        console.print("[yellow]not carried over:[/]")
+        for line in imported.not_carried:
+            console.print(Text(f"  - {line}"), soft_wrap=True)
+    console.print(Text(f"wrote {imported.path}; next: autograder build {imported.lab}"), soft_wrap=True)
+
+
 @app.command()
 def demo(
     course: CourseOption = Path("."),
