@@ -6,6 +6,9 @@ so a failed run is never mistaken for an honest 0; failure is its kind (outcomes
 run as a formula (it starts with =, +, -, @, a tab or a carriage return: OWASP's CSV-injection
 rule) is written with a leading ' ; numbers stay numbers.
 
+The score is the gradebook's (exports/scores.py): a TA's manual score stands over the autograder's, and
+result.json says only whether the run was graded or failed; the other formats (exports/) read the same.
+
 The late columns are nbgrader's, read from the gradebook (deadlines.lateness_of_lab): seconds_late
 past the student's due date (extension included), penalty (points, SubmittedNotebook.
 late_submission_penalty summed) and score_after_penalty (score − penalty, at least 0, as nbgrader's
@@ -26,6 +29,7 @@ from nbgrader.api import Gradebook
 from ..atomic_file import write_atomically
 from ..course import Course
 from .deadlines import Lateness, lateness_of_lab
+from .exports.scores import read_scores
 from .results import load_result, result_path
 
 COLUMNS = [
@@ -64,6 +68,7 @@ def export_csv(course: Course, target: Path, labs: list[str] | None = None) -> i
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
         row = lambda values: writer.writerow([spreadsheet_safe(v) for v in values])  # noqa: E731
+        scores = read_scores(course, labs)
         for lab in labs:
             lateness = lateness_of_lab(course, lab)
             for student in students:
@@ -73,19 +78,21 @@ def export_csv(course: Course, target: Path, labs: list[str] | None = None) -> i
                 elif result is None:
                     row([student, lab, "missing", *[""] * 8])
                 else:
+                    # The gradebook's score (a TA's manual score over the autograder's), result.json's status.
                     # A failed run has no score: an empty cell, never a 0 that looks earned.
-                    score = f"{result.score:g}" if result.status == "graded" else ""
+                    recorded = scores.of(lab, student)
+                    score = "" if recorded.score is None else f"{recorded.score:g}"
                     row(
                         [
                             student,
                             lab,
-                            result.status_text,
+                            recorded.status_text,
                             result.failure_kind or "",
                             score,
                             f"{result.max_score:g}",
                             result.sandboxed,
                             result.seconds,
-                            *_late_columns(lateness.get(student), result.status == "graded"),
+                            *_late_columns(lateness.get(student), recorded.score is not None),
                         ]
                     )
                 rows += 1
