@@ -178,16 +178,67 @@ def feedback(
 
 @app.command()
 def export(
-    output: Annotated[Path, typer.Option(help="CSV file to write.")] = Path("grades.csv"),
+    fmt: Annotated[str, typer.Option("--format", help="csv (ours), canvas, moodle or gradescope.")] = "csv",
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            help="File to write (gradescope: a folder); default grades.csv, grades-canvas.csv, grades-moodle.csv, "
+            "gradescope/."
+        ),
+    ] = None,
     lab: Annotated[list[str] | None, typer.Option(help="Only these labs.")] = None,
+    per_cell: Annotated[bool, typer.Option(help="canvas, moodle: a column per test cell too.")] = False,
+    moodle_id: Annotated[
+        str, typer.Option(help="moodle: the column Moodle maps users by: email, username (our id), idnumber.")
+    ] = "email",
+    hidden_visibility: Annotated[
+        str, typer.Option(help="gradescope: hidden checks' tests are after_published or hidden.")
+    ] = "after_published",
     course: CourseOption = Path("."),
 ):
-    """Write a CSV: student, lab, status (graded / failed: reason / missing), score."""
-    from .grading.export import export_csv
+    """Write grades for an LMS: scores from the gradebook (a TA's score stands, after any late penalty).
+
+    A failed run or a missing submission is an empty grade, never a 0, with its reason where the format
+    has a column for it (csv: status; moodle: feedback; gradescope: index.csv, and no results.json)."""
+    from rich.text import Text
+
+    from .grading.exports import export_grades
 
     c = _load(course)
-    rows = export_csv(c, output, lab)
-    console.print(f"wrote {rows} row(s) to {output}")
+    try:
+        report = export_grades(
+            c, fmt, output, lab, per_cell=per_cell, moodle_id=moodle_id, hidden_visibility=hidden_visibility
+        )
+    except CourseError as err:
+        _fail(str(err))
+    what = "results.json file(s) and index.csv under" if fmt == "gradescope" else "row(s) to"
+    console.print(f"wrote {report.rows} {what} {report.output}", highlight=False)
+    if report.not_scored:  # ids and reasons come from students' folders: plain text, never markup
+        console.print(f"{len(report.not_scored)} grade(s) left empty (not a 0):", highlight=False)
+        for student, lab_name, status in report.not_scored[:20]:
+            console.print(Text(f"  {student} / {lab_name}: {status}"), soft_wrap=True)
+        if len(report.not_scored) > 20:
+            console.print(f"  ... and {len(report.not_scored) - 20} more", highlight=False)
+
+
+roster_app = typer.Typer(no_args_is_help=True, help="The class list in nbgrader's gradebook: names, emails, LMS ids.")
+app.add_typer(roster_app, name="roster")
+
+
+@roster_app.command("import")
+def roster_import(
+    file: Annotated[Path, typer.Argument(help="CSV: id (required), first_name, last_name, email, lms_user_id.")],
+    course: CourseOption = Path("."),
+):
+    """Add or update students from a CSV (nbgrader's `db student import` columns); a bad file writes nothing."""
+    from .grading.roster import import_roster
+
+    c = _load(course)
+    try:
+        report = import_roster(c, file)
+    except CourseError as err:
+        _fail(str(err))
+    console.print(f"roster: {len(report.added)} added, {len(report.updated)} updated in {c.db_url}", highlight=False)
 
 
 @app.command()
