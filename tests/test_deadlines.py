@@ -330,6 +330,28 @@ def test_table_feedback_and_export_show_the_penalty(built, tmp_path):
     assert (rows["shown_on_time"]["seconds_late"], rows["shown_on_time"]["penalty"]) == ("0", "0")
 
 
+def test_a_browser_shows_the_deadline_rows_as_text(built):
+    """The late student's page in Chromium: the due date, the lateness and the score after the penalty
+    are what a person reads (no markup shown as text, nothing run)."""
+    from browser import chromium
+
+    course = with_policy(built, penalty_method="per_day", penalty_percent=10)
+    submit(course, "browser_late", "2026-12-12 01:00:00.000000 UTC")  # 1 d 1 h 1 min: 2 started days
+    page_file = write_feedback(course, LAB, ["browser_late"])[0]
+    with chromium() as browser:
+        context = browser.new_context(java_script_enabled=False)
+        page = context.new_page()
+        page.goto(page_file.as_uri(), wait_until="load")
+        rows = {
+            row.query_selector("th").inner_text(): row.query_selector("td").inner_text()
+            for row in page.query_selector_all("table.facts tr")
+        }
+        context.close()
+    assert rows["Due"] == "Thu 10 Dec 2026, 23:59 Europe/Dublin (2026-12-10 23:59 UTC)"
+    assert rows["Submitted"] == "submitted 1 d 2 h late: −20 %"
+    assert rows["Score"] == "2.4 / 3 (3 before the late penalty)"
+
+
 def test_the_reason_for_an_extension_never_reaches_the_student(built, no_extensions):
     write_extensions(built, "private_reason,tiny,2026-12-14 23:59 UTC,bereavement - see email")
     submit(built, "private_reason", "2026-12-12 10:00:00.000000 UTC")
