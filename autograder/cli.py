@@ -107,6 +107,7 @@ def grade(
     from .executors import probe
     from .grading.batch import grade_lab, submitted_students
     from .grading.deadlines import lateness_of_lab
+    from .grading.exports.scores import read_lab_scores
     from .grading.review import points_to_grade
     from .grading.table import results_table
 
@@ -150,7 +151,11 @@ def grade(
             results = grade_lab(c, lab, students, force=force, workers=workers or None, on_result=on_result)
         except (CourseError, RuntimeError) as err:  # RuntimeError: the ray extra is missing
             _fail(str(err))
-    console.print(results_table(results, lateness_of_lab(c, lab), to_grade=points_to_grade(c, lab)))
+    console.print(
+        results_table(
+            results, lateness_of_lab(c, lab), to_grade=points_to_grade(c, lab), recorded=read_lab_scores(c, lab)
+        )
+    )
 
 
 @app.command()

@@ -128,6 +128,7 @@ def run_demo(course: Course, lab: str, console: Console) -> None:
     from .data import stage_all
     from .executors import probe
     from .grading.batch import grade_lab
+    from .grading.exports.scores import read_lab_scores
     from .grading.feedback import write_feedback
     from .grading.table import results_table
 
@@ -152,7 +153,7 @@ def run_demo(course: Course, lab: str, console: Console) -> None:
     demo_course = Course(course.root, _with_demo_limits(course.config))
     with console.status(f"grading {len(students)} submissions in sandboxed kernels..."):
         results = grade_lab(demo_course, lab, [s.name for s in students], force=True)
-    console.print(results_table(results))
+    console.print(results_table(results, recorded=read_lab_scores(course, lab)))  # the gradebook's scores
 
     written = write_feedback(course, lab, [s.name for s in students])
     after = _digest(course, ("source", "release", "private", "solutions"))

@@ -410,3 +410,18 @@ def test_the_cli_writes_each_format_and_refuses_an_unknown_one(exported, tmp_pat
     assert (
         done.returncode == 1 and "--format blackboard: expected one of csv, canvas, moodle, gradescope" in done.stdout
     )
+
+
+def test_the_grades_table_shows_the_gradebooks_score(exported):
+    from rich.console import Console
+
+    from autograder.grading.exports.scores import read_lab_scores
+    from autograder.grading.table import results_table
+
+    course = exported[0]
+    results = [load_result(course.autograded, s, LAB) for s in ("honest", "summer", "garbage")]
+    console = Console(record=True, width=200)
+    console.print(results_table(results, recorded=read_lab_scores(course, LAB)))
+    lines = {line.split("│")[1].strip(): line for line in console.export_text().splitlines() if line.count("│") > 2}
+    assert "3 / 3 (TA)" in lines["summer"]  # result.json still says 1
+    assert "- / 3" in lines["garbage"] and "3 / 3" in lines["honest"]

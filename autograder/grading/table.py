@@ -6,18 +6,24 @@ from rich.table import Table
 from rich.text import Text
 
 from .deadlines import Lateness
+from .exports.scores import LabScore
 from .results import Result
 
 
 def results_table(
-    results: list[Result], lateness: dict[str, Lateness] | None = None, *, to_grade: dict[str, float] | None = None
+    results: list[Result],
+    lateness: dict[str, Lateness] | None = None,
+    *,
+    to_grade: dict[str, float] | None = None,
+    recorded: dict[str, LabScore] | None = None,
 ) -> Table:
     """Student, score, status (with a failed run's reason) and seconds; a caption counts statuses.
     Student ids and reasons are shown as plain text: a reason can quote a student's file name,
     which must not be read as rich markup. to_grade (review.points_to_grade): a student's written
     answers' points still awaiting a TA, as "17.6 / 22 + 3 to grade".
     lateness (deadlines.lateness_of_lab): a "late" column when the lab has a due date, with the
-    penalty and the score it leaves."""
+    penalty and the score it leaves. recorded (exports.scores.read_lab_scores): the score is the
+    gradebook's, where a TA's manual score stands over the autograder's (marked "TA"), not result.json's."""
     counts: dict[str, int] = {}
     for r in results:
         key = "graded" if r.status == "graded" else f"failed ({r.failure_kind})"
@@ -31,6 +37,10 @@ def results_table(
     for r in results:
         style = "green" if r.status == "graded" and r.sandboxed else "red"
         score = f"{r.score:g} / {r.max_score:g}" if r.status == "graded" else f"- / {r.max_score:g}"
+        gradebook = (recorded or {}).get(r.student)
+        if gradebook is not None:
+            shown = "-" if gradebook.score is None else f"{gradebook.score:g}"
+            score = f"{shown} / {gradebook.max_score:g}" + (" (TA)" if gradebook.by_ta else "")
         if to_grade and to_grade.get(r.student):  # written answers no TA has scored yet (autograder review)
             score += f" + {to_grade[r.student]:g} to grade"
         row: list[Text | str] = [Text(r.student), score, Text(r.status_text, style=style), f"{r.seconds:.1f}"]
