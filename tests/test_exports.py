@@ -425,3 +425,14 @@ def test_the_grades_table_shows_the_gradebooks_score(exported):
     lines = {line.split("│")[1].strip(): line for line in console.export_text().splitlines() if line.count("│") > 2}
     assert "3 / 3 (TA)" in lines["summer"]  # result.json still says 1
     assert "- / 3" in lines["garbage"] and "3 / 3" in lines["honest"]
+
+
+def test_the_feedback_page_shows_the_tas_score(exported):
+    """The TA's 2 on mean_square_tests stands on the student's page too: the cell and the total."""
+    course = exported[0]
+    write_feedback(course, LAB, ["summer"])
+    page = (course.feedback / "summer" / LAB / f"{LAB}.html").read_text(encoding="utf-8")
+    total = re.search(r'<td class="score">(.*?)</td>', page)
+    assert total is not None and html.unescape(total[1]) == "3 / 3"  # result.json still says 1
+    rows = dict(re.findall(r'<td><a href="#[^"]*">([^<]*)</a></td><td class="num">([^<]*)</td>', page))
+    assert rows == {"mean_square_tests": "2 / 2", "outer_tests": "1 / 1"}

@@ -59,6 +59,7 @@ from ..course import Course
 from ..references import load_references
 from ..rubrics import is_manual_answer_cell
 from .deadlines import Lateness, lateness_of_lab
+from .exports.scores import LabScore, read_lab_scores
 from .markup import attr, esc, render_markdown
 from .results import CellScore, Result, load_result, result_path
 from .review import ManualGrade, manual_grades
@@ -153,6 +154,11 @@ def write_feedback(
     except Exception as err:  # an unreadable gradebook: the pages still come, without the deadline
         log.warning("feedback for %s: due dates not shown (%s: %s)", lab, type(err).__name__, str(err)[:200])
         lateness = {}
+    try:
+        recorded = read_lab_scores(course, lab)
+    except Exception as err:  # an unreadable gradebook: the pages show the autograder's scores
+        log.warning("feedback for %s: scores from result.json only (%s: %s)", lab, type(err).__name__, str(err)[:200])
+        recorded = {}
     written = []
     for student in students:
         try:
@@ -166,6 +172,7 @@ def write_feedback(
                 or _submitted_notebooks(course, student, lab)
                 or {path.stem for path in course.source_notebooks(lab)}
             )  # a failed run too
+            result = with_gradebook_scores(result, recorded.get(student))
         except Exception as err:  # a damaged folder of one student
             report(student, f"no page: the result cannot be read ({type(err).__name__}: {str(err)[:200]})")
             continue
@@ -179,6 +186,17 @@ def write_feedback(
                 log.exception("feedback for %s/%s/%s", student, lab, notebook)
                 report(student, f"{notebook}: no page (internal error: {type(err).__name__}: {str(err)[:200]})")
     return written
+
+
+def with_gradebook_scores(result: Result, recorded: LabScore | None) -> Result:
+    """The result with the gradebook's word on its scores: a TA's manual score (formgrader, `autograder
+    review`) over the autograder's on each cell it was given for, and the gradebook's total. A failed
+    run, or one the gradebook does not hold, keeps result.json's."""
+    if recorded is None or result.status != "graded" or recorded.score is None:
+        return result
+    by_ta = {(g.notebook, g.grade_id): g.score for g in recorded.cells if g.by_ta and g.score is not None}
+    cells = [replace(c, score=by_ta.get((c.notebook, c.grade_id), c.score)) for c in result.cells]
+    return replace(result, score=recorded.score, max_score=recorded.max_score, cells=cells)
 
 
 def _submitted_notebooks(course: Course, student: str, lab: str) -> set[str]:
