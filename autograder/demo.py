@@ -5,6 +5,12 @@ bugs, two cheaters and two broken files. Expected: full marks for the honest stu
 nothing for wrong answers however the checks are patched, the course files and gradebook
 untouched by student code, the infinite loop and the garbage file recorded as failed
 with their reasons.
+
+The course side is shown too: a due date with a late policy (carl hands in 3 h 10 min late and
+loses 10 %; dana is as late but a TA granted her an extension), a roster with names and emails,
+and one file in each export format under exports/demo/. The staff's files (roster, extensions)
+are written to demo/, and the due date is set for the demo's grading only, so the committed
+release and the course config stay as they are.
 """
 
 from __future__ import annotations
@@ -97,6 +103,24 @@ def demo_class(course: Course) -> list[DemoStudent]:
     ]
 
 
+# The demo's deadline, and each student's submission time (nbgrader's timestamp.txt) around it.
+DEMO_DUE = "2026-12-01 17:00 UTC"
+ON_TIME = "2026-12-01 16:20:00.000000 UTC"
+SUBMITTED = {"carl": "2026-12-01 20:10:00.000000 UTC", "dana": "2026-12-01 20:10:00.000000 UTC"}
+DEMO_EXTENSIONS = "student,lab,due,reason\ndana,{lab},2026-12-02 12:00 UTC,medical certificate (seen by the TA)\n"
+DEMO_EXPORTS = {
+    "csv": "grades.csv",
+    "canvas": "grades-canvas.csv",
+    "moodle": "grades-moodle.csv",
+    "gradescope": "gradescope",
+}
+
+
+def demo_roster(students: list[DemoStudent]) -> str:
+    rows = [f"{s.name},{s.name.title()},Demo,{s.name}@example.edu,{1000 + i}" for i, s in enumerate(students)]
+    return "id,first_name,last_name,email,lms_user_id\n" + "\n".join(rows) + "\n"
+
+
 def make_submission(course: Course, lab: str, student: DemoStudent) -> None:
     folder = course.submitted / student.name / lab
     shutil.rmtree(folder, ignore_errors=True)
@@ -128,8 +152,12 @@ def run_demo(course: Course, lab: str, console: Console) -> None:
     from .data import stage_all
     from .executors import probe
     from .grading.batch import grade_lab
+    from .grading.deadlines import lateness_of_lab
+    from .grading.exports import export_grades
     from .grading.exports.scores import read_lab_scores
     from .grading.feedback import write_feedback
+    from .grading.review import points_to_grade
+    from .grading.roster import import_roster
     from .grading.table import results_table
 
     with console.status("staging data sets (offline)..."):
@@ -146,16 +174,37 @@ def run_demo(course: Course, lab: str, console: Console) -> None:
     for student in students:
         console.print(f"  {student.name:8} {student.story}")
 
+    for student in students:
+        (course.submitted / student.name / lab / "timestamp.txt").write_text(SUBMITTED.get(student.name, ON_TIME))
+    staff = course.root / "demo"
+    staff.mkdir(exist_ok=True)
+    (staff / "roster.csv").write_text(demo_roster(students))
+    (staff / "extensions.csv").write_text(DEMO_EXTENSIONS.format(lab=lab))
+    roster = import_roster(course, staff / "roster.csv")
+    console.print(f"roster: {len(roster.added) + len(roster.updated)} students (names, emails) from demo/roster.csv")
+    console.print(f"due {DEMO_DUE}, 2.5 % per started hour late; dana's extension in demo/extensions.csv")
+
     sandbox = probe()
     console.print(f"sandbox: {'bubblewrap' if sandbox.available else 'UNAVAILABLE - ' + sandbox.reason}")
     before = _digest(course, ("source", "release", "private", "solutions"))
     # Short limits so the infinite loop ends quickly in a demo; real courses keep the generous defaults.
-    demo_course = Course(course.root, _with_demo_limits(course.config))
+    demo_course = Course(course.root, _with_demo_limits(course.config, lab))
     with console.status(f"grading {len(students)} submissions in sandboxed kernels..."):
         results = grade_lab(demo_course, lab, [s.name for s in students], force=True)
-    console.print(results_table(results, recorded=read_lab_scores(course, lab)))  # the gradebook's scores
+    console.print(
+        results_table(
+            results,
+            lateness_of_lab(demo_course, lab),
+            to_grade=points_to_grade(demo_course, lab),
+            recorded=read_lab_scores(demo_course, lab),  # the gradebook's scores
+        )
+    )
 
-    written = write_feedback(course, lab, [s.name for s in students])
+    written = write_feedback(demo_course, lab, [s.name for s in students])
+    exports = course.root / "exports" / "demo"
+    for fmt, name in DEMO_EXPORTS.items():
+        exported = export_grades(demo_course, fmt, exports / name, [lab])
+        console.print(f"export {fmt:10}: {exported.output.relative_to(course.root)} ({exported.rows} rows)")
     after = _digest(course, ("source", "release", "private", "solutions"))
     console.print(
         f"feedback: {len(written)} HTML file(s) in {course.feedback.relative_to(course.root)}/<student>/{lab}/"
@@ -164,10 +213,14 @@ def run_demo(course: Course, lab: str, console: Console) -> None:
     console.print(f"gradebook.db intact: {_gradebook_ok(course.root / 'gradebook.db')}")
 
 
-def _with_demo_limits(config: Config) -> Config:
+def _with_demo_limits(config: Config, lab: str) -> Config:
     config = Config(config)
     config.Grading.cell_timeout = 20
     config.Grading.notebook_timeout = 120
+    config.Deadlines.due = {lab: DEMO_DUE}
+    config.Deadlines.extensions_file = "demo/extensions.csv"
+    config.LatePolicy.penalty_method = "per_hour"
+    config.LatePolicy.penalty_percent = 2.5
     return config
 
 
