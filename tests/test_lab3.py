@@ -21,12 +21,12 @@ from autograder.executors.sandbox import probe
 from autograder.grading.kernel_policy import SANDBOX_DATA
 from conftest import (
     assert_committed_lab_matches_the_source,
+    assert_costs_exactly,
     assert_data_cell_names_the_command,
     assert_full_marks,
     assert_graded_zero,
+    assert_messages_name_the_cause,
     build_repo_lab,
-    cell_scores,
-    failed_checks,
     grade_class,
     needs_fashion_mnist,
 )
@@ -202,7 +202,7 @@ def graded(lab3_course):
         ),
         DemoStudent(
             "tess",
-            "predicts the training images, augments the whole batch at once",
+            "trains one epoch fewer and predicts the training images, augments the whole batch at once",
             replace={"make_augmentation": WHOLE_BATCH_AUGMENT},
         ),
         DemoStudent(
@@ -224,6 +224,7 @@ def graded(lab3_course):
         ("nora", "mlp_solution", None, NO_ACTIVATION_MLP),  # classes: a whole cell each
         ("flynn", "lenet_solution", None, WRONG_FLATTEN_LENET),
         ("tess", "lenet_training_solution", "evaluate(lenet, test_x, device)", "evaluate(lenet, train_x, device)"),
+        ("tess", "lenet_training_solution", "range(EPOCHS)", "range(EPOCHS - 1)"),
         ("hider", "lenet_solution", None, LAZY_LENET),
     ]
     return grade_class(course, LAB, students, edits)
@@ -240,6 +241,7 @@ FULL_CELLS = {
     "confusion_tests": 1.0,
     "augment_tests": 1.0,
 }
+FULL = sum(FULL_CELLS.values())
 
 
 def test_the_solution_scores_full_marks(graded):
@@ -251,89 +253,101 @@ def test_the_blank_release_scores_zero(graded):
     assert_graded_zero(graded["ben"], FULL_CELLS)
 
 
+def assert_loses_exactly(result, cells: dict[str, float], failed: set[str], phrases: dict[str, str]) -> None:
+    """A buggy submission, graded: `cells` (grade_id -> score) lost points and every other cell kept them all,
+    exactly the checks `failed` failed, and each check of `phrases` names its cause with its phrase."""
+    assert (result.status, result.reason) == ("graded", None)
+    assert_costs_exactly(result, FULL_CELLS, FULL, cells, failed)
+    assert_messages_name_the_cause(result, phrases)
+
+
 def test_no_relu_and_shuffled_predictions(graded):
-    nora = graded["nora"]
-    assert nora.status == "graded"
-    assert cell_scores(nora) == {
-        **FULL_CELLS,
-        "mlp_tests": 0.0,
-        "evaluate_tests": 0.333333,
-        "lenet_accuracy_tests": 0.0,
-    }
-    failed = failed_checks(nora)
-    assert set(failed) == {
-        "mlp_fixed_logits",
-        "mlp_fixed_logits_hidden_7",
-        "evaluate_predictions",
-        "evaluate_predictions_short_last_batch",
-        "evaluate_last_batch_of_one",
-        "lenet_test_accuracy",
-    }  # its predictions are int64 on the CPU, as the docstring says
-    assert "without the ReLU" in failed["mlp_fixed_logits"]
-    assert "no shuffling" in failed["evaluate_predictions"]
-    assert "near chance: predictions in a different order than the data set" in failed["lenet_test_accuracy"]
+    assert_loses_exactly(
+        graded["nora"],
+        {"mlp_tests": 0.0, "evaluate_tests": 0.333333, "lenet_accuracy_tests": 0.5},
+        {
+            "mlp_fixed_logits",
+            "mlp_fixed_logits_hidden_7",
+            "evaluate_predictions",
+            "evaluate_predictions_short_last_batch",
+            "evaluate_last_batch_of_one",
+            "lenet_test_accuracy",
+        },  # its predictions are int64 on the CPU, as the docstring says
+        {
+            "mlp_fixed_logits": "without the ReLU",
+            "evaluate_predictions": "no shuffling",
+            "lenet_test_accuracy": "near chance: predictions in a different order than the data set",
+        },
+    )
 
 
 def test_wrong_flatten_size_and_transposed_confusion(graded):
-    flynn = graded["flynn"]
-    assert flynn.status == "graded"
     # lenet_tests: its points come from the hidden fixed-logits checks, which fail; the training cell then raises.
     # The transposed confusion matrix still holds int64 counts: half the hidden points of its cell.
-    assert cell_scores(flynn) == {**FULL_CELLS, "lenet_tests": 0.0, "lenet_accuracy_tests": 0.0, "confusion_tests": 0.5}
-    failed = failed_checks(flynn)
-    assert set(failed) == {
-        "lenet_fc1_shape",
-        "lenet_fc2_shape",
-        "lenet_fc3_shape",
-        "lenet_parameter_count",
-        "lenet_fixed_logits",
-        "lenet_fixed_logits_one_image",
-        "lenet_test_predictions_shape",
-        "lenet_test_accuracy",
-        "confusion_small",
-        "confusion_unused_class",
-    }
-    assert "400 features" in failed["lenet_fc1_shape"]
-    assert "the test cell raised NameError" in failed["lenet_test_accuracy"]
-    assert "rows are the true classes" in failed["confusion_small"]
+    assert_loses_exactly(
+        graded["flynn"],
+        {"lenet_tests": 0.0, "lenet_accuracy_tests": 0.0, "confusion_tests": 0.5},
+        {
+            "lenet_fc1_shape",
+            "lenet_fc2_shape",
+            "lenet_fc3_shape",
+            "lenet_parameter_count",
+            "lenet_fixed_logits",
+            "lenet_fixed_logits_one_image",
+            "lenet_test_predictions_shape",
+            "lenet_test_accuracy",
+            "lenet_training_record",
+            "confusion_small",
+            "confusion_unused_class",
+        },
+        {
+            "lenet_fc1_shape": "400 features",
+            "lenet_test_accuracy": "the test cell raised NameError",
+            "confusion_small": "rows are the true classes",
+        },
+    )
 
 
-def test_predicting_the_training_set_and_whole_batch_augmentation(graded):
-    tess = graded["tess"]
-    assert tess.status == "graded"
-    assert cell_scores(tess) == {**FULL_CELLS, "lenet_accuracy_tests": 0.0, "augment_tests": 0.666667}
-    failed = failed_checks(tess)
-    assert set(failed) == {"lenet_test_predictions_shape", "lenet_test_accuracy", "augment_one_image_at_a_time"}
-    assert "predictions of shape (55000,) for 10000 held-out examples" in failed["lenet_test_accuracy"]
-    assert "once per image" in failed["augment_one_image_at_a_time"]
+def test_one_epoch_fewer_predicting_the_training_set_and_whole_batch_augmentation(graded):
+    assert_loses_exactly(
+        graded["tess"],
+        {"lenet_accuracy_tests": 0.0, "augment_tests": 0.666667},
+        {"lenet_test_predictions_shape", "lenet_test_accuracy", "lenet_training_record", "augment_one_image_at_a_time"},
+        {
+            "lenet_test_accuracy": "predictions of shape (55000,) for 10000 held-out examples",
+            "lenet_training_record": "train for EPOCHS epochs",
+            "augment_one_image_at_a_time": "once per image",
+        },
+    )
 
 
 def test_bugs_the_fixtures_used_to_hide_and_lazy_layers(graded):
     """Each bug costs its own check, named; the lazy LeNet-5 (valid) keeps lenet_tests' points: the locked helpers
     materialise its parameters before reading them."""
-    hider = graded["hider"]
-    assert (hider.status, hider.reason) == ("graded", None)
-    assert cell_scores(hider) == {
-        **FULL_CELLS,
-        "train_tests": 1.2,
-        "evaluate_tests": 0.666667,
-        "confusion_tests": 0.5,
-        "augment_tests": 0.666667,
-        "lenet_accuracy_tests": 0.0,
-    }
-    failed = failed_checks(hider)
-    assert set(failed) == {
-        "train_clears_gradients_between_steps",
-        "evaluate_last_batch_of_one",
-        "confusion_int64",
-        "augment_fills_with_the_background",
-        "lenet_test_accuracy",
-    }
-    assert "call optimizer.zero_grad() before every loss.backward()" in failed["train_clears_gradients_between_steps"]
-    assert "the model did not train (optimizer.zero_grad()?" in failed["lenet_test_accuracy"]
-    assert "never squeeze() the batch dimension away" in failed["evaluate_last_batch_of_one"]
-    assert "counts are int64" in failed["confusion_int64"]
-    assert "not 0: an image of background only stays background only" in failed["augment_fills_with_the_background"]
+    assert_loses_exactly(
+        graded["hider"],
+        {
+            "train_tests": 1.2,
+            "evaluate_tests": 0.666667,
+            "confusion_tests": 0.5,
+            "augment_tests": 0.666667,
+            "lenet_accuracy_tests": 0.5,
+        },
+        {
+            "train_clears_gradients_between_steps",
+            "evaluate_last_batch_of_one",
+            "confusion_int64",
+            "augment_fills_with_the_background",
+            "lenet_test_accuracy",
+        },
+        {
+            "train_clears_gradients_between_steps": "call optimizer.zero_grad() before every loss.backward()",
+            "lenet_test_accuracy": "the model did not train (optimizer.zero_grad()?",
+            "evaluate_last_batch_of_one": "never squeeze() the batch dimension away",
+            "confusion_int64": "counts are int64",
+            "augment_fills_with_the_background": "not 0: an image of background only stays background only",
+        },
+    )
 
 
 def test_the_fixture_images_give_distinct_logits(lab3_course):
