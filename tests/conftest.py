@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import shutil
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -227,3 +229,21 @@ def grade_class(course: Course, lab: str, students, edits=()) -> dict:
     for student, grade_id, old, new in edits:
         edit_submitted_cell(course, lab, student, grade_id, old, new)
     return {r.student: r for r in grade_lab(course, lab, [s.name for s in students], force=True, workers=2)}
+
+
+def wait_until_serving(server, base: str, token: str, log_path: Path, timeout: float = 60) -> None:
+    """Wait for a Jupyter server started by a test to answer /api/status; fail with its log if it
+    exits or stays silent for `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if server.poll() is not None:
+            pytest.fail(f"jupyter server exited ({server.returncode}):\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            pytest.fail(f"jupyter server did not answer in {timeout:g} s:\n{log_path.read_text()[-3000:]}")
+        time.sleep(0.2)

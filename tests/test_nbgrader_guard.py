@@ -20,8 +20,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +35,7 @@ from autograder.demo import PATCH_ALLCLOSE, READ_COURSE, DemoStudent
 from autograder.grading.feedback import write_feedback
 from autograder.grading.gradebook import recorded_scores
 from autograder.grading.nbgrader_guard import RefuseAutograde, RefuseFeedback
-from conftest import grade_class, new_course
+from conftest import grade_class, new_course, wait_until_serving
 from notebooks import mean_square_lab, write_lab
 
 LAB = "tiny"
@@ -220,19 +218,7 @@ def formgrader(course, tmp_path_factory):
         )
     fg = Formgrader(f"http://127.0.0.1:{port}", token)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"jupyter server exited ({server.returncode}):\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{fg.base}/api/status?token={token}", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyter server did not answer in 60 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_until_serving(server, fg.base, token, log_path)
         yield fg
     finally:
         server.terminate()

@@ -15,8 +15,6 @@ import secrets
 import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from contextlib import closing
 
 import pytest
@@ -31,7 +29,7 @@ from autograder.grading.batch import grade_lab
 from autograder.grading.feedback import write_feedback
 from autograder.grading.review import points_to_grade
 from autograder.grading.table import results_table
-from conftest import grade_class, new_course
+from conftest import grade_class, new_course, wait_until_serving
 from notebooks import write_lab
 
 LAB = "tiny"
@@ -230,19 +228,7 @@ def formgrader(course, tmp_path_factory):
         server = subprocess.Popen(command, cwd=course.root, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            if server.poll() is not None:
-                pytest.fail(f"jupyter server exited ({server.returncode}):\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"jupyter server did not answer in 60 s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.2)
+        wait_until_serving(server, base, token, log_path)
         yield base, token
     finally:
         server.terminate()
