@@ -86,6 +86,7 @@ def weak_lab():
             grade_cell(
                 "relu_tests",
                 "check.shape('relu_shape', relu(torch.ones(3)), (3,))\n"
+                "check.close('relu_public', relu(torch.tensor([-1.0, 0.5])))\n"
                 "### BEGIN HIDDEN TESTS\n"
                 "check.shape('relu_hidden_shape', relu(torch.tensor([-1.0, 2.0])), (2,))\n"
                 "### END HIDDEN TESTS",
@@ -192,9 +193,12 @@ def test_what_only_a_shape_check_guards_survives_and_is_said_in_words(weak_repor
     by_name = {o.mutant.name: o for o in weak_report.outcomes if o.mutant.name}
     assert by_name["abs instead of relu"].verdict == "survived"
     lines = survivor_lines(weak_report)
-    assert "no check distinguishes 'x.clamp(min=0) -> x.abs()' from the solution in cell 'relu_solution'" in "\n".join(
-        lines
-    )
+    # relu_public catches it, but public checks earn no points: the line says so, and what to do
+    assert (
+        "only public checks, which earn no points, tell 'x.clamp(min=0) -> x.abs()' from the solution in cell "
+        "'relu_solution' (line 4, abs instead of relu): relu_public failed; give that promise a hidden check too"
+    ) in "\n".join(lines)
+    assert by_name["abs instead of relu"].public_failures == ["relu_public"]
     equivalent = next(o for o in weak_report.outcomes if o.mutant.after == "x.clamp_(min=0)")
     assert (equivalent.verdict, equivalent.reason) == ("equivalent", "declared here to test the bookkeeping")
     judged = weak_report.judged
@@ -206,7 +210,7 @@ def test_what_only_a_shape_check_guards_survives_and_is_said_in_words(weak_repor
 def test_the_cli_prints_the_survivors_keeps_the_report_and_fails_below_the_floor(weak_course):
     done = mutate_cli(LAB, "--min-kill-rate", "0.99", "--course", str(weak_course.root))
     assert done.returncode == 1, done.stdout + done.stderr
-    assert "no check distinguishes 'x.clamp(min=0) -> x.abs()'" in done.stdout
+    assert "only public checks, which earn no points, tell 'x.clamp(min=0) -> x.abs()'" in done.stdout
     assert "kill rate 2/3 = 66.7 %" in done.stdout, done.stdout
     assert "kill rate 0.667 < 0.99" in done.stdout + done.stderr
     saved = json.loads((weak_course.private / LAB / "mutation.json").read_text())

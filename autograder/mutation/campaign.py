@@ -43,6 +43,7 @@ class MutantOutcome:
     run_failure: str | None = None  # the run itself failed: timeout, kernel died ...
     names_cause: bool = False
     reason: str = ""  # an equivalent's reason
+    public_failures: list[str] = field(default_factory=list)  # a survivor's failed public checks (no points)
 
     @property
     def killed(self) -> bool:
@@ -128,6 +129,10 @@ def classify(mutant: Mutant, result: Result, baseline: Result, equivalents: list
     elif result.score < baseline.score:
         outcome.failed_checks = _lost(result)
     killed = outcome.run_failure is not None or bool(outcome.failed_checks)
+    if not killed and result.status == "graded":  # public checks earn no points: they cannot kill
+        outcome.public_failures = [
+            c.name for cell in result.cells for c in cell.checks if not c.passed and not c.hidden
+        ]
     if declared is not None:
         outcome.reason = declared.reason
         outcome.verdict = "equivalent but killed" if killed else "equivalent"

@@ -35,17 +35,22 @@ def outcome_table(report: MutationReport) -> Table:
 
 
 def survivor_lines(report: MutationReport) -> list[str]:
-    return [
-        f"no check distinguishes {o.mutant.change!r} from the solution in cell {o.mutant.cell!r} "
-        f"(line {o.mutant.line}{', ' + o.mutant.name if o.mutant.name else ''})"
-        for o in report.outcomes
-        if o.verdict == "survived"
-    ] + [
+    return [_survivor_line(o) for o in report.outcomes if o.verdict == "survived"] + [
         f"declared equivalent but killed: {o.mutant.change!r} in cell {o.mutant.cell!r} ({o.reason}): "
         "the declaration is wrong, or a check is stricter than the docstring"
         for o in report.outcomes
         if o.verdict == "equivalent but killed"
     ]
+
+
+def _survivor_line(o: MutantOutcome) -> str:
+    where = f"in cell {o.mutant.cell!r} (line {o.mutant.line}{', ' + o.mutant.name if o.mutant.name else ''})"
+    if o.public_failures:
+        return (
+            f"only public checks, which earn no points, tell {o.mutant.change!r} from the solution {where}: "
+            f"{', '.join(o.public_failures)} failed; give that promise a hidden check too"
+        )
+    return f"no check distinguishes {o.mutant.change!r} from the solution {where}"
 
 
 def summary_line(report: MutationReport) -> str:
@@ -108,4 +113,5 @@ def _as_dict(o: MutantOutcome) -> dict:
         "run_failure": o.run_failure,
         "failed_checks": [{"check": c, "message": msg} for c, msg in o.failed_checks],
         "reason": o.reason,
+        "public_failures": o.public_failures,
     }
