@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
 import sys
 import time
 import urllib.request
@@ -247,3 +248,10 @@ def wait_until_serving(server, base: str, token: str, log_path: Path, timeout: f
         if time.monotonic() > deadline:
             pytest.fail(f"jupyter server did not answer in {timeout:g} s:\n{log_path.read_text()[-3000:]}")
         time.sleep(0.2)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

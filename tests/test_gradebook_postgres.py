@@ -17,16 +17,10 @@ from autograder.course import Course
 from autograder.demo import DemoStudent, make_submission
 from autograder.grading.batch import grade_lab
 from autograder.grading.gradebook import recorded_scores
-from conftest import new_course
+from conftest import free_port, new_course
 from notebooks import mean_square_lab, write_lab
 
 BINARIES = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_postgres(args, **kw):
@@ -52,7 +46,7 @@ def postgres_url(tmp_path_factory):
             if parent == Path("/"):
                 break
             os.chmod(parent, os.stat(parent).st_mode | 0o011)
-    port = _free_port()
+    port = free_port()
     _as_postgres([str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"])
     _as_postgres(
         [

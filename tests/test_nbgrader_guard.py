@@ -16,7 +16,6 @@ import hashlib
 import os
 import re
 import secrets
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -35,7 +34,7 @@ from autograder.demo import PATCH_ALLCLOSE, READ_COURSE, DemoStudent
 from autograder.grading.feedback import write_feedback
 from autograder.grading.gradebook import recorded_scores
 from autograder.grading.nbgrader_guard import RefuseAutograde, RefuseFeedback
-from conftest import grade_class, new_course, wait_until_serving
+from conftest import free_port, grade_class, new_course, wait_until_serving
 from notebooks import mean_square_lab, write_lab
 
 LAB = "tiny"
@@ -185,17 +184,11 @@ class Formgrader:
         return self.base + path
 
 
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def formgrader(course, tmp_path_factory):
     """A real Jupyter server with nbgrader's server extensions, cwd = the course (as a TA starts it)."""
     home = tmp_path_factory.mktemp("jupyter")
-    token, port = secrets.token_hex(16), _free_port()
+    token, port = secrets.token_hex(16), free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
     log_path = home / "server.log"
     with open(log_path, "wb") as log:

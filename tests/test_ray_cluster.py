@@ -31,7 +31,7 @@ from autograder.authoring.pipeline import build_lab
 from autograder.demo import DemoStudent, make_submission
 from autograder.grading.gradebook import recorded_scores
 from autograder.grading.results import load_result
-from conftest import cell_scores, new_course
+from conftest import cell_scores, free_port, new_course
 from notebooks import mean_square_lab, write_lab
 
 pytest.importorskip("ray", reason="the ray extra is not installed (pip install -e '.[test]')")
@@ -46,12 +46,6 @@ STUDENTS = {
     ),
 }
 WRONG_ADDRESS_BOUND = 15  # seconds for `autograder grade` to fail on a wrong address, start-up included
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def clean_env(**extra) -> dict:

@@ -12,10 +12,8 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
-from contextlib import closing
 
 import pytest
 from nbgrader.api import Gradebook
@@ -29,7 +27,7 @@ from autograder.grading.batch import grade_lab
 from autograder.grading.feedback import write_feedback
 from autograder.grading.review import points_to_grade
 from autograder.grading.table import results_table
-from conftest import grade_class, new_course, wait_until_serving
+from conftest import free_port, grade_class, new_course, wait_until_serving
 from notebooks import write_lab
 
 LAB = "tiny"
@@ -208,17 +206,11 @@ def test_feedback_says_a_written_answer_awaits_a_ta(course, tmp_path):
 # ------------------------------------------------------------------ formgrader in a browser
 
 
-def _free_port() -> int:
-    with closing(socket.socket()) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def formgrader(course, tmp_path_factory):
     """A real Jupyter server with nbgrader's server extensions, cwd = the course (as a TA starts it)."""
     home = tmp_path_factory.mktemp("jupyter")
-    token, port = secrets.token_hex(16), _free_port()
+    token, port = secrets.token_hex(16), free_port()
     env = {**os.environ, "JUPYTER_CONFIG_DIR": str(home / "config"), "JUPYTER_RUNTIME_DIR": str(home / "runtime")}
     command = [str(os.path.join(os.path.dirname(sys.executable), "jupyter")), "server", "--no-browser"]
     command += ["--allow-root", "--ServerApp.ip=127.0.0.1", f"--port={port}", "--ServerApp.port_retries=0"]

@@ -27,7 +27,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -41,6 +40,7 @@ from urllib.parse import quote
 import pytest
 
 from browser import chromium
+from conftest import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LAB = "lab1_cross_entropy"
@@ -227,7 +227,7 @@ def jupyter_lab(bin_dir: Path, root: Path, home: Path) -> Iterator[Server]:
         "JUPYTERLAB_WORKSPACES_DIR": str(home / "lab-workspaces"),
         "JUPYTER_PLATFORM_DIRS": "1",
     }
-    token, port = secrets.token_hex(16), _free_port()
+    token, port = secrets.token_hex(16), free_port()
     command = [
         str(bin_dir / "jupyter"),
         "lab",
@@ -585,12 +585,6 @@ def _run(command: list[str], what: str, timeout: float = 300, cwd: Path | None =
     done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd)
     assert done.returncode == 0, f"{what} failed ({done.returncode}):\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     return done.stdout
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _stop(process: subprocess.Popen, server: Server, marker: str) -> None:
