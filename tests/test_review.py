@@ -24,6 +24,8 @@ from typer.testing import CliRunner
 from autograder.cli import app
 from autograder.demo import DemoStudent
 from autograder.grading.batch import grade_lab
+from autograder.grading.exports.columns import note
+from autograder.grading.exports.scores import read_lab_scores
 from autograder.grading.feedback import write_feedback
 from autograder.grading.review import points_to_grade
 from autograder.grading.table import results_table
@@ -74,7 +76,8 @@ def course(tmp_path_factory):
 
 def test_grading_leaves_written_answers_to_a_ta_without_failing_the_run(course):
     for student, result in course.results.items():
-        assert result.status == "graded" and (result.score, result.max_score) == (3.0, 6.0), result.status_text
+        # the run judges the 3 autograded points; the gradebook's total adds the 3 of the written answer
+        assert result.status == "graded" and (result.score, result.max_score) == (3.0, 3.0), result.status_text
         assert grade_of(course, student) == {
             "manual": None,
             "auto": None,
@@ -88,8 +91,12 @@ def test_grading_leaves_written_answers_to_a_ta_without_failing_the_run(course):
 
 def test_the_grades_table_says_what_is_still_to_grade(course):
     console = Console(width=200, record=True)
-    console.print(results_table(list(course.results.values()), to_grade=points_to_grade(course, LAB)))
+    results = list(course.results.values())
+    recorded = read_lab_scores(course, LAB)
+    console.print(results_table(results, to_grade=points_to_grade(course, LAB), recorded=recorded))
     assert console.export_text().count("3 / 6 + 3 to grade") == 3
+    # every export's note column says the same: what the grade does not hold yet
+    assert {student: note(row) for student, row in recorded.items()} == dict.fromkeys(ANSWERS, "3 points await a TA")
 
 
 def test_review_walks_the_class_validates_points_and_writes_the_gradebook(course):

@@ -22,13 +22,21 @@ from .results import Result
 
 
 def max_scores(course: Course, lab: str) -> dict[str, dict[str, float]]:
-    """notebook → grade_id → points, as the build stored them."""
+    """notebook → grade_id → points of its autograded test cells, as the build stored them.
+
+    Written answers (manually graded answer cells) are left out: no run can award their points, so a
+    result's max_score is what the autograder judges; the gradebook's total (submission.max_score)
+    adds them once a TA scores them, and review.points_to_grade says what is still waiting."""
     with Gradebook(course.db_url, course.coursedir().course_id) as gb:
         try:
             assignment = gb.find_assignment(lab)
         except MissingEntry:
             return {}
-        return {nb.name: {cell.name: float(cell.max_score) for cell in nb.grade_cells} for nb in assignment.notebooks}
+        scores = {}
+        for nb in assignment.notebooks:
+            written = {cell.name for cell in nb.solution_cells}
+            scores[nb.name] = {cell.name: float(cell.max_score) for cell in nb.grade_cells if cell.name not in written}
+        return scores
 
 
 _WRITER = threading.Lock()  # one writer at a time, whatever the number of grading threads

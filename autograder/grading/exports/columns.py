@@ -57,5 +57,6 @@ def note(row: LabScore) -> str:
     if row.penalty > 0:
         parts.append(f"late penalty −{row.penalty:g} of {row.score:g}")
     if row.awaiting_ta:
-        parts.append(f"{len(row.awaiting_ta)} answer(s) await a TA")
+        points = sum(c.max_score for c in row.awaiting_ta)
+        parts.append(f"{points:g} points await a TA" if points != 1 else "1 point awaits a TA")
     return "; ".join(parts)
