@@ -108,6 +108,7 @@ DEMO_DUE = "2026-12-01 17:00 UTC"
 ON_TIME = "2026-12-01 16:20:00.000000 UTC"
 SUBMITTED = {"carl": "2026-12-01 20:10:00.000000 UTC", "dana": "2026-12-01 20:10:00.000000 UTC"}
 DEMO_EXTENSIONS = "student,lab,due,reason\ndana,{lab},2026-12-02 12:00 UTC,medical certificate (seen by the TA)\n"
+DEMO_REVIEW_COMMENT = "Clear and complete, in your own words: full marks."  # a TA's comment, shown on the feedback page
 DEMO_EXPORTS = {
     "csv": "grades.csv",
     "canvas": "grades-canvas.csv",
@@ -156,7 +157,7 @@ def run_demo(course: Course, lab: str, console: Console) -> None:
     from .grading.exports import export_grades
     from .grading.exports.scores import read_lab_scores
     from .grading.feedback import write_feedback
-    from .grading.review import points_to_grade
+    from .grading.review import lab_rubrics, points_to_grade, record_review
     from .grading.roster import import_roster
     from .grading.table import results_table
 
@@ -191,6 +192,12 @@ def run_demo(course: Course, lab: str, console: Console) -> None:
     demo_course = Course(course.root, _with_demo_limits(course.config, lab))
     with console.status(f"grading {len(students)} submissions in sandboxed kernels..."):
         results = grade_lab(demo_course, lab, [s.name for s in students], force=True)
+    for rubric in lab_rubrics(demo_course, lab).values():  # a TA's review of one answer; the rest wait
+        record_review(demo_course, lab, rubric, "ada", rubric.points, DEMO_REVIEW_COMMENT)
+        console.print(
+            f"written answer {rubric.grade_id}: a TA gave ada {rubric.points:g} / {rubric.points:g} with a comment "
+            f"(as `autograder review {lab} --question {rubric.grade_id}` records it); the others wait for a TA"
+        )
     console.print(
         results_table(
             results,

@@ -283,6 +283,22 @@ def test_the_blank_release_runs_to_the_end_and_scores_zero(graded):
     assert "the test cell raised NameError" in failed["dbvae_rare_accuracy"]
 
 
+def test_the_written_reflection_waits_for_a_ta_and_its_rubric_stays_private(lab5_course, graded):
+    """MIT's reflection on what the debiasing changed: 4 points a TA grades by rubric. The run awards
+    none of them (result max_score is the autograded 14), every submission has them pending, and the
+    release carries the question without the rubric or the model answer."""
+    from autograder.grading.review import points_to_grade
+    from autograder.rubrics import load_rubrics, rubrics_file
+
+    assert {s: r.max_score for s, r in graded.items()} == dict.fromkeys(graded, FULL)
+    assert points_to_grade(lab5_course, LAB) == dict.fromkeys(graded, 4.0)
+    rubric = load_rubrics(rubrics_file(lab5_course, LAB))["debiasing_reflection"]
+    assert rubric.points == 4.0 and len(rubric.criteria) == 4 and "green coats" in rubric.model_answer
+    release = (lab5_course.release / LAB / f"{LAB}.ipynb").read_text()
+    assert "what did the debiasing change?" in release
+    assert rubric.model_answer.splitlines()[0] not in release and rubric.criteria[0].text not in release
+
+
 EXPECTED = {
     "mixer": (
         {"vae_loss_tests": 1.0, "sampling_tests": 1.142857, "debiasing_loss_tests": 1.0, "resampling_tests": 0.4},
