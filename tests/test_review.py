@@ -99,6 +99,22 @@ def test_the_grades_table_says_what_is_still_to_grade(course):
     assert {student: note(row) for student, row in recorded.items()} == dict.fromkeys(ANSWERS, "3 points await a TA")
 
 
+def test_a_failed_run_shows_no_points_to_grade(course):
+    """A run that failed (here: a file that is not JSON) has no answer a TA could read yet: its row
+    says why it failed, not "+ 3 to grade", even though the gradebook keeps the question open."""
+    from autograder.grading.results import Result
+    from autograder.outcomes import FailureKind
+
+    failed = Result("gus", LAB, "graded", max_score=3.0)
+    failed.fail("tiny.ipynb is not valid JSON", FailureKind.NOT_JSON)
+    console = Console(width=200, record=True)
+    console.print(results_table([failed, course.results["ada"]], to_grade={"gus": 3.0, "ada": 3.0}))
+    rows = {
+        line.split()[1]: line for line in console.export_text().splitlines() if line.split()[1:2] in (["gus"], ["ada"])
+    }
+    assert "to grade" not in rows["gus"] and "- / 3" in rows["gus"] and "3 / 3 + 3 to grade" in rows["ada"]
+
+
 def test_review_walks_the_class_validates_points_and_writes_the_gradebook(course):
     typed = "\n".join(["abc", "9", "-1", "nan", "2.5", HOSTILE_COMMENT, "", "q"]) + "\n"  # ada; bo skipped; cy: q
     run = review(course, "--question", "reflection", input=typed)

@@ -33,7 +33,9 @@ def results_table(
     late_column = any(late.due is not None for late in lateness.values())
     columns = ("student", "score", "status", "seconds", *(("late",) if late_column else ()))
     for column in columns:
-        table.add_column(column, justify="right" if column in ("score", "seconds") else "left")
+        table.add_column(
+            column, justify="right" if column in ("score", "seconds") else "left", no_wrap=column == "score"
+        )
     for r in results:
         style = "green" if r.status == "graded" and r.sandboxed else "red"
         score = f"{r.score:g} / {r.max_score:g}" if r.status == "graded" else f"- / {r.max_score:g}"
@@ -41,7 +43,8 @@ def results_table(
         if gradebook is not None:
             shown = "-" if gradebook.score is None else f"{gradebook.score:g}"
             score = f"{shown} / {gradebook.max_score:g}" + (" (TA)" if gradebook.by_ta else "")
-        if to_grade and to_grade.get(r.student):  # written answers no TA has scored yet (autograder review)
+        if to_grade and to_grade.get(r.student) and r.status == "graded":  # written answers awaiting a TA
+            # (a failed run's answers are not read until it is graded again)
             score += f" + {to_grade[r.student]:g} to grade"
         row: list[Text | str] = [Text(r.student), score, Text(r.status_text, style=style), f"{r.seconds:.1f}"]
         if late_column:
