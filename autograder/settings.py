@@ -62,6 +62,14 @@ class Grading(Configurable):
         help="Kernels each slot keeps started ahead (sandbox, imports, CUDA) for the "
         "submissions to come; 0: start each when its submission comes.",
     ).tag(config=True)
+    kernel_start = Enum(
+        ["fresh", "fork"],
+        "fresh",
+        help="How each kernel starts: 'fresh' (a new sandbox and Python per kernel) or 'fork' (forked in "
+        "milliseconds from a per-slot factory that imported the lab's modules once, each fork in namespaces "
+        "of its own); 'fork' falls back to 'fresh', with a warning in every result, where the machine cannot "
+        "nest namespaces.",
+    ).tag(config=True)
     warm_up_modules = List(
         Unicode(),
         [],

@@ -17,6 +17,9 @@ reaches it only through the names below (tests/test_import_rules.py pins that).
                   allow-list; limits.py Limits and the rlimits; cgroups.py the pids cgroup
 - job_folder.py   the bounded host folder a kernel may write (its sockets); mounts.py its
                   tmpfs mounts; trees.py removes and measures folder trees of any depth
+- zygote.py       kernels forked from a per-slot factory (c.Grading.kernel_start = "fork"):
+                  zygote_main.py runs inside the slot's sandbox, zygote_connect.py stands
+                  for a forked kernel on the host
 - slots.py        CPU and GPU slots; gpus.py the machine's GPUs; gpu_watchdog.py the GPU
                   memory share
 """

@@ -1,6 +1,7 @@
 """How a session launches its kernel: the kernel's command line, environment, folders and log.
 
-A sandboxed kernel starts under bubblewrap (sandbox.py) with a lifeline; an unsandboxed one
+A sandboxed kernel starts under bubblewrap (sandbox.py) with a lifeline, or is forked from its
+slot's kernel factory (zygote.py) through a connector that stands for it here; an unsandboxed one
 (the trusted build, or no bubblewrap here) as a plain process under the rlimits, the sandbox's
 layout emulated in its job folder. Either way it joins its pids cgroup (cgroups.py) first, and
 its connection file and ipc sockets go where a Unix socket address can reach them.
@@ -19,6 +20,7 @@ from .cgroups import ProcessLimit
 from .job_folder import JobFolder
 from .limits import Limits, rlimit_argv
 from .sandbox import sandbox_argv, sandbox_environment
+from .zygote import Zygote
 
 # Longest path a Unix socket address may have (sun_path is 108 bytes with the final NUL).
 MAX_SOCKET_PATH = 107
@@ -39,6 +41,7 @@ class KernelRequest:
     gpu_devices: list[str]
     sandbox: bool | None
     cwd: Path | None
+    zygote: Zygote | None = None  # fork the kernel from this slot's factory (zygote.py), sandboxed only
 
     @property
     def job_dir(self) -> Path:
@@ -62,7 +65,13 @@ def launch_arguments(
         writable = [] if sockets.is_relative_to(request.job_dir) else [sockets]
         lifeline_fd = lifeline[0]
 
+        zygote = request.zygote
+
         def wrap(argv: list[str]) -> list[str]:
+            if zygote is not None:  # the forked kernel's connector, in the job's cgroup
+                procs = processes.path / "cgroup.procs" if processes.path is not None else None
+                connector = zygote.kernel_argv(argv, job_dir=request.job_dir, procs=procs, lifeline_fd=lifeline_fd)
+                return processes.wrap(connector)
             return processes.wrap(
                 sandbox_argv(
                     argv,

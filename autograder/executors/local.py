@@ -23,6 +23,7 @@ from .sandbox import probe
 from .session import KernelSession
 from .slots import Slot, SlotPool
 from .spec import ExecutionResult, JobSpec
+from .zygote import Zygote
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,8 @@ class LocalExecutor:
         self.capacity = len(slots)
         self._unstarted = jobs
         self._spares: dict[int, deque[asyncio.Future]] = {slot.index: deque() for slot in slots.slots}
+        self._zygotes: dict[int, asyncio.Future] = {}  # slot → its kernel factory (kernel_start="fork")
+        self._fork_problems: dict[int, str] = {}  # slot → why its kernels start fresh after all
         self._closing = False
         self._watchdog_interval = watchdog_interval
         self._gpu_memory, self._gpu_memory_problem = self._open_gpu_memory(gpu_memory)
@@ -111,7 +114,29 @@ class LocalExecutor:
         return sum(len(queue) for queue in self._spares.values())
 
     async def _start(self, slot: Slot) -> KernelSession:
-        return await start_kernel(self.spec, slot, prefix=f"autograder-slot{slot.index}-")
+        zygote = await self._zygote(slot) if self.spec.kernel_start == "fork" else None
+        return await start_kernel(self.spec, slot, prefix=f"autograder-slot{slot.index}-", zygote=zygote)
+
+    async def _zygote(self, slot: Slot) -> Zygote | None:
+        """The slot's kernel factory, started on first use; None (and the reason kept) where it
+        cannot fork kernels here: that slot's kernels then start fresh."""
+        if slot.index not in self._zygotes:
+            self._zygotes[slot.index] = asyncio.ensure_future(self._start_zygote(slot))
+        return await self._zygotes[slot.index]
+
+    async def _start_zygote(self, slot: Slot) -> Zygote | None:
+        problem = fork_unavailable(self.spec)
+        zygote = None
+        if problem is None:
+            zygote = new_zygote(self.spec, slot, name=f"slot {slot.index}")
+            problem = await zygote.start()
+            if problem is not None:
+                await asyncio.to_thread(zygote.close)
+                zygote = None
+        if problem is not None:
+            self._fork_problems[slot.index] = fresh_instead(problem)
+            log.warning("slot %d: %s", slot.index, self._fork_problems[slot.index])
+        return zygote
 
     async def _run(self, slot: Slot, nb, label: str, called: float) -> ExecutionResult:
         queue = self._spares[slot.index]
@@ -131,6 +156,10 @@ class LocalExecutor:
         result.where = f"slot {slot.index}" + (f", GPU {slot.gpu}" if slot.gpu is not None else ", CPU")
         if slot.gpu is not None and self._gpu_memory_problem:
             result.warnings.append(f"no GPU memory limit: {self._gpu_memory_problem}")
+        if slot.index in self._fork_problems:
+            result.warnings.append(self._fork_problems[slot.index])
+        elif session.given.zygote is not None:
+            result.where += ", forked"
         log.debug("%s ran on slot %d (%s kernel)", label, slot.index, "prepared" if spare else "cold")
         return result
 
@@ -145,6 +174,11 @@ class LocalExecutor:
                 log.exception("a prepared kernel failed to start")
                 continue
             await discard(session)
+        for future in list(self._zygotes.values()):
+            zygote = await future
+            if zygote is not None:
+                await asyncio.to_thread(zygote.close)
+        self._zygotes.clear()
 
     def _open_gpu_memory(self, given):
         if given is not None or not any(slot.gpu is not None for slot in self.slots.slots):
@@ -155,16 +189,24 @@ class LocalExecutor:
 # ---------------------------------------------------------------------------- shared by the executors
 
 
-async def start_kernel(spec: JobSpec, slot: Slot, prefix: str = "autograder-") -> KernelSession:
-    """A kernel for `slot`, started and warmed up (a failed start is kept in the session).
+async def start_kernel(
+    spec: JobSpec, slot: Slot, prefix: str = "autograder-", zygote: Zygote | None = None
+) -> KernelSession:
+    """A kernel for `slot`, started and warmed up (a failed start is kept in the session):
+    a fresh sandbox, or forked from the slot's `zygote`.
 
     Its job folder is bounded (job_folder.py: a tmpfs of its own, limits.job_folder_bytes /
     job_folder_inodes) when the kernel will be sandboxed; an unsandboxed kernel can write
-    anywhere, and its working folder is in there, so it keeps a plain one."""
+    anywhere, and its working folder is in there, so it keeps a plain one. A forked kernel's
+    job folder is made in its zygote's jobs folder, which the zygote's sandbox sees."""
     limits = spec.limits_for(slot)
     bound = spec.sandbox is not False and probe().available
     job_folder = JobFolder.create(
-        prefix=prefix, size_bytes=limits.job_folder_bytes, inodes=limits.job_folder_inodes, bound=bound
+        prefix=prefix,
+        dir=zygote.jobs if zygote is not None else None,
+        size_bytes=limits.job_folder_bytes,
+        inodes=limits.job_folder_inodes,
+        bound=bound,
     )
     session = KernelSession(
         job_dir=job_folder,
@@ -173,6 +215,7 @@ async def start_kernel(spec: JobSpec, slot: Slot, prefix: str = "autograder-") -
         read_only=[(Path(host), inside) for host, inside in spec.read_only],
         sandbox=spec.sandbox,
         gpu_devices=slot.device_nodes,
+        zygote=zygote,
     )
     await session.start(warm_up=spec.warm_up_code(cuda=slot.gpu is not None))
     return session
@@ -213,6 +256,33 @@ def _guard(slot: Slot, session: KernelSession, gpu_memory, interval: float):
     kill = lambda reason: session.kill(reason, FailureKind.GPU_MEMORY)  # noqa: E731
     return asyncio.ensure_future(
         gpu_watchdog.watch(gpu_memory, limit, session.pids, kill, session.notes.append, interval)
+    )
+
+
+def fork_unavailable(spec: JobSpec) -> str | None:
+    """Why kernels of this spec cannot be forked from a zygote at all (None: try one)."""
+    if spec.sandbox is False:
+        return "kernels run unsandboxed"
+    status = probe()
+    if not status.available:
+        return f"no sandbox: {status.reason}"
+    return None
+
+
+def fresh_instead(problem: str) -> str:
+    """The warning every result of a slot carries whose kernels could not be forked."""
+    return f"c.Grading.kernel_start = 'fork' is not possible here, kernels start fresh (slower): {problem}"
+
+
+def new_zygote(spec: JobSpec, slot: Slot, name: str = "zygote") -> Zygote:
+    """A kernel factory for `slot`: its limits, environment, binds, GPU node and imports."""
+    return Zygote(
+        limits=spec.limits_for(slot),
+        env={"PYTHONDONTWRITEBYTECODE": "1", **spec.env_for(slot)},  # a kernel session's (session.py)
+        read_only=[(Path(host), inside) for host, inside in spec.read_only],
+        gpu_devices=slot.device_nodes,
+        modules=list(spec.warm_up_modules),
+        name=name,
     )
 
 

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 # mount(2) flags (linux/mount.h) and umount2's MNT_DETACH
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 2, 4, 8
+MS_BIND, MS_SHARED = 4096, 1 << 20
 MNT_DETACH = 2
 # The mount's source names its coordinator, so that a later one can find what a killed one left:
 # autograder-job-<pid namespace>-<pid>.
@@ -56,6 +57,25 @@ def mount_tmpfs(path: Path, source: str, options: str) -> OSError | None:
         return None
     code = ctypes.get_errno()
     return OSError(code, os.strerror(code))
+
+
+def bind_shared(path: str | Path) -> OSError | None:
+    """Bind `path` onto itself and make it a shared mount: what is mounted under it later shows
+    in sandboxes that bound it earlier (a kernel factory's jobs folder, zygote.py). None, or
+    the error (no CAP_SYS_ADMIN: its folders are then plain and show without propagation)."""
+    try:
+        libc = _libc_handle()
+    except (OSError, AttributeError) as err:
+        return OSError(errno.ENOSYS, f"no mount(2) through libc: {err}")
+    target = os.fsencode(path)
+    if libc.mount(target, target, None, MS_BIND, None) != 0:
+        code = ctypes.get_errno()
+        return OSError(code, os.strerror(code))
+    if libc.mount(None, target, None, MS_SHARED, None) != 0:
+        code = ctypes.get_errno()
+        libc.umount2(target, MNT_DETACH)
+        return OSError(code, os.strerror(code))
+    return None
 
 
 def umount(path: str | Path) -> OSError | None:

@@ -71,6 +71,7 @@ def sandbox_argv(
     gpu_devices: Sequence[str] = (),
     writable: Sequence[Path] = (),
     lifeline_fd: int | None = None,
+    capabilities: Sequence[str] = (),
 ) -> list[str]:
     """The full command that runs inner_argv in the sandbox: prlimit, then bwrap.
 
@@ -79,6 +80,8 @@ def sandbox_argv(
     PATH and HOME: nothing is inherited. gpu_devices: nodes such as "/dev/nvidia0" to expose.
     lifeline_fd: the read end of a pipe whose write end only the caller holds (pass it with
     Popen's pass_fds); the sandbox kills itself when that pipe closes.
+    capabilities: kept inside the sandbox's user namespace (all others dropped): only for a
+    kernel factory (zygote.py), which never runs student code; a kernel gets none.
     """
     if gpu_devices and limits.memory_bytes is not None:
         raise ValueError("GPU jobs need Limits(memory_bytes=None): RLIMIT_AS breaks CUDA initialisation")
@@ -87,7 +90,7 @@ def sandbox_argv(
         raise ValueError(f"job_dir must be absolute (it is bound at the same path inside): {job_dir}")
     bwrap = [
         tool("bwrap"),
-        *_namespace_flags(),
+        *_namespace_flags(capabilities),
         *system_flags(),
         "--proc",
         "/proc",
@@ -111,9 +114,10 @@ def sandbox_environment(env: dict[str, str] | None = None, *, home: str = SANDBO
     return {"PATH": path, "HOME": home, **(env or {})}
 
 
-def _namespace_flags() -> list[str]:
+def _namespace_flags(capabilities: Sequence[str] = ()) -> list[str]:
     # --new-session: no TIOCSTI into the coordinator's terminal. --cap-drop ALL: see module doc.
-    return ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL"]
+    kept = [flag for cap in capabilities for flag in ("--cap-add", cap)]
+    return ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv", "--cap-drop", "ALL", *kept]
 
 
 def _python_flags() -> list[str]:

@@ -34,6 +34,7 @@ from .launch import KernelRequest, log_tail
 from .limits import Limits
 from .sandbox import probe
 from .spec import ExecutionResult
+from .zygote import Zygote
 
 log = logging.getLogger(__name__)
 
@@ -150,6 +151,7 @@ class KernelSession:
         sandbox: bool | None = None,
         gpu_devices: Sequence[str] = (),
         cwd: Path | None = None,
+        zygote: Zygote | None = None,
     ):
         job_folder = (
             job_dir
@@ -164,6 +166,7 @@ class KernelSession:
             list(gpu_devices),
             sandbox,
             cwd,
+            zygote,
         )
         self.outcome = _Outcome()
         self.kernel = Kernel()
@@ -210,6 +213,8 @@ class KernelSession:
 
     def _choose_sandbox(self) -> bool:
         if self.given.sandbox is False:
+            if self.given.zygote is not None:
+                raise ValueError("a forked kernel is sandboxed: no zygote with sandbox=False")
             return True
         status = probe()
         self.outcome.sandboxed = status.available

@@ -27,6 +27,9 @@ class JobSpec:
     sandbox:   as execute_notebook's (None: where it works; True: required).
     warm_up_modules: imported in each kernel before it gets its notebook (and CUDA initialised
                on a GPU slot), so that a prepared kernel has the heavy start-up behind it.
+    kernel_start: "fresh": a new sandbox and Python per kernel; "fork": kernels forked from a
+               per-slot factory that imported warm_up_modules once (zygote.py), falling back
+               to fresh, with a warning in every result, where that is not possible.
     """
 
     limits: Limits
@@ -34,6 +37,7 @@ class JobSpec:
     read_only: tuple[tuple[str, str], ...] = ()
     sandbox: bool | None = None
     warm_up_modules: tuple[str, ...] = ()
+    kernel_start: str = "fresh"  # "fork": from a per-slot zygote (zygote.py), where it works here
 
     def limits_for(self, slot: Slot | None) -> Limits:
         if slot is not None and slot.gpu is not None:

@@ -31,6 +31,7 @@ def job_spec(course: Course, lab: str, settings: Grading) -> JobSpec:
         read_only=tuple((str(host), inside) for host, inside in read_only_binds(course)),
         sandbox=True if settings.require_sandbox else None,
         warm_up_modules=tuple(modules),
+        kernel_start=settings.kernel_start,
     )
 
 

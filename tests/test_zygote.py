@@ -1,0 +1,344 @@
+"""Kernels forked from a per-slot zygote (c.Grading.kernel_start = "fork"): isolation and parity.
+
+Real bubblewrap, real zygotes, real kernels. Each job here is one forked kernel; the checks run
+as cells inside it and raise when something of another job (concurrent or earlier) shows, and
+the host is searched afterwards for anything a job left. The same class is graded with "fork"
+and "fresh" and must get the same scores, statuses and messages.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+from traitlets.config import Config
+
+from autograder.authoring.pipeline import build_lab
+from autograder.course import Course
+from autograder.demo import DemoStudent, make_submission
+from autograder.executors import zygote as zygote_module
+from autograder.executors.local import LocalExecutor, new_zygote
+from autograder.executors.sandbox import probe
+from autograder.executors.slots import Slot, SlotPool
+from autograder.executors.spec import JobSpec
+from autograder.grading.batch import grade_lab
+from autograder.grading.lab import LabContext
+from conftest import new_course
+from notebooks import mean_square_lab, write_lab
+
+LAB = "tiny"
+MARKER = "autograder-zygote-test-leftover"
+pytestmark = pytest.mark.skipif(not probe().available, reason=f"no sandbox here: {probe().reason}")
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory) -> Course:
+    course = new_course(tmp_path_factory.mktemp("zygote"))
+    write_lab(course.root, LAB, mean_square_lab())
+    build_lab(course, LAB)
+    return course
+
+
+def spec_for(course: Course, kernel_start: str = "fork", **limits) -> JobSpec:
+    spec = LabContext.load(course, LAB).job_spec()
+    return JobSpec(
+        limits=dataclasses.replace(spec.limits, **limits),
+        env=spec.env,
+        read_only=spec.read_only,
+        sandbox=True,
+        warm_up_modules=("numpy", "torch"),
+        kernel_start=kernel_start,
+    )
+
+
+@pytest.fixture(scope="module")
+def forking(course):
+    """Skips where this machine cannot fork kernels into namespaces of their own (said why)."""
+    zygote = new_zygote(spec_for(course), Slot(0), name="probe")
+    try:
+        problem = asyncio.run(zygote.start())
+    finally:
+        zygote.close()
+    if problem is not None:
+        pytest.skip(f"kernel_start='fork' is not possible here: {problem}")
+
+
+def notebook(*sources: str):
+    return new_notebook(cells=[new_code_cell(textwrap.dedent(source)) for source in sources])
+
+
+def run_all(executor, notebooks, workers: int):
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda item: executor.execute(item[1], f"job{item[0]}"), enumerate(notebooks)))
+
+
+def assert_completed_forked(results) -> None:
+    for r in results:
+        assert (r.status, r.cell_errors, r.sandboxed) == ("completed", {}, True), (r.reason, r.cell_errors)
+        assert r.where.endswith(", forked") and not any("kernel_start" in w for w in r.warnings), (r.where, r.warnings)
+
+
+def cell_text(result, index: int = -1) -> str:
+    return "".join(o.get("text", "") for o in result.notebook.cells[index].outputs)
+
+
+def processes_with(marker: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+# A job that looks for every other job while others run: their processes, job folders, /tmp,
+# /dev/shm, abstract sockets; then waits, holding its own, so that the others overlap it.
+SPY = """
+import glob, os, signal, socket, time
+from ipykernel import get_connection_file
+job_dir = os.path.dirname(os.path.dirname(get_connection_file()))
+mine = os.path.basename(job_dir)
+# processes: only this job's own pid namespace (its init, the kernel, what the kernel started)
+pids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())
+assert pids == [1, 2], pids
+own = {int(t) for p in pids for t in os.listdir(f'/proc/{p}/task')}  # their threads
+for pid in set(range(1, 4096)) - own:
+    try:
+        os.kill(pid, 0)
+        raise AssertionError(f'pid {pid} is visible')
+    except ProcessLookupError:
+        pass
+# files: the job folder alone of the slot's jobs folder; empty /tmp and /dev/shm
+assert os.listdir(os.path.dirname(job_dir)) == [mine], os.listdir(os.path.dirname(job_dir))
+assert sorted(os.listdir('/tmp')) == sorted(['home', 'work', job_dir.split('/')[2]]), os.listdir('/tmp')
+assert os.listdir('/dev/shm') == [], os.listdir('/dev/shm')
+assert os.listdir('/tmp/work') == [], os.listdir('/tmp/work')
+mounts = [line.split()[4] for line in open('/proc/self/mountinfo')]
+assert [m for m in mounts if '/jobs/' in m] == [job_dir], mounts
+assert not [m for m in mounts if m.endswith('/ctl')], mounts
+# leave traces the others must not find
+open('/tmp/work/trace', 'w').write(mine)
+open('/dev/shm/trace', 'w').write(mine)
+open(os.path.join(job_dir, 'trace'), 'w').write(mine)
+abstract = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+abstract.bind('\\0autograder-zygote-test')  # EADDRINUSE if another job's network were shared
+abstract.listen()
+caps = dict(line.split(':\\t') for line in open('/proc/self/status').read().splitlines() if line.startswith('Cap'))
+assert all(int(caps[k], 16) == 0 for k in ('CapEff', 'CapPrm', 'CapBnd', 'CapAmb', 'CapInh')), caps
+assert 'NoNewPrivs:\\t1' in open('/proc/self/status').read()
+uid_map = open('/proc/self/uid_map').read().split()
+assert uid_map == ['0', '0', '1'], uid_map
+time.sleep(3)
+print('spy', mine)
+"""
+
+
+def test_concurrent_forked_jobs_cannot_see_or_signal_each_other(course, forking):
+    spec = spec_for(course)
+    with LocalExecutor(spec, SlotPool.for_machine(gpus=[], cpu_jobs=2), jobs=4) as executor:
+        results = run_all(executor, [notebook(SPY)] * 4, workers=2)
+    assert_completed_forked(results)
+    assert len({cell_text(r) for r in results}) == 4  # four different job folders
+
+
+# One job changes everything a module, the environment, a thread or a file can carry ...
+DIRTY = """
+import os, sys, threading, time, json
+import numpy, torch
+numpy.allclose = lambda *a, **k: True
+torch.Tensor.sum = lambda self, *a, **k: torch.tensor(42.0)
+json.loads = None
+sys.modules['torch'].leaked_by_an_earlier_job = True
+os.environ['LEAKED_BY_AN_EARLIER_JOB'] = 'yes'
+sys.path.insert(0, '/tmp/work')
+open('/tmp/work/evil.py', 'w').write('print("imported from an earlier job")')
+open('/tmp/marker', 'w').write('an earlier job was here')
+open('/dev/shm/marker', 'w').write('an earlier job was here')
+threading.Thread(target=time.sleep, args=(1000,), name='leftover', daemon=True).start()
+print('threads', threading.active_count())
+"""
+
+# ... and the next job must find none of it.
+CLEAN = """
+import os, sys, threading, json
+import numpy, torch
+assert not numpy.allclose(1.0, 2.0)
+assert torch.ones(3).sum().item() == 3.0
+assert json.loads('[1]') == [1]
+assert not hasattr(torch, 'leaked_by_an_earlier_job')
+assert 'LEAKED_BY_AN_EARLIER_JOB' not in os.environ
+assert '/tmp/work' not in sys.path and not os.path.exists('/tmp/work/evil.py')
+assert not os.path.exists('/tmp/marker') and not os.path.exists('/dev/shm/marker')
+assert 'leftover' not in [t.name for t in threading.enumerate()]
+print('threads', threading.active_count())
+"""
+
+
+def test_nothing_of_one_job_is_in_the_next(course, forking):
+    spec = spec_for(course)
+    with LocalExecutor(spec, SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=4) as executor:
+        results = [executor.execute(notebook(source), f"job{i}") for i, source in enumerate([DIRTY, CLEAN] * 2)]
+    assert_completed_forked(results)
+    dirty, clean = (int(cell_text(results[i]).split()[1]) for i in (0, 1))
+    assert clean == dirty - 1  # the same threads as any kernel has, less the leftover
+
+
+def test_forked_kernels_have_fresh_random_state(course, forking):
+    source = "import random, numpy, torch\nprint(random.random(), numpy.random.rand(), torch.rand(1).item())"
+    with LocalExecutor(spec_for(course), SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=3) as executor:
+        results = [executor.execute(notebook(source), f"job{i}") for i in range(3)]
+    assert_completed_forked(results)
+    draws = [cell_text(r).split() for r in results]
+    for column in range(3):  # a fork inherits the zygote's generators: each is seeded again
+        assert len({row[column] for row in draws}) == 3, draws
+
+
+LEAVE_CHILDREN = f"""
+import os, subprocess, sys, time
+sleeper = [sys.executable, '-c', 'import time; time.sleep(1000)', {MARKER!r}]
+subprocess.Popen(sleeper, start_new_session=True)
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv(sys.executable, sleeper)
+    os._exit(0)
+time.sleep(0.5)
+print('children', len([p for p in os.listdir('/proc') if p.isdigit()]))
+"""
+
+
+@pytest.mark.parametrize(
+    "ending",
+    ["", "import os\nos._exit(3)", "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)"],
+    ids=["finishes", "exits", "kills-itself"],
+)
+def test_a_job_that_forks_or_kills_its_kernel_leaves_nothing(course, forking, ending):
+    spec = spec_for(course, cell_timeout=20, notebook_timeout=40)
+    sources = [LEAVE_CHILDREN] + ([ending] if ending else [])
+    with LocalExecutor(spec, SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=2) as executor:
+        first = executor.execute(notebook(*sources), "job0")
+        deadline = time.monotonic() + 10
+        while processes_with(MARKER) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert processes_with(MARKER) == []  # gone with its job, while the zygote lives on
+        after = executor.execute(notebook("print('next', 6 * 7)"), "job1")
+    assert int(cell_text(first, 0).split()[1]) >= 4  # its init, the kernel and both sleepers
+    if ending:
+        assert first.status == "failed" and "kernel died while running cell 1" in first.reason, first.reason
+    else:
+        assert first.status == "completed", first.reason
+    assert_completed_forked([after])
+    assert cell_text(after) == "next 42\n"
+
+
+def test_a_killed_coordinator_leaves_no_kernel_and_no_zygote(course, forking, tmp_path):
+    """SIGKILL of the coordinator mid-job: its zygotes' lifelines close, every fork goes with them."""
+    script = tmp_path / "coordinator.py"
+    script.write_text(
+        textwrap.dedent(
+            f"""
+            import sys
+            sys.path[:0] = {[str(Path(__file__).parent)]!r}
+            from test_zygote import *
+            from autograder.course import Course
+            course = Course.load({str(course.root)!r})
+            executor = LocalExecutor(spec_for(course), SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=1)
+            executor.execute(notebook({LEAVE_CHILDREN!r}, "import time\\ntime.sleep(1000)"))
+            """
+        )
+    )
+    coordinator = subprocess.Popen([sys.executable, str(script)], cwd=course.root)
+    deadline = time.monotonic() + 120
+    while len(processes_with(MARKER)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(processes_with(MARKER)) == 2, "the job's children did not start"
+    zygotes = processes_with(zygote_module.ZYGOTE_INSIDE)
+    assert zygotes
+    coordinator.send_signal(signal.SIGKILL)
+    coordinator.wait()
+    deadline = time.monotonic() + 10
+    while (processes_with(MARKER) or processes_with(zygote_module.ZYGOTE_INSIDE)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert processes_with(MARKER) == [] and processes_with(zygote_module.ZYGOTE_INSIDE) == []
+
+
+def test_where_forking_is_impossible_kernels_start_fresh_and_say_so(course, monkeypatch):
+    # A zygote without the capabilities its forks need is what a machine that cannot nest
+    # namespaces gives: the probe job fails at its first unshare.
+    monkeypatch.setattr(zygote_module, "ZYGOTE_CAPABILITIES", ())
+    with LocalExecutor(spec_for(course), SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=1) as executor:
+        result = executor.execute(notebook("print(6 * 7)"), "job")
+    assert (result.status, cell_text(result), result.where) == ("completed", "42\n", "slot 0, CPU")
+    (warning,) = [w for w in result.warnings if "kernel_start" in w]
+    assert warning.startswith("c.Grading.kernel_start = 'fork' is not possible here, kernels start fresh")
+    assert "Operation not permitted" in warning
+
+
+CLASS = [
+    DemoStudent("honest", "correct"),
+    DemoStudent("blank", "blank release", answers="blank"),
+    DemoStudent(
+        "summer", "sum instead of mean", replace={"mean_square": "def mean_square(x):\n    return (x ** 2).sum()"}
+    ),
+    DemoStudent("looper", "infinite loop", extra_cell="while True:\n    pass"),
+    DemoStudent("crasher", "kills its kernel", extra_cell="import os\nos._exit(3)"),
+    DemoStudent("patcher", "patches numpy", extra_cell="import numpy\nnumpy.allclose = lambda *a, **k: True"),
+]
+
+
+def verdicts(course: Course, kernel_start: str) -> dict:
+    config = Config(course.config)
+    config.Grading.kernel_start = kernel_start
+    config.Grading.cell_timeout, config.Grading.notebook_timeout = 8, 30
+    results = grade_lab(Course(course.root, config), LAB, [s.name for s in CLASS], force=True, workers=2)
+    assert not [w for r in results for w in r.warnings if "kernel_start" in w]
+    return {
+        r.student: (
+            r.status,
+            r.score,
+            r.reason,
+            r.failure,
+            [(c.grade_id, c.score, [(k.name, k.passed, k.message) for k in c.checks]) for c in r.cells],
+        )
+        for r in results
+    }
+
+
+def test_fork_and_fresh_grade_the_same_class_alike(course, forking):
+    for student in CLASS:
+        make_submission(course, LAB, student)
+    forked, fresh = verdicts(course, "fork"), verdicts(course, "fresh")
+    assert forked == fresh
+    assert {s: v[:2] for s, v in forked.items()} == {
+        "honest": ("graded", 3.0),
+        "blank": ("graded", 0.0),
+        "summer": ("graded", 1.0),
+        "looper": ("failed", 0.0),
+        "crasher": ("failed", 0.0),
+        "patcher": ("graded", 3.0),
+    }
+
+
+def test_the_zygote_command_line_keeps_capabilities_for_itself_only(course):
+    zygote = new_zygote(spec_for(course), Slot(0))
+    try:
+        argv = zygote.kernel_argv(
+            ["python", "-m", "ipykernel_launcher", "-f", "k.json"], job_dir=zygote.jobs / "j", procs=None, lifeline_fd=7
+        )
+    finally:
+        zygote.close()
+    assert argv[:4] == [sys.executable, "-I", "-S", str(zygote_module.CONNECTOR_PROGRAM)]
+    assert argv[-5:] == ["python", "-m", "ipykernel_launcher", "-f", "k.json"]
+    assert os.path.basename(zygote_module.ZYGOTE_PROGRAM) == "zygote_main.py"
