@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -274,6 +275,79 @@ def test_a_killed_coordinator_leaves_no_kernel_and_no_zygote(course, forking, tm
     assert processes_with(MARKER) == [] and processes_with(zygote_module.ZYGOTE_INSIDE) == []
 
 
+def test_a_forked_kernel_keeps_every_guarantee_of_the_sandbox(course, forking, monkeypatch):
+    """test_sandbox.py's isolation, limits and process limit, for a forked kernel."""
+    monkeypatch.setenv("AUTOGRADER_TEST_CANARY", "leaked")  # the coordinator's environment
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    repo = Path(__file__).resolve().parent.parent
+    cells = [
+        f"""
+        import errno, glob, os, socket, sys
+        assert not os.path.exists({str(repo / "pyproject.toml")!r})
+        assert set(os.listdir('/etc')) <= {{'ld.so.cache', 'fonts'}}, os.listdir('/etc')
+        assert 'AUTOGRADER_TEST_CANARY' not in os.environ and os.environ['HOME'] == '/tmp/home'
+        assert glob.glob('/dev/nvidia*') == []
+        for address in [('127.0.0.1', {port}), ('1.1.1.1', 53)]:
+            try:
+                socket.create_connection(address, timeout=2)
+                raise AssertionError(f'connected to {{address}}')
+            except OSError as err:
+                assert not isinstance(err, socket.timeout), address
+        for path in ['/usr/evil', sys.prefix + '/evil', '/evil', '/dev/evil', '/opt/autograder-zygote/evil',
+                     '/opt/autograder-lib/evil', '/proc/sys/kernel/hostname']:
+            try:
+                open(path, 'w')
+                raise AssertionError(f'{{path}} is writable')
+            except OSError as err:
+                assert err.errno in (errno.EROFS, errno.EACCES, errno.ENOENT, errno.EPERM), (path, err)
+        assert os.getcwd() == '/tmp/work'
+        """,
+        """
+        import errno
+        try:
+            open('/tmp/big', 'wb').write(b'0' * (2 << 20))
+            raise AssertionError('wrote over RLIMIT_FSIZE')
+        except OSError as err:
+            assert err.errno == errno.EFBIG, err
+        for folder in ('/tmp', '/dev/shm'):
+            try:
+                for i in range(8):
+                    open(f'{folder}/part{i}', 'wb').write(b'0' * (900 << 10))
+                raise AssertionError(f'filled {folder} over its size')
+            except OSError as err:
+                assert err.errno == errno.ENOSPC, err
+        import resource
+        assert resource.getrlimit(resource.RLIMIT_FSIZE)[0] == 1 << 20
+        assert resource.getrlimit(resource.RLIMIT_CORE) == (0, 0)
+        """,
+        """
+        import subprocess
+        children = []
+        try:
+            for _ in range(400):
+                children.append(subprocess.Popen(['sleep', '987650']))
+        finally:
+            print(len(children))
+        """,
+        "import torch\nprint(torch.ones(3).sum().item())",
+    ]
+    spec = spec_for(course, file_size_bytes=1 << 20, tmpfs_bytes=4 << 20, max_processes=64)
+    try:
+        with LocalExecutor(spec, SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=1) as executor:
+            result = executor.execute(notebook(*cells), "job")
+    finally:
+        listener.close()
+    assert result.where.endswith(", forked")
+    assert set(result.cell_errors) == {2}, result.cell_errors  # only the fork bomb, stopped
+    assert result.cell_errors[2].startswith("BlockingIOError")
+    assert int(cell_text(result, 2)) < 64
+    assert cell_text(result, 3) == "3.0\n"
+    assert processes_with("987650") == []
+
+
 def test_where_forking_is_impossible_kernels_start_fresh_and_say_so(course, monkeypatch):
     # A zygote without the capabilities its forks need is what a machine that cannot nest
     # namespaces gives: the probe job fails at its first unshare.
@@ -342,3 +416,62 @@ def test_the_zygote_command_line_keeps_capabilities_for_itself_only(course):
     assert argv[:4] == [sys.executable, "-I", "-S", str(zygote_module.CONNECTOR_PROGRAM)]
     assert argv[-5:] == ["python", "-m", "ipykernel_launcher", "-f", "k.json"]
     assert os.path.basename(zygote_module.ZYGOTE_PROGRAM) == "zygote_main.py"
+
+
+# --------------------------------------------------------------------------- on a GPU machine
+
+
+def has_gpu() -> bool:
+    from autograder.executors import visible_gpus
+
+    return bool(visible_gpus())
+
+
+GPU_ONLY = pytest.mark.skipif(not has_gpu(), reason="no NVIDIA GPU on this machine")
+
+
+@GPU_ONLY
+def test_a_forked_gpu_kernel_sees_exactly_its_gpu_and_initialises_cuda_itself(course, forking):
+    from autograder.executors import visible_gpus
+    from autograder.executors.gpus import gpu_uuids
+
+    gpu = visible_gpus()[-1]
+    uuid = gpu_uuids().get(gpu)
+    source = (
+        "import glob, os, torch\n"
+        "print(torch.cuda.device_count(), os.environ['CUDA_VISIBLE_DEVICES'], sorted(glob.glob('/dev/nvidia[0-9]*')),"
+        " (torch.ones(4, device='cuda') * 2).sum().item())"
+    )
+    spec = dataclasses.replace(spec_for(course), limits=dataclasses.replace(spec_for(course).limits, memory_bytes=None))
+    with LocalExecutor(spec, SlotPool.for_machine(gpus=[gpu], jobs_per_gpu=2), jobs=3) as executor:
+        results = run_all(executor, [notebook(source)] * 3, workers=2)
+    assert_completed_forked(results)
+    for r in results:
+        assert cell_text(r).strip() == f"1 {uuid or 0} ['/dev/nvidia{gpu}'] 8.0"
+
+
+@GPU_ONLY
+@pytest.mark.parametrize("lab", ["lab1_cross_entropy", "lab3_mnist_lenet", "lab5_vae_debiasing"])
+def test_forked_gpu_kernels_give_the_verdicts_of_fresh_cpu_kernels(tmp_path, lab):
+    from autograder.authoring.pipeline import build_lab, copy_course_skeleton
+    from autograder.data import stage_all
+    from conftest import REPO
+
+    course = Course.load(copy_course_skeleton(REPO, tmp_path, [lab]))
+    datasets = {"lab3_mnist_lenet": ["fashion_mnist"], "lab5_vae_debiasing": ["fashion_mnist", "colored_fashion_mnist"]}
+    if lab in datasets:
+        stage_all(course.data, datasets=datasets[lab], download=False)
+    build_lab(course, lab)
+    students = [DemoStudent("solution", ""), DemoStudent("blank", "", answers="blank")]
+    for student in students:
+        make_submission(course, lab, student)
+
+    def verdicts(gpus: str, kernel_start: str):
+        config = Config(course.config)
+        config.Grading.gpus, config.Grading.kernel_start = gpus, kernel_start
+        results = grade_lab(Course(course.root, config), lab, force=True)
+        assert all(r.status == "graded" for r in results), [(r.student, r.reason) for r in results]
+        assert not [w for r in results for w in r.warnings if "kernel_start" in w]
+        return {(r.student, k.name): k.passed for r in results for c in r.cells for k in c.checks}
+
+    assert verdicts("auto", "fork") == verdicts("none", "fresh")
