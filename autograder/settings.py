@@ -64,7 +64,7 @@ class Grading(Configurable):
     ).tag(config=True)
     kernel_start = Enum(
         ["fresh", "fork"],
-        "fresh",
+        "fork",
         help="How each kernel starts: 'fresh' (a new sandbox and Python per kernel) or 'fork' (forked in "
         "milliseconds from a per-slot factory that imported the lab's modules once, each fork in namespaces "
         "of its own); 'fork' falls back to 'fresh', with a warning in every result, where the machine cannot "

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from ..outcomes import FailureKind
 from . import gpu_watchdog
+from .cgroups import process_limit
 from .job_folder import JobFolder
 from .sandbox import probe
 from .session import KernelSession
@@ -125,7 +126,7 @@ class LocalExecutor:
         return await self._zygotes[slot.index]
 
     async def _start_zygote(self, slot: Slot) -> Zygote | None:
-        problem = fork_unavailable(self.spec)
+        problem = fork_unavailable(self.spec, slot)
         zygote = None
         if problem is None:
             zygote = new_zygote(self.spec, slot, name=f"slot {slot.index}")
@@ -259,13 +260,19 @@ def _guard(slot: Slot, session: KernelSession, gpu_memory, interval: float):
     )
 
 
-def fork_unavailable(spec: JobSpec) -> str | None:
-    """Why kernels of this spec cannot be forked from a zygote at all (None: try one)."""
+def fork_unavailable(spec: JobSpec, slot: Slot) -> str | None:
+    """Why kernels of this spec cannot be forked from a zygote on `slot` (None: try one)."""
     if spec.sandbox is False:
         return "kernels run unsandboxed"
     status = probe()
     if not status.available:
         return f"no sandbox: {status.reason}"
+    if slot.gpu is not None:
+        # A forked kernel is no descendant of its connector: the GPU memory watchdog finds its
+        # processes through the job's pids cgroup only.
+        with process_limit(f"autograder-probe-slot{slot.index}", spec.limits_for(slot)) as limit:
+            if limit.reason:
+                return f"a forked GPU kernel is watched through its pids cgroup, and there is none ({limit.reason})"
     return None
 
 

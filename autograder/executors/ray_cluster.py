@@ -143,7 +143,7 @@ def execute_in_worker(nb_json: str, spec: JobSpec, gpu_share: float, label: str)
     import nbformat
     import ray
 
-    from .local import open_gpu_memory, run_session, start_kernel
+    from .local import fresh_instead, open_gpu_memory, run_session, start_kernel
 
     missing = [host for host, _ in spec.read_only if not os.path.exists(host)]
     if missing:
@@ -158,6 +158,8 @@ def execute_in_worker(nb_json: str, spec: JobSpec, gpu_share: float, label: str)
     gpu_memory, problem = open_gpu_memory() if slot.gpu is not None else (None, None)
     if problem:
         notes.append(f"no GPU memory limit: {problem}")
+    if spec.kernel_start == "fork":
+        notes.append(fresh_instead("the Ray executor starts one fresh kernel per task (no zygote per node yet)"))
 
     async def start_and_run():
         session = await start_kernel(spec, slot, prefix="autograder-ray-")

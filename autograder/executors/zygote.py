@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -30,6 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
+from .cgroups import process_limit
 from .limits import Limits
 from .mounts import bind_shared, umount
 from .sandbox import sandbox_argv
@@ -42,7 +44,8 @@ ZYGOTE_PROGRAM = HERE / "zygote_main.py"
 CONNECTOR_PROGRAM = HERE / "zygote_connect.py"
 ZYGOTE_INSIDE = "/opt/autograder-zygote/zygote_main.py"
 ZYGOTE_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SETFCAP")  # in its own user namespace only
-START_TIMEOUT = 300.0
+# What every kernel imports at start-up, imported once in the zygote too (no threads, no state).
+KERNEL_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "jupyter_client.session")
 SCM_CREDENTIALS, SO_PASSCRED = 2, 16
 
 
@@ -65,7 +68,8 @@ class Zygote:
         name: str = "zygote",
     ):
         self.limits, self.env, self.read_only = limits, dict(env), list(read_only)
-        self.gpu_devices, self.modules, self.name = list(gpu_devices), list(modules), name
+        self.gpu_devices, self.name = list(gpu_devices), name
+        self.modules = list(dict.fromkeys([*KERNEL_MODULES, *modules]))
         self.folder = Path(tempfile.mkdtemp(prefix="agz-", dir="/tmp")).resolve()
         self.ctl, self.jobs = self.folder / "ctl", self.folder / "jobs"
         self.ctl.mkdir()
@@ -127,16 +131,27 @@ class Zygote:
         return self._probe()
 
     def _probe(self) -> str | None:
-        """A job that sets up its namespaces, mounts and privileges, then ends without a kernel."""
+        """A job that sets up its namespaces, mounts and privileges, then ends without a kernel;
+        its pid 1 joins a pids cgroup on the way, as a kernel's does (where there are cgroups)."""
         job = Path(tempfile.mkdtemp(prefix="probe-", dir=self.jobs))
         try:
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            with (
+                process_limit(f"zygote-probe-{self.folder.name}", self.limits) as processes,
+                socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn,
+            ):
                 conn.settimeout(60)
                 conn.setsockopt(socket.SOL_SOCKET, SO_PASSCRED, 1)
                 conn.connect(str(self.socket_path))
                 conn.sendall((json.dumps({**self.request(job), "probe": True}) + "\n").encode())
-                first = conn.recv(1)
+                first, ancillary, _, _ = conn.recvmsg(1, socket.CMSG_SPACE(12))
                 if first == b"P":
+                    creds = [d for _, kind, d in ancillary if kind == SCM_CREDENTIALS]
+                    pid = struct.unpack("iII", creds[0][:12])[0] if creds else 0
+                    if processes.path is not None:
+                        try:
+                            (processes.path / "cgroup.procs").write_text(str(pid))
+                        except OSError as err:
+                            return f"a forked kernel cannot join its pids cgroup: {err}"
                     conn.sendall(b"go\n")
                 data = first
                 while True:

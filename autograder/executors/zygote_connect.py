@@ -29,7 +29,8 @@ def main(argv: list[str]) -> int:
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     conn.setsockopt(socket.SOL_SOCKET, SO_PASSCRED, 1)
     conn.connect(sock_path)
-    conn.sendall((json.dumps(request) + "\n").encode())
+    # with this process's stdout and stderr (the kernel's log): the forked kernel writes there
+    socket.send_fds(conn, [(json.dumps(request) + "\n").encode()], [1, 2])
     data, ancillary, _, _ = conn.recvmsg(64, socket.CMSG_SPACE(12))
     if data != b"P":
         sys.stderr.write(f"the zygote did not start the kernel: {_rest(conn, data)}\n")

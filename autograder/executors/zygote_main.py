@@ -114,10 +114,14 @@ def main(argv: list[str]) -> None:
             conn, _ = listener.accept()
         except InterruptedError:
             continue
+        fds: list[int] = []
         try:
-            request = json.loads(_read_line(conn))
+            first, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)  # the kernel's stdout and stderr, if sent
+            request = json.loads(_read_line(conn, first))
+            request["output"] = fds
         except (OSError, ValueError):
             conn.close()
+            _close(fds)
             continue
         pid = os.fork()
         if pid == 0:
@@ -130,6 +134,7 @@ def main(argv: list[str]) -> None:
             finally:
                 os._exit(code)
         conn.close()
+        _close(fds)
 
 
 def _where(err: BaseException) -> str:
@@ -159,8 +164,12 @@ def _cuda_initialised() -> bool:
         return False
 
 
-def _read_line(conn: socket.socket, limit: int = 1 << 20) -> str:
-    data = b""
+def _close(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def _read_line(conn: socket.socket, data: bytes = b"", limit: int = 1 << 20) -> str:
     while not data.endswith(b"\n"):
         chunk = conn.recv(65536)
         if not chunk:
@@ -246,6 +255,7 @@ def _job_init(conn: socket.socket, request: dict, environment: dict) -> int:
             traceback.print_exc()
         finally:
             os._exit(code)
+    _close(request.get("output", []))
     _prctl(PR_SET_DUMPABLE, 0, "not dumpable")  # the kernel may not ptrace its init
     while True:
         try:
@@ -344,6 +354,13 @@ def _drop_privileges() -> None:
 
 def _kernel(request: dict, environment: dict) -> None:
     os.setsid()
+    # stdin from /dev/null; stdout and stderr the kernel's log, as a fresh kernel's (the connector's own)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    for target, fd in zip((1, 2), request.get("output", []), strict=False):
+        os.dup2(fd, target)
+    _close(request.get("output", []))
     _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, "die with the job's init")
     os.environ.clear()
     os.environ.update(environment)
