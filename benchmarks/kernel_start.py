@@ -41,6 +41,7 @@ from autograder.authoring.pipeline import build_lab, copy_course_skeleton  # noq
 from autograder.course import Course  # noqa: E402
 from autograder.data import stage_all  # noqa: E402
 from autograder.demo import make_submission  # noqa: E402
+from autograder.executors.processes import process_tree  # noqa: E402
 from autograder.executors.sandbox import probe  # noqa: E402
 from autograder.executors.zygote import ZYGOTE_INSIDE  # noqa: E402
 from autograder.grading.batch import grade_lab  # noqa: E402
@@ -49,7 +50,7 @@ from autograder.settings import Grading  # noqa: E402
 
 
 class MemorySampler:
-    """Samples the PSS of every kernel (and zygote) process on this machine, once a second."""
+    """Samples the PSS of this process's kernels (and zygotes), once a second."""
 
     def __init__(self):
         self.kernels: list[float] = []  # MiB per kernel process, one per process per sample
@@ -67,7 +68,10 @@ class MemorySampler:
 
     def _run(self):
         while not self._stop.wait(1.0):
+            ours = set(process_tree(os.getpid()))  # not the kernels of other graders on this machine
             for pid, kind in kernel_processes():
+                if pid not in ours:
+                    continue
                 pss = pss_mib(pid)
                 if pss is not None:
                     (self.zygotes if kind == "zygote" else self.kernels).append(pss)

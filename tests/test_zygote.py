@@ -279,6 +279,12 @@ def test_a_killed_coordinator_leaves_no_kernel_and_no_zygote(course, forking, tm
     while left() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert left() == []
+    # what it left on disk (its zygote's folder, the shared bind of its jobs folder) goes at the next start
+    stale = list(Path("/tmp").glob(f"{zygote_module.FOLDER_PREFIX}*-{coordinator.pid}-*"))
+    assert stale
+    new_zygote(spec_for(course), Slot(0)).close()
+    assert not any(folder.exists() for folder in stale)
+    assert not [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if str(stale[0]) in line]
 
 
 def test_a_forked_kernel_keeps_every_guarantee_of_the_sandbox(course, forking, monkeypatch):

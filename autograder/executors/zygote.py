@@ -34,6 +34,7 @@ from typing import IO
 from .cgroups import process_limit
 from .limits import Limits
 from .mounts import bind_shared, umount
+from .processes import pid_namespace
 from .sandbox import sandbox_argv
 from .trees import remove_tree
 
@@ -47,6 +48,29 @@ ZYGOTE_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_NET_ADMIN", "CAP_SETFCAP")  # in it
 # What every kernel imports at start-up, imported once in the zygote too (no threads, no state).
 KERNEL_MODULES = ("ipykernel.kernelapp", "ipykernel.ipkernel", "ipykernel.zmqshell", "jupyter_client.session")
 SCM_CREDENTIALS, SO_PASSCRED = 2, 16
+
+
+FOLDER_PREFIX = "agz-"  # /tmp/agz-<pid namespace>-<coordinator pid>-XXXXXXXX
+
+
+def reap_stale_folders() -> None:
+    """Unmount and remove the zygote folders of coordinators (of our pid namespace) that died
+    without cleaning up (SIGKILL): their sandboxes died with them, their folders did not."""
+    namespace = pid_namespace()
+    for folder in Path("/tmp").glob(f"{FOLDER_PREFIX}{namespace}-*-*"):
+        try:
+            os.kill(int(folder.name.split("-")[2]), 0)
+            continue
+        except ProcessLookupError:
+            pass
+        except (PermissionError, ValueError, IndexError):
+            continue
+        log.warning("removing the zygote folder %s left by a coordinator that died", folder)
+        umount(folder / "jobs")
+        try:
+            remove_tree(folder)
+        except OSError:
+            pass
 
 
 class Zygote:
@@ -70,7 +94,9 @@ class Zygote:
         self.limits, self.env, self.read_only = limits, dict(env), list(read_only)
         self.gpu_devices, self.name = list(gpu_devices), name
         self.modules = list(dict.fromkeys([*KERNEL_MODULES, *modules]))
-        self.folder = Path(tempfile.mkdtemp(prefix="agz-", dir="/tmp")).resolve()
+        reap_stale_folders()
+        prefix = f"{FOLDER_PREFIX}{pid_namespace()}-{os.getpid()}-"
+        self.folder = Path(tempfile.mkdtemp(prefix=prefix, dir="/tmp")).resolve()
         self.ctl, self.jobs = self.folder / "ctl", self.folder / "jobs"
         self.ctl.mkdir()
         self.jobs.mkdir()
