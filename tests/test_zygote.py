@@ -494,3 +494,19 @@ def test_fork_is_the_default_and_reaches_the_job_spec(course):
     config = Config(course.config)
     config.Grading.kernel_start = "fresh"
     assert LabContext.load(Course(course.root, config), LAB).job_spec().kernel_start == "fresh"
+
+
+def test_a_slot_whose_zygote_died_starts_another(course, forking):
+    """A zygote killed mid-batch (the kernel it had prepared goes with it): the slot's next kernels
+    come from a new one, and closing the executor removes both zygotes' folders."""
+    with LocalExecutor(spec_for(course), SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=4) as executor:
+        first = executor.execute(notebook("print(6 * 7)"), "job0")
+        dead = executor._zygotes[0].result()
+        os.killpg(dead.process.pid, signal.SIGKILL)
+        dead.process.wait()
+        executor.execute(notebook("print(6 * 7)"), "job1")  # its kernel was forked by the dead zygote
+        later = [executor.execute(notebook("print(6 * 7)"), f"job{i}") for i in (2, 3)]
+        alive = executor._zygotes[0].result()
+        assert alive is not dead and alive.alive()
+    assert_completed_forked([first, *later])
+    assert not dead.folder.exists() and not alive.folder.exists()

@@ -64,6 +64,7 @@ class LocalExecutor:
         self._spares: dict[int, deque[asyncio.Future]] = {slot.index: deque() for slot in slots.slots}
         self._zygotes: dict[int, asyncio.Future] = {}  # slot → its kernel factory (kernel_start="fork")
         self._fork_problems: dict[int, str] = {}  # slot → why its kernels start fresh after all
+        self._retired: list[Zygote] = []  # zygotes that died, replaced
         self._closing = False
         self._watchdog_interval = watchdog_interval
         self._gpu_memory, self._gpu_memory_problem = self._open_gpu_memory(gpu_memory)
@@ -121,16 +122,24 @@ class LocalExecutor:
     async def _zygote(self, slot: Slot) -> Zygote | None:
         """The slot's kernel factory, started on first use; None (and the reason kept) where it
         cannot fork kernels here: that slot's kernels then start fresh."""
-        if slot.index not in self._zygotes:
-            self._zygotes[slot.index] = asyncio.ensure_future(self._start_zygote(slot))
-        return await self._zygotes[slot.index]
+        known = self._zygotes.get(slot.index)
+        if known is not None and known.done() and known.result() is not None and not known.result().alive():
+            log.error("slot %d: its zygote died; starting another", slot.index)
+            self._retired.append(known.result())  # closed at the end: kernels it prepared still hold folders in it
+            known = None
+        if known is None:
+            known = self._zygotes[slot.index] = asyncio.ensure_future(self._start_zygote(slot))
+        return await known
 
     async def _start_zygote(self, slot: Slot) -> Zygote | None:
         problem = fork_unavailable(self.spec, slot)
         zygote = None
         if problem is None:
             zygote = new_zygote(self.spec, slot, name=f"slot {slot.index}")
-            problem = await zygote.start()
+            try:
+                problem = await zygote.start()
+            except Exception as err:  # a bind that does not exist...: the fresh kernel reports it too
+                problem = f"the zygote could not be started: {type(err).__name__}: {err}"
             if problem is not None:
                 await asyncio.to_thread(zygote.close)
                 zygote = None
@@ -179,7 +188,10 @@ class LocalExecutor:
             zygote = await future
             if zygote is not None:
                 await asyncio.to_thread(zygote.close)
+        for zygote in self._retired:
+            await asyncio.to_thread(zygote.close)
         self._zygotes.clear()
+        self._retired.clear()
 
     def _open_gpu_memory(self, given):
         if given is not None or not any(slot.gpu is not None for slot in self.slots.slots):

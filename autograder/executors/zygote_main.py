@@ -115,6 +115,7 @@ def main(argv: list[str]) -> None:
         except InterruptedError:
             continue
         fds: list[int] = []
+        conn.settimeout(10)  # a connector that says nothing does not stop the slot
         try:
             first, fds, _, _ = socket.recv_fds(conn, 1 << 20, 2)  # the kernel's stdout and stderr, if sent
             request = json.loads(_read_line(conn, first))
