@@ -197,6 +197,32 @@ def test_nothing_of_one_job_is_in_the_next(course, forking):
     assert clean == dirty - 1  # the same threads as any kernel has, less the leftover
 
 
+def test_read_only_binds_under_tmp_reach_a_forked_kernel_still_read_only(course, forking, tmp_path):
+    """A checkout under /tmp (CI's clean clone: its .venv is bound at its own path under /tmp) lost
+    every not-yet-imported file of the virtualenv in forked kernels when the job's fresh /tmp
+    replaced the zygote's: ipykernel's own late imports failed and every kernel died. A bind under
+    /tmp stands in for it here."""
+    data = tmp_path / "public-data"
+    data.mkdir()
+    (data / "train.txt").write_text("the data\n")
+    spec = spec_for(course)
+    spec = dataclasses.replace(spec, read_only=(*spec.read_only, (str(data), "/tmp/course-data/public")))
+    cell = """
+    import errno, os
+    print(open('/tmp/course-data/public/train.txt').read().strip())
+    try:
+        open('/tmp/course-data/public/new.txt', 'w')
+    except OSError as err:
+        print('write refused:', errno.errorcode[err.errno])
+    """
+    with LocalExecutor(spec, SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=1) as executor:
+        results = [executor.execute(notebook(cell), f"job{i}") for i in range(2)]
+    assert_completed_forked(results)
+    for result in results:
+        assert cell_text(result).splitlines() == ["the data", "write refused: EROFS"]
+    assert sorted(p.name for p in data.iterdir()) == ["train.txt"]
+
+
 def test_forked_kernels_have_fresh_random_state(course, forking):
     source = "import random, numpy, torch\nprint(random.random(), numpy.random.rand(), torch.rand(1).item())"
     with LocalExecutor(spec_for(course), SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=3) as executor:

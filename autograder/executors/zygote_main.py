@@ -46,7 +46,7 @@ LINUX_CAPABILITY_VERSION_3 = 0x20080522
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 0x1
 # What bwrap covers read-only in the /proc it mounts; so do we.
 PROC_COVERED = ("sys", "sysrq-trigger", "irq", "bus")
-STAGE_PROC, STAGE_JOB = "/dev/shm/.proc", "/dev/shm/.job"  # mounts on their way in
+STAGE_PROC, STAGE_JOB, STAGE_KEEP = "/dev/shm/.proc", "/dev/shm/.job", "/dev/shm/.keep"  # mounts on their way in
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p]
@@ -299,13 +299,35 @@ def _own_mounts(request: dict) -> None:
     os.mkdir(STAGE_JOB)
     _mount(f"/proc/self/fd/{keep}", STAGE_JOB, None, MS_BIND | MS_REC, what="bind the job folder")
     os.close(keep)
+    # so do the sandbox's read-only binds that lie under /tmp (a virtualenv or Python there, as
+    # in a CI checkout under /tmp): moved, not bound again, so that they stay read-only
+    kept = _binds_under_tmp(job_dir)
+    for number, point in enumerate(kept):
+        os.mkdir(f"{STAGE_KEEP}{number}")
+        _mount(point, f"{STAGE_KEEP}{number}", None, MS_MOVE, what=f"move {point} aside")
     for top in ["/tmp", *(t for t in hidden if not t.startswith("/tmp/"))]:
         _umount(top)
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=0755", what="tmpfs /tmp")
-    for folder in ("/tmp/home", "/tmp/work", job_dir):
+    for folder in ("/tmp/home", "/tmp/work", job_dir, *kept):
         os.makedirs(folder, exist_ok=True)
     _mount(STAGE_JOB, job_dir, None, MS_MOVE, what="move the job folder")
     os.rmdir(STAGE_JOB)
+    for number, point in enumerate(kept):
+        _mount(f"{STAGE_KEEP}{number}", point, None, MS_MOVE, what=f"move {point} back")
+        os.rmdir(f"{STAGE_KEEP}{number}")
+
+
+def _binds_under_tmp(job_dir: str) -> list[str]:
+    """The outermost mounts under /tmp that are neither the job folder nor above or below it (the
+    sandbox's read-only binds; other jobs' folders and the zygote's socket are unmounted by now)."""
+    kept: list[str] = []
+    for point in sorted(set(_mount_points()), key=len):
+        if not point.startswith("/tmp/") or any(point.startswith(k + "/") for k in kept):
+            continue
+        if point == job_dir or job_dir.startswith(point + "/") or point.startswith(job_dir + "/"):
+            continue
+        kept.append(point)
+    return kept
 
 
 def _umount(point: str) -> None:
