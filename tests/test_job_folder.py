@@ -382,6 +382,9 @@ def left_on_host(parent: Path) -> dict:
 @pytest.fixture(scope="module")
 def course(tmp_path_factory):
     course = new_course(tmp_path_factory.mktemp("job-folder-course"))
+    # fresh kernels: their job folders are tmpfs mounts the host can watch; a forked kernel's
+    # lies in its zygote's mount namespace, out of the host's mount table
+    course.config.Grading.kernel_start = "fresh"
     write_lab(course.root, LAB, mean_square_lab())
     build_lab(course, LAB)
     return course

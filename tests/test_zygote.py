@@ -108,7 +108,7 @@ def processes_with(marker: str) -> list[int]:
 # A job that looks for every other job while others run: their processes, job folders, /tmp,
 # /dev/shm, abstract sockets; then waits, holding its own, so that the others overlap it.
 SPY = """
-import glob, os, signal, socket, time
+import glob, os, signal, socket, sys, time
 from ipykernel import get_connection_file
 job_dir = os.path.dirname(os.path.dirname(get_connection_file()))
 mine = os.path.basename(job_dir)
@@ -124,7 +124,9 @@ for pid in set(range(1, 4096)) - own:
         pass
 # files: the job folder alone of the slot's jobs folder; empty /tmp and /dev/shm
 assert os.listdir(os.path.dirname(job_dir)) == [mine], os.listdir(os.path.dirname(job_dir))
-assert sorted(os.listdir('/tmp')) == sorted(['home', 'work', job_dir.split('/')[2]]), os.listdir('/tmp')
+# the job folder's top and, in a checkout under /tmp, the virtualenv's (the sandbox binds it at its own path)
+binds = {p.split('/')[2] for p in (sys.prefix, sys.base_prefix) if p.startswith('/tmp/')}
+assert sorted(os.listdir('/tmp')) == sorted({'home', 'work', job_dir.split('/')[2], *binds}), os.listdir('/tmp')
 assert os.listdir('/dev/shm') == [], os.listdir('/dev/shm')
 assert os.listdir('/tmp/work') == [], os.listdir('/tmp/work')
 mounts = [line.split()[4] for line in open('/proc/self/mountinfo')]
