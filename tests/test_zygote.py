@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
+from test_sandbox import processes_with
 from traitlets.config import Config
 
 from autograder.authoring.pipeline import build_lab
@@ -92,17 +93,6 @@ def assert_completed_forked(results) -> None:
 
 def cell_text(result, index: int = -1) -> str:
     return "".join(o.get("text", "") for o in result.notebook.cells[index].outputs)
-
-
-def processes_with(marker: str) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if entry.name.isdigit() and marker in (entry / "cmdline").read_bytes().decode(errors="replace"):
-                found.append(int(entry.name))
-        except OSError:
-            continue
-    return found
 
 
 # A job that looks for every other job while others run: their processes, job folders, /tmp,
