@@ -209,7 +209,7 @@ def test_the_cli_stages_mnist_from_a_folder_and_verifies_the_rest(staged, fake_m
     assert "data sets in" in out and "fashion_mnist, mnist" in out
     assert (course.data / "mnist" / "MNIST" / "raw" / "train-images-idx3-ubyte").is_file()
     assert Course.load(course.root).held_out_labels("mnist_test").shape == (10000,)
-    assert set(read_manifest(course.data)) == {"fashion_mnist", "mnist", "colored_fashion_mnist", "xor"}
+    assert set(read_manifest(course.data)) == {"fashion_mnist", "mnist", "colored_fashion_mnist", "xor", "transpose"}
     again = subprocess.run([AUTOGRADER, "data"], cwd=course.root, capture_output=True, text=True, check=False)
     assert again.returncode == 0 and "mnist: verified 6 files" in " ".join(again.stdout.split())
 
@@ -297,4 +297,48 @@ def test_xor_is_staged_deterministically_with_its_labels_held_out(tmp_path, monk
     binds = read_only_binds(course)
     assert {inside: host for host, inside in binds if str(inside).startswith("/course-data")} == {
         "/course-data/xor": course.data / "xor"
+    }
+
+
+def test_transpose_is_staged_deterministically_with_music21s_targets_held_out(tmp_path):
+    """Lab 6's transposition: public melodies and intervals in data/transpose/, the targets in data/labels/,
+    equal to music21's transposition of each melody as a whole stream (not the module's note-by-note route)."""
+    from music21 import note, stream
+
+    from autograder.data.transpose import build
+
+    course = new_course(tmp_path / "course")
+    lines: list[str] = []
+    assert stage_all(course.data, datasets=["transpose"], log=lines.append) == ["transpose"]
+    assert lines == [
+        "transpose: staged 3 files from generated: 300 melodies in 6 keys, 6 intervals, seed 20241206, "
+        "music21's transposition"
+    ]
+    assert sorted(p.relative_to(course.data).as_posix() for p in course.data.rglob("*") if p.is_file()) == [
+        MANIFEST,
+        "labels/transpose_test.npy",
+        "transpose/README.txt",
+        "transpose/test_inputs.json",
+    ]
+    document = json.loads((course.data / "transpose" / "test_inputs.json").read_text())
+    labels = course.held_out_labels("transpose_test")
+    vocabulary, examples = document["vocabulary"], document["examples"]
+    assert vocabulary[:3] == ["<pad>", "<bos>", "<eos>"] and len(set(vocabulary)) == len(vocabulary)
+    assert labels.dtype == np.int64 and labels.shape == (sum(len(e["notes"]) + 1 for e in examples),)
+    assert "labels" not in json.dumps(document) and not any("target" in e for e in examples)
+    targets = []
+    for example in examples:
+        melody = stream.Stream([note.Note(name) for name in example["notes"]])
+        targets += [n.pitch.nameWithOctave for n in melody.transpose(example["interval"]).notes] + ["<eos>"]
+    assert [vocabulary[i] for i in labels] == targets
+    assert {e["interval"] for e in examples} == set(document["intervals"]) and len(examples) == 300
+    assert {len(e["notes"]) for e in examples} == set(range(4, 11))
+    assert sum(a != b for e in examples for a, b in zip(e["notes"], e["notes"][1:], strict=False)) > 1000
+    spelled = {vocabulary[i] for i in labels}
+    assert {"G#4", "D#5", "B-4", "E-5"} <= spelled  # sharps and flats as music21 spells the new keys
+    again_document, again_labels = build()
+    assert again_document == document and np.array_equal(again_labels, labels)
+    binds = read_only_binds(course)
+    assert {inside: host for host, inside in binds if str(inside).startswith("/course-data")} == {
+        "/course-data/transpose": course.data / "transpose"
     }

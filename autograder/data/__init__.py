@@ -52,6 +52,7 @@ REGISTRY: list[Dataset] = [
         "mnist",
         "colored",
         "xor",
+        "transpose",
     )
 ]
 
