@@ -34,7 +34,7 @@ Deterministic: numpy's PCG64 with a fixed seed, so every machine stages the same
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 
 import numpy as np
 
@@ -51,7 +51,7 @@ N_TEST = 300
 SEED = 20241206
 
 
-@lru_cache(maxsize=None)
+@cache
 def scale(key_name: str) -> tuple[str, ...]:
     """The pitches of key_name's scale from LOW to HIGH, as music21 names them."""
     from music21 import key
@@ -59,7 +59,7 @@ def scale(key_name: str) -> tuple[str, ...]:
     return tuple(p.nameWithOctave for p in key.Key(key_name).getScale().getPitches(LOW, HIGH))
 
 
-@lru_cache(maxsize=None)
+@cache
 def transposed(name: str, interval: str) -> str:
     """music21's spelling of pitch `name` transposed by `interval` ("F#4", "M2" -> "G#4")."""
     from music21 import pitch
@@ -111,7 +111,10 @@ def stage(context: StageContext) -> str:
     (folder / "test_inputs.json").write_text(json.dumps(document, indent=1) + "\n")
     np.save(context.staging / LABELS / f"{KEY}_test.npy", labels, allow_pickle=False)
     (folder / "README.txt").write_text(__doc__.split("Staged layout")[0].strip() + "\n")
-    return f"generated: {N_TEST} melodies in {len(KEYS)} keys, {len(INTERVALS)} intervals, seed {SEED}, music21's transposition"
+    return (
+        f"generated: {N_TEST} melodies in {len(KEYS)} keys, {len(INTERVALS)} intervals, seed {SEED}, "
+        "music21's transposition"
+    )
 
 
 DATASET = Dataset(
