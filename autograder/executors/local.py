@@ -3,7 +3,8 @@ kernel prepared ahead, with a GPU memory watchdog on GPU slots.
 
 It takes a JobSpec (spec.py: how kernels of this batch start, whatever the slot) and runs one
 notebook per fresh kernel: a kernel is never given a second submission. ray_cluster.py runs
-the same kernels as Ray tasks; start_kernel and run_session below are shared by both.
+the same kernels on a Ray cluster: with kernel_start "fork" each of its actors owns a one-slot
+LocalExecutor, with "fresh" a Ray task starts one kernel by start_kernel and run_session below.
 """
 
 from __future__ import annotations
