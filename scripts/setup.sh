@@ -14,6 +14,7 @@ command -v prlimit >/dev/null || need+=(util-linux)
 if [ "${1:-}" = "--test" ]; then
   ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
   command -v chromium >/dev/null || need+=(chromium)   # the browser tests of feedback and formgrader pages
+  command -v node >/dev/null || need+=(nodejs)   # a notebook saved as a browser's JavaScript writes it
 fi
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""

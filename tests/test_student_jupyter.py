@@ -15,7 +15,11 @@ travels alone. Headless Chromium then does what a student does:
       check's own message, and no output shows a frame of the checks package;
   (c) opens the copy in the unrelated folder: its public checks pass there too (the references
       travel inside the notebook's metadata);
-  (d) reads the menus, the command palette and the commands: nothing of nbgrader.
+  (d) reads the menus, the command palette and the commands: nothing of nbgrader;
+  (e) runs the partly solved notebook again, saves it with Ctrl+S, runs the student venv's
+      `autograder validate --json` on the saved file (exit 1: a public check failed) and hands
+      it in: the grading side (lab 1 built from this repository's source) scores that very
+      file as validate foretold, full marks where every public check passed, 0 elsewhere.
 
 Screenshots of every step go to test-artifacts/student-jupyter/ (their paths are printed).
 """
@@ -40,7 +44,7 @@ from urllib.parse import quote
 import pytest
 
 from browser import chromium
-from conftest import free_port
+from conftest import build_repo_lab, cell_scores, failed_checks, free_port
 
 REPO = Path(__file__).resolve().parent.parent
 LAB = "lab1_cross_entropy"
@@ -178,6 +182,12 @@ def folders(kit) -> dict[str, Path]:
     shutil.copy(solved, alone)
     assert [p.name for p in downloads.iterdir()] == [alone.name]
     return {"root": root, "blank": blank, "solved": solved, "alone": alone}
+
+
+@pytest.fixture(scope="module")
+def grading_course(tmp_path_factory):
+    """The grading side: this repository's lab 1 built from its source, where the file is handed in."""
+    return build_repo_lab(tmp_path_factory, LAB)
 
 
 class Server:
@@ -353,6 +363,66 @@ def test_a_partly_solved_notebook_shows_passes_the_wrong_answer_and_no_frames(pa
     for grade_id in [f"{b}_tests" for b in BLANK]:
         assert "NotImplementedError" in by_id[grade_id]["output"], f"{grade_id}:\n{_visible(cells)}"
     _assert_no_checks_frames(cells)
+
+
+def test_the_student_saves_validates_and_submits_and_the_grader_agrees(
+    page, server, folders, artifacts, student_venv, grading_course, tmp_path
+):
+    """The last steps of the README's student workflow: save in JupyterLab, `autograder validate`
+    the saved file from the student's venv, hand it in; the grader scores that file as validate
+    foretold: the solved cells full marks, the wrong and blank ones 0 with their cause."""
+    from autograder.grading.batch import grade_lab
+
+    saved = tmp_path / "handed-in" / folders["solved"].name
+    saved.parent.mkdir()
+    shutil.copy(folders["solved"], saved)  # the pristine partly solved file, outside the kit
+    served = folders["root"] / "handed-in.ipynb"
+    shutil.copy(saved, served)
+    _open(page, server, served)
+    _run_cell_by_cell(page, "the notebook to hand in")
+    before = served.stat().st_mtime_ns
+    page.keyboard.press("Control+s")
+    page.wait_for_function("() => !window.__student.panel().context.model.dirty", timeout=30_000)
+    _shoot(page, artifacts / "f1-saved.png")
+    assert served.stat().st_mtime_ns != before, "Ctrl+S did not write the file"
+    on_disk = json.loads(served.read_text())
+    ran = [c for c in on_disk["cells"] if c["cell_type"] == "code" and c.get("execution_count")]
+    assert len(ran) >= len(SOLVED), "the saved file holds no run of its cells"
+    shutil.copy(served, saved)
+
+    validated = subprocess.run(
+        [str(student_venv / "bin" / "autograder"), "validate", "--json", str(saved)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=saved.parent,
+    )
+    assert validated.returncode == 1, f"a public check failed, so exit 1:\n{validated.stdout}\n{validated.stderr}"
+    report = json.loads(validated.stdout)
+    said = {t["grade_id"]: t["status"] for t in report["tests"]}
+    assert said[f"{WRONG}_tests"] == "failed", said
+    assert all(said[f"{b}_tests"] == "raised" for b in BLANK), said
+
+    student = "student1"
+    handed_in = grading_course.submitted / student / LAB / f"{LAB}.ipynb"
+    handed_in.parent.mkdir(parents=True)
+    shutil.copy(saved, handed_in)
+    [result] = grade_lab(grading_course, LAB, [student], force=True, workers=1)
+    assert result.status == "graded", (result.status, result.reason)
+    points = {
+        c["metadata"]["nbgrader"]["grade_id"]: c["metadata"]["nbgrader"]["points"]
+        for c in json.loads(RELEASE.read_text())["cells"]
+        if c["metadata"].get("nbgrader", {}).get("grade") and c["cell_type"] == "code"
+    }
+    scores = cell_scores(result)
+    for grade_id, status in said.items():
+        if status == "passed":  # every public check passed: the hidden ones pass too for these answers
+            assert scores[grade_id] == points[grade_id], (grade_id, scores)
+        else:
+            assert scores[grade_id] == 0, (grade_id, status, scores)
+    assert {g for g, s in said.items() if s != "passed"} == {f"{WRONG}_tests", *(f"{b}_tests" for b in BLANK)}, said
+    assert "ce_batch_mean" in failed_checks(result), failed_checks(result)
+    assert result.score == sum(points[g] for g, s in said.items() if s == "passed"), (result.score, scores)
 
 
 def test_a_copy_alone_in_another_folder_runs_its_public_checks(page, server, folders, artifacts):

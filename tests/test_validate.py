@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from autograder.checks.notebook_metadata import EDITED, NOT_FOUND
+from autograder.checks.notebook_metadata import EDITED, NOT_FOUND, MetadataProblem, course_metadata
 from autograder.student.cli import app
 from autograder.student.validate import HIDDEN_NOTE
 
@@ -217,6 +218,35 @@ def test_edited_references_are_unusable(tmp_path):
     assert result.exit_code == 3, result.output
     assert " ".join(EDITED.split()[:6]) in " ".join(result.output.split())
     assert "ran in" not in result.output  # nothing run without trustworthy references
+
+
+def javascript_round_trip(text: str) -> str:
+    """The file as a browser front end saves it: JSON.parse, then JSON.stringify (Node's V8, the
+    engine of the Chromium that JupyterLab runs in)."""
+    node = shutil.which("node")
+    if node is None:
+        if os.environ.get("CI"):
+            pytest.fail("node is missing (scripts/setup.sh --test installs nodejs)")
+        pytest.skip("node is not installed")
+    script = (
+        "let t = ''; process.stdin.on('data', d => t += d)"
+        ".on('end', () => process.stdout.write(JSON.stringify(JSON.parse(t), null, 1)))"
+    )
+    done = subprocess.run([node, "-e", script], input=text, capture_output=True, text=True, timeout=60, check=True)
+    return done.stdout
+
+
+def test_a_release_saved_by_a_javascript_front_end_keeps_its_references():
+    """JupyterLab writes 1.0 back as 1: the block's digest is over numbers as JavaScript writes
+    them, so a saved notebook still runs its public checks, and an edit after the save is still one."""
+    saved = javascript_round_trip(RELEASE.read_text())
+    assert '"weight": 1.0' in RELEASE.read_text() and '"weight": 1.0' not in saved  # the round trip changed numbers
+    nb = json.loads(saved)
+    assert course_metadata(nb)["lab"] == LAB
+    checks = nb["metadata"]["autograder"]["public_references"]["checks"]
+    checks["func_scalars"]["params"]["weight"] = 2
+    with pytest.raises(MetadataProblem, match="were edited"):
+        course_metadata(nb)
 
 
 def test_removed_metadata_is_unusable(tmp_path):

@@ -21,8 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
+from typing import Any
 
 METADATA_KEY = "autograder"
 FORMAT = 1
@@ -42,10 +44,31 @@ class MetadataProblem(Exception):
 
 
 def digest(meta: dict) -> str:
-    """sha256 of the block's canonical JSON, without its own "sha256" field."""
-    body = {k: v for k, v in meta.items() if k != "sha256"}
+    """sha256 of the block's canonical JSON, without its own "sha256" field.
+
+    Canonical also in its numbers: a browser's JupyterLab parses the file into JavaScript numbers
+    and writes them back on save (1.0 as 1, -0.0 as 0, an integer past 2**53 rounded), so the
+    digest is taken over the numbers as JavaScript would write them; a saved notebook keeps its
+    public checks."""
+    body = {k: _as_javascript_writes_it(v) for k, v in meta.items() if k != "sha256"}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _as_javascript_writes_it(value: Any) -> Any:
+    """`value` after a JSON round trip through JavaScript: every number is a double there, and
+    JSON.stringify writes an integral double without a fraction."""
+    if isinstance(value, dict):
+        return {k: _as_javascript_writes_it(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_as_javascript_writes_it(v) for v in value]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond any double: JavaScript would not keep it either
+        return value
+    return int(number) if math.isfinite(number) and number == int(number) else number
 
 
 def source_sha256(source: str | list) -> str:
