@@ -1,9 +1,10 @@
 """The executors' contract: the local executor (prepared kernels on this machine's slots) and the
-Ray executor (one task per submission, here on a local Ray instance with fake GPUs) grade alike.
+Ray executor (here on a local Ray instance with fake GPUs: actors that fork kernels from their
+zygote with kernel_start "fork", one task per submission with "fresh") grade alike.
 
 Real kernels, real bubblewrap, real Ray. Ray's GPUs here are logical resources only (this
-machine has none): a task that gets one runs its kernel without a GPU device, and the test
-checks Ray's assignment from the result's `where`.
+machine has none): a task or actor that gets one runs its kernels without a GPU device, and the
+test checks Ray's assignment from the result's `where`.
 """
 
 from __future__ import annotations
@@ -14,6 +15,16 @@ import time
 
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
+from test_sandbox import processes_with
+from test_zygote import CLASS as FORK_CLASS
+from test_zygote import (
+    CLEAN,
+    DIRTY,
+    assert_completed_forked,
+    cell_text,
+    forking,  # noqa: F401  (a fixture: skips where this machine cannot fork kernels)
+    notebook,
+)
 from traitlets.config import Config
 
 from autograder.authoring.pipeline import build_lab
@@ -25,6 +36,7 @@ from autograder.executors.slots import SlotPool
 from autograder.executors.spec import JobSpec
 from autograder.grading.batch import grade_lab
 from autograder.grading.lab import LabContext
+from autograder.outcomes import FailureKind
 from conftest import new_course
 from notebooks import mean_square_lab, write_lab
 
@@ -122,7 +134,7 @@ def outputs(result) -> dict[str, str]:
     return {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in text.splitlines() if " " in line}
 
 
-def spec_for(course: Course, **limits) -> JobSpec:
+def spec_for(course: Course, kernel_start: str = "fresh", **limits) -> JobSpec:
     context = LabContext.load(course, LAB)
     spec = context.job_spec()
     return JobSpec(
@@ -131,6 +143,7 @@ def spec_for(course: Course, **limits) -> JobSpec:
         read_only=spec.read_only,
         sandbox=True,
         warm_up_modules=("numpy", "torch"),
+        kernel_start=kernel_start,
     )
 
 
@@ -211,10 +224,15 @@ def test_local_slots_are_never_oversubscribed_and_cpu_jobs_see_no_gpu(course):
     assert all(outputs(r)["gpu"] == "'' []" for r in results)
 
 
-def test_ray_tasks_get_fractional_gpus_fresh_workers_and_the_same_sandbox(course, ray_cluster):
+@pytest.mark.parametrize("kernel_start", ["fresh", "fork"])
+def test_ray_jobs_get_fractional_gpus_clean_kernels_and_the_same_sandbox(course, ray_cluster, kernel_start, request):
+    """ "fresh": a task per submission in a fresh worker; "fork": actors holding half a GPU each,
+    each forking its kernels from its own zygote."""
     from autograder.executors.ray_cluster import RayExecutor
 
-    executor = RayExecutor(spec_for(course), gpus_per_job=0.5)
+    if kernel_start == "fork":
+        request.getfixturevalue("forking")
+    executor = RayExecutor(spec_for(course, kernel_start=kernel_start), gpus_per_job=0.5)
     assert executor.capacity == 4  # 2 fake GPUs / 0.5, and 4 logical CPUs
     results = run_concurrently(executor, 6, 2.0)
     executor.close()  # leaves the test's Ray running: the executor did not start it
@@ -222,20 +240,165 @@ def test_ray_tasks_get_fractional_gpus_fresh_workers_and_the_same_sandbox(course
     assert all(r.status == "completed" and r.sandboxed for r in results), [r.reason for r in results]
     gpus = [re.search(r"Ray GPU (\d+)", r.where).group(1) for r in results]
     assert set(gpus) <= {"0", "1"}
-    for gpu in set(gpus):  # never more than two half-GPU tasks on one GPU at once
+    for gpu in set(gpus):  # never more than two half-GPU jobs on one GPU at once
         assert overlaps([s for s, g in zip(spans(results), gpus, strict=True) if g == gpu]) <= 2
     for r in results:
         assert outputs(r)["fresh"] == "False 2 False"
         assert outputs(r)["gpu"] == "'' []"  # a logical GPU: no device node to expose
         assert any("no device for" in w for w in r.warnings)
+        assert r.where.endswith(", forked") == (kernel_start == "fork"), r.where
+        assert not [w for w in r.warnings if "kernel_start" in w]
 
 
 def test_ray_force_cancels_a_task_past_its_time(course, ray_cluster):
     from autograder.executors.ray_cluster import RayExecutor
 
     # The task's clock (8 s) runs out before the kernel's own (60 s): Ray must stop it.
-    executor = RayExecutor(spec_for(course, notebook_timeout=60, cell_timeout=60), task_timeout=8)
+    executor = RayExecutor(spec_for(course, kernel_start="fresh", notebook_timeout=60, cell_timeout=60), task_timeout=8)
     began = time.monotonic()
     result = executor.execute(probe_notebook(seconds=60), "sleeper")
     assert result.status == "failed" and "was cancelled" in result.reason
     assert time.monotonic() - began < 30
+    executor.close()
+
+
+# --------------------------------------------------------------------------- Ray actors forking kernels
+
+MARKER = "autograder-ray-actor-test-leftover"
+
+
+@pytest.mark.usefixtures("forking")
+def test_ray_actors_grade_the_same_class_alike_forked_and_fresh(course, ray_cluster):
+    for student in FORK_CLASS:
+        make_submission(course, LAB, student)
+
+    def verdicts(kernel_start: str) -> dict:
+        config = with_limits(course, cell_timeout=8, notebook_timeout=30, kernel_start=kernel_start)
+        results = grade_lab(config, LAB, [s.name for s in FORK_CLASS], force=True, workers=2, executor="ray")
+        assert not [w for r in results for w in r.warnings if "kernel_start" in w]
+        return {
+            r.student: (
+                r.status,
+                r.score,
+                r.reason,
+                r.failure,
+                [(c.grade_id, c.score, [(k.name, k.passed, k.message) for k in c.checks]) for c in r.cells],
+            )
+            for r in results
+        }
+
+    forked, fresh = verdicts("fork"), verdicts("fresh")
+    assert forked == fresh
+    assert {s: v[:2] for s, v in forked.items()} == {
+        "honest": ("graded", 3.0),
+        "blank": ("graded", 0.0),
+        "summer": ("graded", 1.0),
+        "looper": ("failed", 0.0),
+        "crasher": ("failed", 0.0),
+        "patcher": ("graded", 3.0),
+    }
+
+
+@pytest.mark.usefixtures("forking")
+def test_nothing_of_one_job_reaches_the_next_on_the_same_ray_actor(course, ray_cluster):
+    from autograder.executors.ray_cluster import RayExecutor
+
+    executor = RayExecutor(spec_for(course, kernel_start="fork"), max_concurrent=1)
+    try:
+        (actor,) = executor._actors
+        results = [executor.execute(notebook(source), f"job{i}") for i, source in enumerate([DIRTY, CLEAN] * 2)]
+        assert executor._actors == {actor}  # one actor ran them all
+    finally:
+        executor.close()
+    assert_completed_forked(results)  # forked, and no kernel_start warning
+    assert all(re.fullmatch(r"Ray node \w{12}, Ray GPU [01], forked", r.where) for r in results), results[0].where
+    assert [r.prepared for r in results] == [True] * 4  # the actor's slot prepared each kernel ahead
+    dirty, clean = (int(cell_text(results[i]).split()[1]) for i in (0, 1))
+    assert clean == dirty - 1  # the same threads as any kernel has, less the leftover
+
+
+SLEEPER = f"""
+import subprocess, sys, time
+subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(1000)', {MARKER!r}], start_new_session=True)
+time.sleep(300)
+"""
+
+
+@pytest.mark.usefixtures("forking")
+def test_ray_kills_and_replaces_an_actor_past_its_time(course, ray_cluster):
+    from autograder.executors.ray_cluster import RayExecutor
+
+    # The job's clock (20 s) runs out before the kernel's own (300 s): the actor is killed.
+    spec = spec_for(course, kernel_start="fork", notebook_timeout=300, cell_timeout=300)
+    executor = RayExecutor(spec, task_timeout=20, max_concurrent=1)
+    try:
+        warm = executor.execute(notebook("print(6 * 7)"), "warm")  # the actor, its zygote, its first kernel
+        (actor,) = executor._actors
+        began = time.monotonic()
+        result = executor.execute(notebook(SLEEPER), "sleeper")
+        assert time.monotonic() - began < 40
+        (replacement,) = executor._actors
+        after = executor.execute(notebook("print(6 * 7)"), "after")
+    finally:
+        executor.close()
+    assert_completed_forked([warm, after])
+    assert cell_text(after) == "42\n"
+    assert (result.status, result.failure) == ("failed", FailureKind.TIMEOUT)
+    assert result.reason == "timeout: the Ray actor ran it longer than 20 s and was killed (and replaced)"
+    assert replacement != actor
+    with pytest.raises(ray.exceptions.RayActorError):
+        ray.get(actor.close.remote(), timeout=30)
+    deadline = time.monotonic() + 15  # the killed actor's zygote, kernel and what it started go with it
+    while processes_with(MARKER) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_with(MARKER) == []
+
+
+@pytest.mark.usefixtures("forking")
+def test_a_ray_actor_that_dies_mid_job_is_a_failed_result_and_is_replaced(course, ray_cluster):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from autograder.executors.ray_cluster import RayExecutor
+
+    spec = spec_for(course, kernel_start="fork", notebook_timeout=300, cell_timeout=300)
+    executor = RayExecutor(spec, max_concurrent=1)
+    try:
+        (actor,) = executor._actors
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            running = pool.submit(executor.execute, notebook(SLEEPER), "sleeper")
+            deadline = time.monotonic() + 120
+            while not processes_with(MARKER) and time.monotonic() < deadline:
+                time.sleep(0.2)
+            assert processes_with(MARKER), "the job did not start"
+            ray.kill(actor)  # as the node's OOM killer or a lost node would
+            result = running.result(timeout=60)
+        (replacement,) = executor._actors
+        after = executor.execute(notebook("print(6 * 7)"), "after")
+    finally:
+        executor.close()
+    assert (result.status, result.failure) == ("failed", FailureKind.RAY_WORKER_FAILED)
+    assert result.reason.startswith("the Ray worker failed: "), result.reason
+    assert replacement != actor
+    assert_completed_forked([after])
+    deadline = time.monotonic() + 15
+    while processes_with(MARKER) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert processes_with(MARKER) == []
+
+
+def test_a_ray_actor_whose_slot_cannot_fork_starts_fresh_kernels_and_says_so(course, ray_cluster):
+    from autograder.executors.ray_cluster import RayExecutor
+
+    # Unsandboxed kernels cannot be forked (fork_unavailable): the actor's slot starts them fresh.
+    spec = dataclasses.replace(spec_for(course, kernel_start="fork"), sandbox=False)
+    executor = RayExecutor(spec, max_concurrent=1)
+    try:
+        result = executor.execute(notebook("print(6 * 7)"), "job")
+    finally:
+        executor.close()
+    assert (result.status, cell_text(result), result.sandboxed) == ("completed", "42\n", False)
+    assert re.fullmatch(r"Ray node \w{12}, Ray GPU [01]", result.where), result.where
+    assert (
+        "c.Grading.kernel_start = 'fork' is not possible here, kernels start fresh (slower): kernels run unsandboxed"
+        in result.warnings
+    )
