@@ -102,14 +102,25 @@ class Head:
                 pytest.fail(f"`ray start --head` did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.3)
 
-    def tasks_run(self) -> int:
-        """Ray tasks of the executor the cluster's workers ran (each worker logs its task's name)."""
+    def worker_logs(self, text: str) -> int:
+        """How often `text` is in the logs of the cluster's workers."""
         sessions = [p for p in (self.temp / "t").glob("session_*") if not p.is_symlink()]  # not session_latest
         return sum(
-            path.read_text(errors="replace").count(":task_name:execute_in_worker")
+            path.read_text(errors="replace").count(text)
             for session in sessions
             for path in session.glob("logs/worker-*.out")
         )
+
+    def submissions_run(self) -> int:
+        """Submissions the cluster's workers ran: Ray tasks of the executor (each worker logs its
+        task's name) with kernel_start "fresh", jobs of its actors (each logs every job it takes)
+        with "fork"."""
+        from autograder.executors.ray_cluster import JOB_LOG_LINE
+
+        return self.worker_logs(":task_name:execute_in_worker") + self.worker_logs(JOB_LOG_LINE)
+
+    def actors_started(self) -> int:
+        return self.worker_logs(":actor_name:SlotActor")
 
     def stop(self) -> None:
         try:
@@ -186,13 +197,17 @@ def test_a_real_cluster_asks_for_its_token_then_grades_as_the_local_executor(cou
     assert "RAY_AUTH_MODE=token" in out and "RAY_AUTH_TOKEN_PATH" in out
     assert "Traceback" not in out
     assert seconds < WRONG_ADDRESS_BOUND, out
-    assert head.tasks_run() == 0
+    assert head.submissions_run() == 0
 
     done, _ = grade(course, "--executor", "ray", "--address", head.address, env=clean_env(**head.auth))
     assert done.returncode == 0, done.stdout + done.stderr
     assert "Connected to Ray cluster" in done.stderr
     assert scores(course) == local
-    assert head.tasks_run() == len(STUDENTS)  # on the cluster, one fresh worker per submission
+    # On the cluster (kernel_start "fork", the default): two actors (the cluster's 2 CPUs), each
+    # forking kernels from its zygote (no result says they started fresh), took every submission.
+    assert head.submissions_run() == len(STUDENTS)
+    assert head.actors_started() == 2
+    assert not [w for s in STUDENTS for w in load_result(course.autograded, s, "tiny").warnings if "kernel_start" in w]
     assert recorded_scores(course, "tiny") == {s: (v[1], 3.0) for s, v in local.items()}
 
 
