@@ -7,7 +7,8 @@ reaches it only through the names below (tests/test_import_rules.py pins that).
 
 - spec.py         JobSpec, ExecutionResult and the Executor protocol: the interface
 - local.py        LocalExecutor: this machine's slots, kernels prepared ahead
-- ray_cluster.py  RayExecutor: one Ray task per submission (the `ray` extra);
+- ray_cluster.py  RayExecutor (the `ray` extra): Ray actors as slots, each a one-slot
+                  LocalExecutor (kernel_start "fork"), or one Ray task per submission ("fresh");
                   ray_address.py checks a cluster's address before joining it
 - session.py      KernelSession: one kernel's start, run and close; execute_notebook
 - kernel.py       what a launched kernel holds, released in one unwinding; launch.py how
