@@ -4,13 +4,14 @@
 demo: setup
 	.venv/bin/autograder demo
 
-# Lint, format and type errors fail the target before any test runs (configuration: pyproject.toml).
+# Lint, format and type errors fail the target before any test runs (configuration: pyproject.toml);
+# the 20 slowest tests are printed at the end, so every CI log shows where the suite spends its time.
 test:
 	scripts/setup.sh --test
 	.venv/bin/ruff check autograder tests benchmarks
 	.venv/bin/ruff format --check autograder tests benchmarks
 	.venv/bin/mypy
-	.venv/bin/python -m pytest -n 2 --dist loadfile tests
+	.venv/bin/python -m pytest -n 2 --dist loadfile --durations=20 tests
 
 setup:
 	scripts/setup.sh
