@@ -396,7 +396,7 @@ def test_kit_layout(kit, kit_course):
             course_metadata(read_notebook_json(output / "labs" / lab / name))  # its public references travel inside
     assert not list(output.rglob("public_references.json"))
     assert sorted(p.name for p in (output / "data").iterdir()) == report.datasets
-    assert set(report.datasets) == {"colored_fashion_mnist", "fashion_mnist", "xor"}
+    assert set(report.datasets) == {"colored_fashion_mnist", "fashion_mnist", "transpose", "xor"}
     assert "mnist" in report.missing  # optional, not staged without a network: said, not fatal
     for key in report.datasets:  # the same files as data/<key>/, byte for byte
         staged = sorted(p.relative_to(kit_course.data / key) for p in (kit_course.data / key).rglob("*") if p.is_file())
