@@ -1,18 +1,23 @@
 """Shared fixtures and helpers: courses built once per test session (builds run real kernels).
 
-The lab tests (test_lab1.py ... test_lab5.py) share the helpers below the line "lab tests":
-building a copy of a repository lab, grading a class of DemoStudents in one batch, and reading
-a Result (cell scores, failed checks, checks by name) for their assertions.
+The lab tests (test_lab1.py ... test_lab6.py) share the helpers below the line "lab tests":
+building a copy of a repository lab (each lab built once per run, shared by the xdist workers),
+grading a class of DemoStudents in one batch, and reading a Result (cell scores, failed checks,
+checks by name) for their assertions.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import shutil
 import socket
 import sys
 import time
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -21,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from autograder.authoring.pipeline import build_lab, copy_course_skeleton
 from autograder.course import Course
-from autograder.data import FASHION_MNIST_SOURCE
+from autograder.data import FASHION_MNIST_SOURCE, stage_all
 from notebooks import mean_square_lab, write_lab
 
 REPO = Path(__file__).resolve().parent.parent
@@ -195,15 +200,52 @@ def assert_data_cell_names_the_command(lab: str, tmp_path: Path, monkeypatch) ->
         exec(compile(cells["load_data"], "load_data", "exec"), namespace)
 
 
-def build_repo_lab(tmp_path_factory, lab: str, datasets: list[str] = ()) -> Course:
-    """A copy of this repository's `lab` with `datasets` staged, built from scratch."""
-    from autograder.data import stage_all
+# The data sets each repository lab's build reads (its solution runs on them).
+LAB_DATASETS = {
+    "lab2_backprop_xor": ["xor"],
+    "lab3_mnist_lenet": ["fashion_mnist"],
+    "lab5_vae_debiasing": ["fashion_mnist", "colored_fashion_mnist"],
+    "lab6_attention": ["transpose"],
+}
 
-    course = Course.load(copy_course_skeleton(REPO, tmp_path_factory.mktemp(f"{lab}-course"), [lab]))
-    if datasets:
-        assert stage_all(course.data, datasets=list(datasets)) == list(datasets)
-    build_lab(course, lab)
-    return course
+
+def build_repo_lab(tmp_path_factory, lab: str, datasets: list[str] | None = None) -> Course:
+    """A copy of this repository's `lab` with `datasets` (default: LAB_DATASETS') staged, built
+    from scratch: once per test run, whichever xdist worker asks first (the others wait on its
+    lock), then copied, so that each caller grades into a course of its own. A build runs the
+    lab's solution, minutes for some labs: test_labN, test_kit, test_by_hand and the student's
+    JupyterLab test all need one."""
+    datasets = list(LAB_DATASETS.get(lab, []) if datasets is None else datasets)
+    built = _shared_build_folder(tmp_path_factory) / "-".join([lab, *datasets])
+    with _lock(built.with_suffix(".lock")):
+        if not (built / ".built").is_file():
+            shutil.rmtree(built, ignore_errors=True)  # a build that failed halfway is not reused
+            course = Course.load(copy_course_skeleton(REPO, built, [lab]))
+            if datasets:
+                assert stage_all(course.data, datasets=datasets) == datasets
+            build_lab(course, lab)
+            (built / ".built").write_text(lab)
+    copy = tmp_path_factory.mktemp(f"{lab}-course")
+    shutil.copytree(built, copy, symlinks=True, dirs_exist_ok=True)
+    return Course.load(copy)
+
+
+def _shared_build_folder(tmp_path_factory) -> Path:
+    """This run's folder that every xdist worker sees (their base folders' parent), else the base."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "built-labs"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+@contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def edit_submitted_cell(course: Course, lab: str, student: str, grade_id: str, old: str | None, new: str) -> None:

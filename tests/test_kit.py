@@ -42,7 +42,7 @@ import numpy as np
 import pytest
 
 from autograder import __version__
-from autograder.authoring.pipeline import build_lab, copy_course_skeleton
+from autograder.authoring.pipeline import copy_course_skeleton
 from autograder.cells import BEGIN_HIDDEN, BEGIN_SOLUTION, END_HIDDEN, END_SOLUTION, marker_lines
 from autograder.checks.notebook_metadata import course_metadata, read_notebook_json
 from autograder.checks.observation import decode, encode
@@ -50,7 +50,7 @@ from autograder.course import Course
 from autograder.data import FASHION_MNIST_SOURCE, stage_all
 from autograder.kit import MARKER, KitError, build_student_wheel, make_kit
 from autograder.references import load_references
-from conftest import REPO
+from conftest import REPO, build_repo_lab
 
 LABS = sorted(p.name for p in (REPO / "source").iterdir() if p.is_dir() and list(p.glob("*.ipynb")))
 WHEEL = f"autograder_student-{__version__}-py3-none-any.whl"
@@ -295,16 +295,14 @@ def collect_secrets(course: Course, kit: Path, references: dict[str, dict]) -> S
 # ------------------------------------------------------------------------------------------ fixtures
 
 
-def hidden_references(tmp_path_factory, data: Path) -> dict[str, dict]:
-    """lab -> its private references: this repository's private/ where built, else a fresh build."""
+def hidden_references(tmp_path_factory) -> dict[str, dict]:
+    """lab -> its private references: this repository's private/ where built, else a fresh build
+    (the one the lab's own tests use: conftest.build_repo_lab builds each lab once per run)."""
     references = {}
     for lab in LABS:
         file = REPO / "private" / lab / "references.json"
         if not file.is_file():
-            course = Course.load(copy_course_skeleton(REPO, tmp_path_factory.mktemp(f"{lab}-refs"), [lab]))
-            os.symlink(data, course.data)
-            build_lab(course, lab)
-            file = course.references_file(lab)
+            file = build_repo_lab(tmp_path_factory, lab).references_file(lab)
         references[lab] = load_references(file)
     return references
 
@@ -333,7 +331,7 @@ def kit(kit_course, tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def secrets(kit_course, kit, tmp_path_factory) -> Secrets:
-    return collect_secrets(kit_course, kit[0], hidden_references(tmp_path_factory, kit_course.data))
+    return collect_secrets(kit_course, kit[0], hidden_references(tmp_path_factory))
 
 
 # ------------------------------------------------------------------------------------------ tests
