@@ -213,9 +213,9 @@ def greedy_decode(model, src, src_lengths, max_length):
 
 @pytest.fixture(scope="module")
 def lab6_course(tmp_path_factory) -> Course:
-    """This repository's lab 6, built from scratch, with Part B's held-out melodies staged (music21's corpus,
-    for Parts C and D, needs no staged data)."""
-    return build_repo_lab(tmp_path_factory, LAB, ["transpose"])
+    """This repository's lab 6, built from scratch, with Part B's held-out melodies staged (conftest's
+    LAB_DATASETS: `transpose`; music21's corpus, for Parts C and D, needs no staged data)."""
+    return build_repo_lab(tmp_path_factory, LAB)
 
 
 @pytest.fixture(scope="module")
