@@ -324,7 +324,11 @@ DOWNSTREAM_CELLS = {
 # Part B's bugs (seq2seq): what each costs there, its own cells and everything computed with the buggy piece.
 _DECODER_AND_AFTER = {"decoder_step_fixture", "decoder_step_hidden", "seq2seq_loss_fixture", "seq2seq_loss_hidden"}
 _DECODER_AND_AFTER |= {"seq2seq_loss_ignores_padding", "greedy_decode_fixture", "greedy_decode_hidden"}
-_DECODER_AND_AFTER |= {"greedy_decode_stops_when_all_ended", "greedy_decode_weights_shape"}
+_DECODER_AND_AFTER |= {
+    "greedy_decode_stops_when_all_ended",
+    "greedy_decode_weights_shape",
+    "greedy_decode_weights_hidden",
+}
 _TRAINED = {"s2s_validation_token_accuracy", "s2s_validation_accuracy_threshold", "s2s_validation_exact_match"}
 _TRAINED |= {"transpose_token_accuracy"}
 S2S_BUGS = {
@@ -340,7 +344,7 @@ S2S_BUGS = {
         {
             "additive_attention_tests": 0.75,
             "decoder_tests": 0.0,
-            "greedy_decode_tests": 1.0,
+            "greedy_decode_tests": 0.75,
             "seq2seq_loss_tests": 0.666667,
         },
         {"additive_attention_fixture", "additive_attention_hidden", "additive_context_ignores_padding"}
@@ -368,7 +372,7 @@ S2S_BUGS = {
     "careless": (
         {"greedy_decode_tests": 0.0},
         {"greedy_decode_fixture", "greedy_decode_hidden", "greedy_decode_pads_after_eos"}
-        | {"greedy_decode_stops_when_all_ended", "greedy_decode_weights_shape"},
+        | {"greedy_decode_stops_when_all_ended", "greedy_decode_weights_shape", "greedy_decode_weights_hidden"},
     ),
 }
 EXPECTED = {
