@@ -22,6 +22,9 @@ from nbclient import NotebookClient
 KERNEL_ARGV = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"]
 # iopub messages that are not output: neither counted nor capped.
 NOT_OUTPUT = {"status", "execute_input", "clear_output"}
+# The client connects before the kernel has bound its sockets, and ZeroMQ retries every
+# RECONNECT_IVL (100 ms by default): a forked kernel that is ready in 0.2 s would wait it out.
+RECONNECT_MS, RECONNECT_MAX_MS = 10, 1000
 
 
 class KernelManager(AsyncKernelManager):
@@ -50,6 +53,8 @@ class KernelManager(AsyncKernelManager):
         (ZMQ_MAXMSGSIZE), so no single message has to fit in the coordinator's memory."""
         kc = super().client(**kw)
         kc.context.setsockopt(zmq.MAXMSGSIZE, self._max_message_bytes)
+        kc.context.setsockopt(zmq.RECONNECT_IVL, RECONNECT_MS)
+        kc.context.setsockopt(zmq.RECONNECT_IVL_MAX, RECONNECT_MAX_MS)  # backs off: a dead kernel costs nothing
         return kc
 
     # jupyter_client declares AsyncKernelManager.start_kernel as an awaitable callable over its sync base's

@@ -18,6 +18,7 @@ import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from queue import Empty
 from typing import IO, Any
 
 import zmq
@@ -30,6 +31,62 @@ from .launch import KernelRequest, launch_arguments, log_tail, socket_dir
 from .processes import exit_text, kill_group, process_tree
 
 log = logging.getLogger(__name__)
+IOPUB_SILENCE = 0.2  # seconds without an iopub message before kernel_info is asked again
+
+
+async def wait_until_ready(kc: Any, timeout: float) -> None:
+    """Until the kernel answers kernel_info on shell and its iopub is connected: jupyter_client's
+    wait_for_ready without its last step, which waits for iopub to stay silent for 0.2 s, as long
+    again as all the rest of a forked kernel's start. A request's cycle is complete when iopub
+    brings its `idle` status; whatever iopub holds then is drained without waiting (nbclient
+    reads only messages whose parent is a cell's request, so a later one is never misread).
+    RuntimeError when the kernel dies or says nothing within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        msg_id = kc.kernel_info()
+        if await _reply_on_shell(kc, msg_id, deadline) and await _iopub_after(kc, msg_id) == "idle":
+            break
+        if not await ensure_async(kc.is_alive()):
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"Kernel didn't respond in {timeout:g} seconds")
+    while True:
+        try:
+            await ensure_async(kc.iopub_channel.get_msg(timeout=0))
+        except Empty:
+            return
+
+
+async def _reply_on_shell(kc: Any, msg_id: str, deadline: float) -> bool:
+    """The kernel_info reply to `msg_id`, read within a second (or by the deadline); False: none."""
+    end = time.monotonic() + min(1.0, max(0.0, deadline - time.monotonic()))
+    while True:
+        try:
+            reply = await ensure_async(kc.shell_channel.get_msg(timeout=max(0.0, end - time.monotonic())))
+        except Empty:
+            return False
+        if reply.get("parent_header", {}).get("msg_id") == msg_id and reply["msg_type"] == "kernel_info_reply":
+            kc._handle_kernel_info_reply(reply)  # the protocol version, as wait_for_ready sets it
+            return True
+
+
+async def _iopub_after(kc: Any, msg_id: str) -> str:
+    """ "idle": iopub brought `msg_id`'s idle status; "welcome": iopub has just connected (the
+    kernel's welcome to a new subscriber), so that status may have gone before: ask again;
+    "silent": nothing for IOPUB_SILENCE seconds."""
+    while True:
+        try:
+            msg = await ensure_async(kc.iopub_channel.get_msg(timeout=IOPUB_SILENCE))
+        except Empty:
+            return "silent"
+        if msg["msg_type"] == "iopub_welcome":
+            return "welcome"
+        if (
+            msg["msg_type"] == "status"
+            and msg.get("parent_header", {}).get("msg_id") == msg_id
+            and msg.get("content", {}).get("execution_state") == "idle"
+        ):
+            return "idle"
 
 
 @dataclass
@@ -89,7 +146,7 @@ class Kernel:
             stack.callback(self._stop_channels)
             self.kc.allow_stdin = False
             await ensure_async(self.kc.start_channels())
-            await ensure_async(self.kc.wait_for_ready(timeout=min(60, request.limits.notebook_timeout)))
+            await wait_until_ready(self.kc, timeout=min(60, request.limits.notebook_timeout))
             self.iopub_monitor = self.kc.iopub_channel.socket.get_monitor_socket(zmq.EVENT_DISCONNECTED)
         except Exception as err:  # the kernel is the student's side: whatever breaks is a failed start
             return f"kernel did not start: {err}{log_tail(self.log_file)}"
