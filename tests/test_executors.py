@@ -24,6 +24,7 @@ from test_zygote import (
     cell_text,
     forking,  # noqa: F401  (a fixture: skips where this machine cannot fork kernels)
     notebook,
+    verdicts,
 )
 from traitlets.config import Config
 
@@ -272,22 +273,7 @@ def test_ray_actors_grade_the_same_class_alike_forked_and_fresh(course, ray_clus
     for student in FORK_CLASS:
         make_submission(course, LAB, student)
 
-    def verdicts(kernel_start: str) -> dict:
-        config = with_limits(course, cell_timeout=8, notebook_timeout=30, kernel_start=kernel_start)
-        results = grade_lab(config, LAB, [s.name for s in FORK_CLASS], force=True, workers=2, executor="ray")
-        assert not [w for r in results for w in r.warnings if "kernel_start" in w]
-        return {
-            r.student: (
-                r.status,
-                r.score,
-                r.reason,
-                r.failure,
-                [(c.grade_id, c.score, [(k.name, k.passed, k.message) for k in c.checks]) for c in r.cells],
-            )
-            for r in results
-        }
-
-    forked, fresh = verdicts("fork"), verdicts("fresh")
+    forked, fresh = verdicts(course, "fork", executor="ray"), verdicts(course, "fresh", executor="ray")
     assert forked == fresh
     assert {s: v[:2] for s, v in forked.items()} == {
         "honest": ("graded", 3.0),

@@ -402,11 +402,15 @@ CLASS = [
 ]
 
 
-def verdicts(course: Course, kernel_start: str) -> dict:
+def verdicts(course: Course, kernel_start: str, executor: str | None = None) -> dict:
+    """CLASS graded with `kernel_start` (on `executor`): every result's status, score, reason,
+    failure and each cell's checks with their messages."""
     config = Config(course.config)
     config.Grading.kernel_start = kernel_start
     config.Grading.cell_timeout, config.Grading.notebook_timeout = 8, 30
-    results = grade_lab(Course(course.root, config), LAB, [s.name for s in CLASS], force=True, workers=2)
+    results = grade_lab(
+        Course(course.root, config), LAB, [s.name for s in CLASS], force=True, workers=2, executor=executor
+    )
     assert not [w for r in results for w in r.warnings if "kernel_start" in w]
     return {
         r.student: (
