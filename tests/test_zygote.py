@@ -402,6 +402,17 @@ CLASS = [
 ]
 
 
+# What CLASS scores (the patcher's numpy.allclose = lambda: True fools no verdict: judged outside).
+CLASS_SCORES = {
+    "honest": ("graded", 3.0),
+    "blank": ("graded", 0.0),
+    "summer": ("graded", 1.0),
+    "looper": ("failed", 0.0),
+    "crasher": ("failed", 0.0),
+    "patcher": ("graded", 3.0),
+}
+
+
 def verdicts(course: Course, kernel_start: str, executor: str | None = None) -> dict:
     """CLASS graded with `kernel_start` (on `executor`): every result's status, score, reason,
     failure and each cell's checks with their messages."""
@@ -429,14 +440,7 @@ def test_fork_and_fresh_grade_the_same_class_alike(course, forking):
         make_submission(course, LAB, student)
     forked, fresh = verdicts(course, "fork"), verdicts(course, "fresh")
     assert forked == fresh
-    assert {s: v[:2] for s, v in forked.items()} == {
-        "honest": ("graded", 3.0),
-        "blank": ("graded", 0.0),
-        "summer": ("graded", 1.0),
-        "looper": ("failed", 0.0),
-        "crasher": ("failed", 0.0),
-        "patcher": ("graded", 3.0),
-    }
+    assert {s: v[:2] for s, v in forked.items()} == CLASS_SCORES
 
 
 def test_the_zygote_command_line_keeps_capabilities_for_itself_only(course):
