@@ -18,7 +18,7 @@ travels alone. Headless Chromium then does what a student does:
   (d) reads the menus, the command palette and the commands: nothing of nbgrader;
   (e) runs the partly solved notebook again, saves it with Ctrl+S, runs the student venv's
       `autograder validate --json` on the saved file (exit 1: a public check failed) and hands
-      it in: the grading side (lab 1 built from this repository's source) scores that very
+      it in: `autograder grade` (lab 1 built from this repository's source) scores that very
       file as validate foretold, full marks where every public check passed, 0 elsewhere.
 
 Screenshots of every step go to test-artifacts/student-jupyter/ (their paths are printed).
@@ -37,6 +37,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import quote
@@ -186,8 +187,14 @@ def folders(kit) -> dict[str, Path]:
 
 @pytest.fixture(scope="module")
 def grading_course(tmp_path_factory):
-    """The grading side: this repository's lab 1 built from its source, where the file is handed in."""
-    return build_repo_lab(tmp_path_factory, LAB)
+    """The grading side: this repository's lab 1 built from its source, where the file is handed in.
+
+    Built in a thread of its own: the build runs its kernel through jupyter_core's run_sync, which
+    runs the coroutine on the calling thread's event loop, and in this thread that is Playwright's
+    (its sync API's loop): left with the kernel client's sockets and tasks, it stopped driving the
+    browser (menus and the palette timed out in the next test)."""
+    with ThreadPoolExecutor(max_workers=1) as thread:
+        return thread.submit(build_repo_lab, tmp_path_factory, LAB).result()
 
 
 class Server:
@@ -371,7 +378,7 @@ def test_the_student_saves_validates_and_submits_and_the_grader_agrees(
     """The last steps of the README's student workflow: save in JupyterLab, `autograder validate`
     the saved file from the student's venv, hand it in; the grader scores that file as validate
     foretold: the solved cells full marks, the wrong and blank ones 0 with their cause."""
-    from autograder.grading.batch import grade_lab
+    from autograder.grading.results import load_result
 
     saved = tmp_path / "handed-in" / folders["solved"].name
     saved.parent.mkdir()
@@ -407,8 +414,18 @@ def test_the_student_saves_validates_and_submits_and_the_grader_agrees(
     handed_in = grading_course.submitted / student / LAB / f"{LAB}.ipynb"
     handed_in.parent.mkdir(parents=True)
     shutil.copy(saved, handed_in)
-    [result] = grade_lab(grading_course, LAB, [student], force=True, workers=1)
-    assert result.status == "graded", (result.status, result.reason)
+    # the TA's command, in its own process (as a TA runs it; the grading's event loops and
+    # threads then stay out of this process, where Playwright drives the browser)
+    graded = subprocess.run(
+        [str(Path(sys.prefix) / "bin" / "autograder"), "grade", LAB, "--student", student, "--force"],
+        cwd=grading_course.root,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert graded.returncode == 0, f"autograder grade failed:\n{graded.stdout[-3000:]}\n{graded.stderr[-3000:]}"
+    result = load_result(grading_course.autograded, student, LAB)
+    assert result is not None and result.status == "graded", (result and result.status, result and result.reason)
     points = {
         c["metadata"]["nbgrader"]["grade_id"]: c["metadata"]["nbgrader"]["points"]
         for c in json.loads(RELEASE.read_text())["cells"]
