@@ -606,21 +606,44 @@ def _nbgrader_seen(page, menu_shot: Path, palette_shot: Path) -> list[str]:
     for toolbar in page.locator(".jp-NotebookPanel-toolbar").all_inner_texts():
         if _nbgrader_text(toolbar) or "Validate" in toolbar:
             seen.append(f"notebook toolbar: {toolbar}")
-    page.keyboard.press("Control+Shift+C")  # the command palette
     palette = page.locator("#command-palette")
-    search = palette.locator("input").first
-    search.wait_for(state="visible")
-    search.fill("launcher")  # the palette searches: JupyterLab's own command (enabled with or without a notebook)
+    # the palette searches: JupyterLab's own command (enabled with or without a notebook) first
+    _palette_search(page, "launcher")
     palette.locator(".lm-CommandPalette-item", has_text="New Launcher").first.wait_for(state="visible")
     _shoot(page, palette_shot)
     for word in ["nbgrader", "formgrader", "assignment", "course list"]:
-        search.fill(word)
-        _frames(page)
-        shown = palette.locator(".lm-CommandPalette-item").all_inner_texts()
+        shown = _palette_search(page, word)
         if found := _nbgrader_text(" ".join(shown)):
             seen.append(f"command palette, {word!r}: {shown}")
     page.keyboard.press("Escape")
     return seen
+
+
+def _palette_search(page, word: str) -> list[str]:
+    """The command palette's items for `word`. The palette is opened with its key (Ctrl+Shift+C),
+    or with the command that key is bound to where the key reached no widget; it closes when it
+    loses the focus (a notification, an extension's panel loading), so it is opened again then."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    palette = page.locator("#command-palette")
+    search = palette.locator("input").first
+    for attempt in range(3):
+        if not search.is_visible():
+            page.keyboard.press("Control+Shift+C")
+            try:
+                search.wait_for(state="visible", timeout=5_000)
+            except PlaywrightTimeout:
+                page.evaluate("() => window.jupyterapp.commands.execute('apputils:activate-command-palette')")
+                search.wait_for(state="visible", timeout=10_000)
+        try:
+            search.fill(word, timeout=5_000)
+        except PlaywrightTimeout:
+            if attempt == 2:
+                raise
+            continue
+        _frames(page)
+        return palette.locator(".lm-CommandPalette-item").all_inner_texts()
+    raise AssertionError("unreachable")
 
 
 def _close_menu(page, menu) -> None:
