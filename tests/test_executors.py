@@ -15,7 +15,7 @@ import time
 
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
-from test_sandbox import processes_with
+from test_sandbox import processes_left, processes_with
 from test_zygote import CLASS as FORK_CLASS
 from test_zygote import (
     CLASS_SCORES,
@@ -328,10 +328,8 @@ def test_ray_kills_and_replaces_an_actor_past_its_time(course, ray_cluster):
     assert replacement != actor
     with pytest.raises(ray.exceptions.RayActorError):
         ray.get(actor.close.remote(), timeout=30)
-    deadline = time.monotonic() + 15  # the killed actor's zygote, kernel and what it started go with it
-    while processes_with(MARKER) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert processes_with(MARKER) == []
+    # the killed actor's zygote, kernel and what it started go with it
+    assert processes_left(MARKER, within=15) == []
 
 
 @pytest.mark.usefixtures("forking")
@@ -360,10 +358,7 @@ def test_a_ray_actor_that_dies_mid_job_is_a_failed_result_and_is_replaced(course
     assert result.reason.startswith("the Ray worker failed: "), result.reason
     assert replacement != actor
     assert_completed_forked([after])
-    deadline = time.monotonic() + 15
-    while processes_with(MARKER) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert processes_with(MARKER) == []
+    assert processes_left(MARKER, within=15) == []
 
 
 def test_a_ray_actor_whose_slot_cannot_fork_starts_fresh_kernels_and_says_so(course, ray_cluster):

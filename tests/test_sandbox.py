@@ -78,6 +78,14 @@ def processes_with(marker: str) -> list[int]:
     return found
 
 
+def processes_left(marker: str, within: float) -> list[int]:
+    """The processes with `marker` still there after waiting up to `within` seconds for them to go."""
+    deadline = time.monotonic() + within
+    while processes_with(marker) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return processes_with(marker)
+
+
 @pytest.fixture(autouse=True)
 def no_leftovers():
     """Every run leaves no cgroup (and so no process) behind."""
@@ -309,10 +317,7 @@ os.kill(os.getpid(), signal.SIGKILL)
     for delay in (0, 0.002, 0.005, 0.01, 0.03, 0.1):
         done = subprocess.run([sys.executable, "-c", coordinator, str(delay)], capture_output=True, text=True)
         assert done.returncode == -signal.SIGKILL, done.stderr  # it started the sandbox, then died
-    deadline = time.monotonic() + 5
-    while processes_with(marker) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert processes_with(marker) == []
+    assert processes_left(marker, within=5) == []
 
 
 def test_sandbox_command_line():

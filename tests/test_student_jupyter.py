@@ -380,11 +380,8 @@ def test_the_student_saves_validates_and_submits_and_the_grader_agrees(
     foretold: the solved cells full marks, the wrong and blank ones 0 with their cause."""
     from autograder.grading.results import load_result
 
-    saved = tmp_path / "handed-in" / folders["solved"].name
-    saved.parent.mkdir()
-    shutil.copy(folders["solved"], saved)  # the pristine partly solved file, outside the kit
     served = folders["root"] / "handed-in.ipynb"
-    shutil.copy(saved, served)
+    shutil.copy(folders["solved"], served)  # the pristine partly solved file
     _open(page, server, served)
     _run_cell_by_cell(page, "the notebook to hand in")
     before = served.stat().st_mtime_ns
@@ -395,6 +392,8 @@ def test_the_student_saves_validates_and_submits_and_the_grader_agrees(
     on_disk = json.loads(served.read_text())
     ran = [c for c in on_disk["cells"] if c["cell_type"] == "code" and c.get("execution_count")]
     assert len(ran) >= len(SOLVED), "the saved file holds no run of its cells"
+    saved = tmp_path / "handed-in" / folders["solved"].name  # what the student uploads, outside the kit
+    saved.parent.mkdir()
     shutil.copy(served, saved)
 
     validated = subprocess.run(

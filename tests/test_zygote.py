@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
-from test_sandbox import processes_with
+from test_sandbox import processes_left, processes_with
 from traitlets.config import Config
 
 from autograder.authoring.pipeline import build_lab
@@ -249,10 +249,7 @@ def test_a_job_that_forks_or_kills_its_kernel_leaves_nothing(course, forking, en
     sources = [LEAVE_CHILDREN] + ([ending] if ending else [])
     with LocalExecutor(spec, SlotPool.for_machine(gpus=[], cpu_jobs=1), jobs=2) as executor:
         first = executor.execute(notebook(*sources), "job0")
-        deadline = time.monotonic() + 10
-        while processes_with(MARKER) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert processes_with(MARKER) == []  # gone with its job, while the zygote lives on
+        assert processes_left(MARKER, within=10) == []  # gone with its job, while the zygote lives on
         after = executor.execute(notebook("print('next', 6 * 7)"), "job1")
     assert int(cell_text(first, 0).split()[1]) >= 4  # its init, the kernel and both sleepers
     if ending:

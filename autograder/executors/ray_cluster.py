@@ -191,7 +191,7 @@ class RayExecutor:
         try:
             return ray.get(ref)
         except Exception as err:  # the worker died (killed, out of memory), or our code failed there
-            return f"the Ray worker failed: {type(err).__name__}: {first_line(err)}", FailureKind.RAY_WORKER_FAILED
+            return _worker_failed(err)
 
     def _run_on_actor(self, nb_json: str, label: str) -> str | tuple[str, FailureKind]:
         """On a free actor of the pool (waiting for one); an actor that timed out or failed is
@@ -210,7 +210,7 @@ class RayExecutor:
             try:
                 payload = ray.get(ref)
             except Exception as err:  # the actor died (killed, out of memory), or our code failed there
-                return f"the Ray worker failed: {type(err).__name__}: {first_line(err)}", FailureKind.RAY_WORKER_FAILED
+                return _worker_failed(err)
             replace = False
             return payload
         finally:
@@ -411,6 +411,11 @@ def _failure(data: dict) -> FailureKind | None:
         return FailureKind(failure) if isinstance(failure, str) else FailureKind.RAY_WORKER_FAILED
     except ValueError:
         return FailureKind.RAY_WORKER_FAILED
+
+
+def _worker_failed(err: Exception) -> tuple[str, FailureKind]:
+    """Why no payload came from a task's worker or an actor that raised or died."""
+    return f"the Ray worker failed: {type(err).__name__}: {first_line(err)}", FailureKind.RAY_WORKER_FAILED
 
 
 def _kill(ray, actor) -> None:
