@@ -320,6 +320,36 @@ os.kill(os.getpid(), signal.SIGKILL)
     assert processes_left(marker, within=5) == []
 
 
+@pytest.mark.parametrize("fd_number", [21, 321])
+def test_the_sandbox_dies_when_its_lifeline_closes_whatever_its_fds_number(tmp_path, fd_number):
+    """The coordinator's end of the lifeline closing is what kills the sandbox. A coordinator
+    with many files open (pytest, a batch's kernel sockets) hands it a two-digit fd, which the
+    sandbox's /bin/sh (dash: fds 0-9 only in a redirection) once could not read: the sandbox
+    then outlived its coordinator whenever --die-with-parent missed it."""
+    marker = f"4325{fd_number}"
+    read, write = os.pipe()
+    lifeline = os.dup2(read, fd_number, inheritable=False)
+    os.close(read)
+    try:
+        argv = sandbox_argv(["sleep", marker], job_dir=tmp_path, env={}, limits=default_limits(), lifeline_fd=lifeline)
+        sandbox = subprocess.Popen(argv, pass_fds=(lifeline,), start_new_session=True, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 30
+        while not processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert processes_with(marker), "the sandbox did not start"
+        time.sleep(0.5)  # the lifeline's reader is up (or has failed) by now
+        assert sandbox.poll() is None
+        os.close(write)
+        write = -1
+        assert processes_left(marker, within=5) == []
+        sandbox.wait(timeout=5)
+        assert sandbox.stderr.read() == b""
+    finally:
+        for fd in (lifeline, write):
+            if fd >= 0:
+                os.close(fd)
+
+
 def test_sandbox_command_line():
     argv = sandbox_argv(["python"], job_dir=Path("/tmp/job"), env={"A": "1"}, limits=default_limits(memory_bytes=None))
     assert argv[0].endswith("prlimit") and not any(a.startswith("--as=") for a in argv)

@@ -48,8 +48,11 @@ GPU_SHARED_NODES = ("/dev/nvidiactl", "/dev/nvidia-uvm", "/dev/nvidia-uvm-tools"
 # end closes when it exits, even by SIGKILL), then kills every process of the sandbox; the
 # shell itself execs the command. bwrap's --die-with-parent alone leaks the sandbox when the
 # coordinator dies in the first milliseconds, before bwrap's processes have set PDEATHSIG.
-# `kill -1` is safe only inside the sandbox's own pid namespace.
-LIFELINE_SCRIPT = 'fd=$1; shift; (read _ <&"$fd"; kill -KILL -1) & exec "$@"'
+# `kill -1` is safe only inside the sandbox's own pid namespace. The pipe is read through
+# /proc/self/fd: dash (Debian's /bin/sh) redirects only fds 0-9, and a coordinator with many
+# files open holds a higher one (`<&12` is a syntax error that silently ended the watcher).
+# Reopening an anonymous pipe there never waits for a writer: EOF at once if none is left.
+LIFELINE_SCRIPT = 'fd=$1; shift; (read _ < "/proc/self/fd/$fd"; kill -KILL -1) & exec "$@"'
 
 
 @dataclass(frozen=True)
