@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -29,6 +30,7 @@ from autograder.authoring.pipeline import build_lab
 from autograder.course import Course
 from autograder.demo import DemoStudent, make_submission
 from autograder.executors import zygote as zygote_module
+from autograder.executors.job_folder import JobFolder
 from autograder.executors.local import LocalExecutor, new_zygote
 from autograder.executors.processes import process_tree
 from autograder.executors.sandbox import probe
@@ -533,3 +535,34 @@ def test_a_slot_whose_zygote_died_starts_another(course, forking):
         assert alive is not dead and alive.alive()
     assert_completed_forked([first, *later])
     assert not dead.folder.exists() and not alive.folder.exists()
+
+
+def test_a_job_folder_removed_while_a_kernel_is_forked_does_not_fail_the_fork(course, forking):
+    """A forked kernel unmounts the slot's other job folders; one the coordinator removes at that
+    moment is already detached by the kernel (its mount point was unlinked), which is not an error:
+    a CI run's forked kernel died on it ("unmount ...: No such file or directory"). Job folders
+    are made and removed beside probe jobs, which go through every step of a kernel's set-up."""
+    zygote = new_zygote(spec_for(course), Slot(0), name="churn")
+    stop, churned = threading.Event(), [0]
+
+    def churn() -> None:
+        while not stop.is_set():
+            JobFolder.create(prefix="autograder-slot0-", dir=zygote.jobs, size_bytes=2**20, inodes=64).remove()
+            churned[0] += 1
+
+    try:
+        # started in this thread: bwrap's --die-with-parent follows the thread that started it
+        assert zygote._start() is None
+        churners = [threading.Thread(target=churn) for _ in range(4)]
+        for churner in churners:
+            churner.start()
+        try:
+            problems = [zygote._probe() for _ in range(100)]
+        finally:
+            stop.set()
+            for churner in churners:
+                churner.join()
+    finally:
+        zygote.close()
+    assert churned[0] > 100, churned  # folders came and went all along
+    assert [p for p in problems if p is not None] == []

@@ -277,10 +277,19 @@ def _own_mounts(request: dict) -> None:
     size = str(int(request["tmpfs_bytes"]))
     _mount(None, "/", None, MS_REC | MS_PRIVATE, what="make / private")
     keep = os.open(job_dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-    for point in sorted(_mount_points(), key=len, reverse=True):
+
+    def foreign(point: str) -> bool:  # other jobs' folders, the zygote's socket
         ours = point == job_dir or job_dir.startswith(point + "/")  # the job folder's mount, or above it
-        if not ours and any(point == top or point.startswith(top + "/") for top in hidden):
-            _umount(point)  # other jobs' folders, the zygote's socket
+        return not ours and any(point == top or point.startswith(top + "/") for top in hidden)
+
+    for point in sorted(filter(foreign, _mount_points()), key=len, reverse=True):
+        # a job folder the coordinator removes meanwhile is detached here by the kernel itself
+        # (a mount point unlinked in another namespace), so "already gone" is not an error;
+        # what is still mounted after the loop is, whatever umount2 said
+        libc.umount2(point.encode(), MNT_DETACH)
+    left = [point for point in _mount_points() if foreign(point)]
+    if left:
+        raise SetupError(f"could not unmount other jobs' folders: {', '.join(left)}")
     _umount("/dev/shm")
     _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"size={size},mode=1777", what="tmpfs /dev/shm")
     # the new /proc is mounted aside while the zygote's is still there (the kernel allows a proc
