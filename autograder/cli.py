@@ -353,6 +353,12 @@ def mutate(
     limit: Annotated[
         int, typer.Option(help="At most this many mutants per lab, spread over its cells (0: every one).")
     ] = 0,
+    cell: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Only the mutants of the solution cells with this grade_id (a glob pattern; repeat it for more)."
+        ),
+    ] = None,
     min_kill_rate: Annotated[float, typer.Option(help="Exit 1 when a lab's kill rate (0-1) is below this.")] = 0.0,
     strict: Annotated[
         bool, typer.Option(help="Exit 1 on any survivor or declaration not applied (declare equivalents instead).")
@@ -389,7 +395,13 @@ def mutate(
 
             try:
                 report = mutate_lab(
-                    c, lab, limit=limit or None, workers=workers or None, executor=executor, on_result=on_result
+                    c,
+                    lab,
+                    limit=limit or None,
+                    cells=cell or (),
+                    workers=workers or None,
+                    executor=executor,
+                    on_result=on_result,
                 )
             except (CourseError, RuntimeError) as err:
                 _fail(str(err))

@@ -271,3 +271,17 @@ def test_lab1_kills_its_mutants(tmp_path_factory):
         print("  " + line)
     assert len(report.outcomes) == 24 and len({o.mutant.cell for o in report.outcomes}) >= 10
     assert report.kill_rate >= 0.9, summary_line(report)  # 98.3 % over all 63 (README, Measured)
+
+
+def test_mutants_of_chosen_cells_only_and_a_pattern_matching_none_is_refused(weak_course):
+    """`--cell` re-measures one part of a lab after editing it; a typo measures nothing and says so."""
+    done = mutate_cli(LAB, "--cell", "mean_*", "--course", str(weak_course.root))
+    assert done.returncode == 0, done.stdout + done.stderr
+    saved = json.loads((weak_course.private / LAB / "mutation.json").read_text())
+    assert saved["cells"] == ["mean_*"] and saved["outcomes"], saved
+    assert {o["cell"] for o in saved["outcomes"]} == {"mean_square_solution"}, saved["outcomes"]
+    assert f"{LAB}: {saved['mutants']} mutants of the cells mean_*:" in done.stdout, done.stdout
+    done = mutate_cli(LAB, "--cell", "relu", "--cell", "nope*", "--course", str(weak_course.root))
+    assert done.returncode == 1
+    assert "no solution cell of weak with mutants matches 'relu', 'nope*'" in done.stdout + done.stderr
+    assert "its cells with mutants: mean_square_solution, relu_solution" in done.stdout + done.stderr

@@ -14,11 +14,12 @@ anyway is flagged, since the declaration is then wrong.
 
 from __future__ import annotations
 
+import fnmatch
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -55,8 +56,9 @@ class MutationReport:
     lab: str
     outcomes: list[MutantOutcome]
     problems: list[str]  # declarations that do not apply
-    total_mutants: int  # before sampling
+    total_mutants: int  # before sampling (of the chosen cells)
     seconds: float = 0.0
+    cells: tuple[str, ...] = ()  # the grade_id patterns chosen (none: every cell)
 
     def count(self, verdict: str) -> int:
         return sum(o.verdict == verdict for o in self.outcomes)
@@ -82,18 +84,21 @@ def mutate_lab(
     lab: str,
     *,
     limit: int | None = None,
+    cells: Sequence[str] = (),
     workers: int | None = None,
     executor: str | None = None,
     on_result: Callable[[Result, bool], None] | None = None,
     scratch: Path | None = None,
 ) -> MutationReport:
-    """Grade the lab's mutants (at most `limit`, spread over its cells) and classify each."""
+    """Grade the lab's mutants (those of the solution cells whose grade_id matches one of the
+    `cells` patterns, default all; at most `limit`, spread over its cells) and classify each."""
     from ..grading.batch import grade_lab  # grading imports nbgrader: only when mutants are graded
 
     course.check_lab(lab)
     if not course.references_file(lab).is_file():
         raise CourseError(f"lab {lab!r} is not built here: run `autograder build {lab}` first")
     everything, equivalents, problems = lab_mutants(course.source_notebooks(lab))
+    everything = of_cells(everything, cells, lab)
     mutants = sample(everything, limit)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"mutate-{lab}-", dir=scratch) as folder:
@@ -118,7 +123,22 @@ def mutate_lab(
         )
         results = {r.student: r for r in graded}
     outcomes = [classify(mutant, results[student], baseline, equivalents) for student, mutant in students.items()]
-    return MutationReport(lab, outcomes, problems, len(everything), round(time.perf_counter() - start, 1))
+    return MutationReport(lab, outcomes, problems, len(everything), round(time.perf_counter() - start, 1), tuple(cells))
+
+
+def of_cells(mutants: list[Mutant], patterns: Sequence[str], lab: str) -> list[Mutant]:
+    """The mutants of the solution cells whose grade_id matches a pattern (fnmatch); a pattern
+    that matches no cell with mutants is an error naming those cells (a typo measures nothing)."""
+    if not patterns:
+        return mutants
+    known = list(dict.fromkeys(m.cell for m in mutants))
+    unmatched = [p for p in patterns if not fnmatch.filter(known, p)]
+    if unmatched:
+        raise CourseError(
+            f"no solution cell of {lab} with mutants matches {', '.join(map(repr, unmatched))}; "
+            f"its cells with mutants: {', '.join(known)}"
+        )
+    return [m for m in mutants if any(fnmatch.fnmatchcase(m.cell, p) for p in patterns)]
 
 
 def classify(mutant: Mutant, result: Result, baseline: Result, equivalents: list[Equivalent]) -> MutantOutcome:

@@ -57,8 +57,9 @@ def summary_line(report: MutationReport) -> str:
     judged = len(report.judged)
     kills = sum(o.killed for o in report.judged)
     sampled = f" (a sample of {report.total_mutants})" if len(report.outcomes) < report.total_mutants else ""
+    chosen = f" of the cells {', '.join(report.cells)}" if report.cells else ""
     return (
-        f"{report.lab}: {len(report.outcomes)} mutants{sampled}: killed {report.count('killed')}, "
+        f"{report.lab}: {len(report.outcomes)} mutants{chosen}{sampled}: killed {report.count('killed')}, "
         f"survived {report.count('survived')}, equivalent {report.count('equivalent')}"
         + (
             f", equivalent but killed {report.count('equivalent but killed')}"
@@ -76,6 +77,7 @@ def save_report(report: MutationReport, file: Path) -> Path:
         "date": datetime.date.today().isoformat(),
         "mutants": len(report.outcomes),
         "total_mutants": report.total_mutants,
+        "cells": list(report.cells) or "all",
         "kill_rate": report.kill_rate,
         "named_rate": report.named_rate,
         "seconds": report.seconds,
