@@ -4,7 +4,7 @@ Builds each lab of this repository from scratch in a temporary course (its data 
 there), grades every mutant (or `--limit` of them, spread over the cells) as a hidden student
 and prints, per lab, the summary line, the survivors in words and the seconds it took.
 
-    .venv/bin/python benchmarks/kill_rates.py [LAB ...] [--limit N] [--workers W]
+    .venv/bin/python benchmarks/kill_rates.py [LAB ...] [--limit N] [--cell GRADE_ID ...] [--workers W]
 """
 
 from __future__ import annotations
@@ -36,6 +36,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("labs", nargs="*", help="labs (default: all)")
     parser.add_argument("--limit", type=int, default=None, help="mutants per lab (default: every one)")
+    parser.add_argument(
+        "--cell", action="append", default=[], help="only the mutants of these solution cells (glob; repeatable)"
+    )
     parser.add_argument("--workers", type=int, default=None, help="mutants graded at once (default: config)")
     parser.add_argument("--keep", type=Path, default=None, help="copy each lab's mutation.json into this folder")
     args = parser.parse_args()
@@ -52,7 +55,7 @@ def main() -> None:
             start = time.perf_counter()
             build_lab(course, lab)
             built = time.perf_counter() - start
-            report = mutate_lab(course, lab, limit=args.limit, workers=args.workers)
+            report = mutate_lab(course, lab, limit=args.limit, cells=args.cell, workers=args.workers)
             print(f"{summary_line(report)} (build {built:.0f} s)", flush=True)
             for line in survivor_lines(report):
                 print(f"  {line}", flush=True)
