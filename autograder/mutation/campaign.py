@@ -132,13 +132,14 @@ def of_cells(mutants: list[Mutant], patterns: Sequence[str], lab: str) -> list[M
     if not patterns:
         return mutants
     known = list(dict.fromkeys(m.cell for m in mutants))
-    unmatched = [p for p in patterns if not fnmatch.filter(known, p)]
+    chosen = {cell for cell in known if any(fnmatch.fnmatchcase(cell, p) for p in patterns)}
+    unmatched = [p for p in patterns if not any(fnmatch.fnmatchcase(cell, p) for cell in known)]
     if unmatched:
         raise CourseError(
             f"no solution cell of {lab} with mutants matches {', '.join(map(repr, unmatched))}; "
             f"its cells with mutants: {', '.join(known)}"
         )
-    return [m for m in mutants if any(fnmatch.fnmatchcase(m.cell, p) for p in patterns)]
+    return [m for m in mutants if m.cell in chosen]
 
 
 def classify(mutant: Mutant, result: Result, baseline: Result, equivalents: list[Equivalent]) -> MutantOutcome:
